@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh machine:  `make run`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+SIMRS_SOURCES := $(shell find simrs/src simrs/python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) simrs/Cargo.toml simrs/pyproject.toml
+
+.PHONY: setup run demo test test-rust test-python clean
+
+setup: $(STAMPS)/deps $(STAMPS)/simrs
+
+$(STAMPS)/deps: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The bundled pip backtracks badly on this dependency set; a current one resolves it.
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+$(STAMPS)/simrs: $(STAMPS)/deps $(SIMRS_SOURCES) scripts/configure-cargo.sh
+	./scripts/configure-cargo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pip install --quiet --no-build-isolation ./simrs
+	@touch $@
+
+run: setup
+	$(BIN)/oppen demo
+
+demo: run
+
+test-rust: $(STAMPS)/simrs
+	cd simrs && cargo test --quiet
+
+test-python: setup
+	$(BIN)/python -m pytest
+
+test: setup test-rust test-python
+
+clean:
+	rm -rf $(VENV) $(STAMPS) simrs/target simrs/.cargo

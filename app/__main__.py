@@ -1,0 +1,3 @@
+from app.core.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Services, storage and interfaces of the orchestrator."""

@@ -1,0 +1,63 @@
+"""Database tables (SQLModel). Column types work on both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index
+from sqlmodel import Field, SQLModel
+
+from app.core.timeutil import utcnow
+
+
+def _utc_column(nullable: bool = True) -> Any:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_priority", "state", "priority", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    state: str = Field(default="queued", index=True)
+    priority_class: str = "normal"
+    priority: int = 100
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    gpus: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
+    started_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    finished_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    attempts: int = 0
+    executor_ref: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    mlflow_run_id: str | None = None
+    cancel_requested: bool = False
+
+
+class JobEvent(SQLModel, table=True):
+    """One state transition: the job's history, with time and reason."""
+
+    __tablename__ = "job_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
+    from_state: str | None = None
+    to_state: str
+    reason: str = ""
+
+
+class DispatcherLease(SQLModel, table=True):
+    """A single row: who leads dispatching, until when."""
+
+    __tablename__ = "dispatcher_lease"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = Field(sa_column=_utc_column(False))
+    heartbeat_at: datetime = Field(sa_column=_utc_column(False))

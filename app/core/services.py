@@ -1,0 +1,57 @@
+"""Wires settings to concrete implementations. Nothing is opened until first asked for."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from app.core.db import init_db, make_engine
+from app.core.dispatcher import Dispatcher
+from app.core.errors import ConfigError
+from app.core.executors.base import Executor
+from app.core.lease import Lease, new_holder_id
+from app.core.queue import QueueService
+from app.core.settings import Settings, load_settings
+from app.core.tracking import Tracker
+
+
+class Services:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+
+    @cached_property
+    def engine(self) -> Engine:
+        self.settings.resolved_home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(self.settings.resolved_database_url)
+        init_db(engine)
+        return engine
+
+    @cached_property
+    def queue(self) -> QueueService:
+        return QueueService(self.engine)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir)
+
+    @cached_property
+    def executor(self) -> Executor:
+        if self.settings.executor == "local":
+            from app.core.executors.local import LocalExecutor
+
+            # Jobs inherit the effective settings, so a job reads the same database and store.
+            env = {
+                "OPPEN_HOME": str(self.settings.resolved_home),
+                "OPPEN_DATABASE_URL": self.settings.resolved_database_url,
+                "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
+            }
+            return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable)
+        raise ConfigError(f"unknown executor {self.settings.executor!r}")
+
+    def dispatcher(self) -> Dispatcher:
+        # Create the MLflow store and experiment once, here: jobs started together would
+        # otherwise race to migrate a fresh SQLite store.
+        self.tracker.experiment_id()
+        lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
+        return Dispatcher(self.engine, self.executor, lease, self.settings.max_concurrent_jobs)

@@ -1,0 +1,133 @@
+"""Effective configuration: environment (OPPEN_*) over an optional TOML file over defaults.
+
+The TOML file is ``$OPPEN_HOME/config.toml`` unless ``OPPEN_CONFIG`` names another. Nothing is
+read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.core.errors import ConfigError
+
+DEFAULT_HOME = "~/.oppen"
+
+
+def oppen_home() -> Path:
+    return Path(os.environ.get("OPPEN_HOME", DEFAULT_HOME)).expanduser()
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the settings file; remembers which keys it supplied for `oppen config show`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                self.data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+            unknown = set(self.data) - set(settings_cls.model_fields)
+            if unknown:
+                raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class Settings(BaseSettings):
+    """Every knob of Oppen, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="OPPEN_", extra="ignore")
+
+    home: Path = Field(default=Path(DEFAULT_HOME), description="Where embedded state lives")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite at $OPPEN_HOME/oppen.db"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default SQLite at $OPPEN_HOME/mlflow.db"
+    )
+    executor: Literal["local"] = Field(default="local", description="Where jobs run")
+    llm: str = Field(default="offline", description="Chat model: offline | provider:model")
+    max_concurrent_jobs: int = Field(default=3, ge=1, description="Jobs running at once")
+    dispatch_interval_s: float = Field(default=2.0, gt=0, description="Dispatcher tick period")
+    lease_ttl_s: float = Field(default=30.0, gt=0, description="Dispatcher leadership lease")
+    python_executable: str | None = Field(
+        default=None, description="Interpreter for local jobs; default: the running one"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls, config_path())
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'oppen.db'}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.resolved_home / 'mlflow.db'}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.resolved_home / "logs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.resolved_home / "mlartifacts"
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("OPPEN_CONFIG")
+    return Path(explicit).expanduser() if explicit else oppen_home() / "config.toml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Builds the effective settings, turning validation failures into one clear error."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    return settings
+
+
+def describe_sources(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(name, value, source) for each setting: env, file or default."""
+    path = config_path()
+    file_data: dict[str, Any] = {}
+    if path.is_file():
+        file_data = tomllib.loads(path.read_text())
+    rows = []
+    for name in Settings.model_fields:
+        if f"OPPEN_{name.upper()}" in os.environ:
+            source = "env"
+        elif name in file_data:
+            source = f"file {path}"
+        else:
+            source = "default"
+        rows.append((name, getattr(settings, name), source))
+    return rows

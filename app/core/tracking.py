@@ -1,0 +1,74 @@
+"""MLflow behind a small interface: the embedded SQLite store by default, a server by URL.
+
+MLflow is imported lazily (it is slow to import and opens nothing until asked), and the
+artifact root of the experiment is pinned under OPPEN_HOME so runs never write into the
+current directory.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+EXPERIMENT = "oppen"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, artifacts_dir: Path, experiment: str = EXPERIMENT):
+        self.tracking_uri = tracking_uri
+        self.artifacts_dir = artifacts_dir
+        self.experiment = experiment
+
+    def _client(self) -> Any:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return MlflowClient(self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        client = self._client()
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.tracking_uri.startswith("sqlite:") or "://" not in self.tracking_uri:
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            location = self.artifacts_dir.resolve().as_uri()
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except Exception:  # another process created it first
+            exp = client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    @contextmanager
+    def start_run(self, name: str, tags: dict[str, str]) -> Iterator[Any]:
+        import mlflow
+
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+            yield run
+
+    def run_summary(self, run_id: str) -> RunSummary:
+        run = self._client().get_run(run_id)
+        return RunSummary(run.info.run_id, run.info.status, dict(run.data.params),
+                          dict(run.data.metrics), dict(run.data.tags))
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self._client().get_metric_history(run_id, key)]
+
+    def artifacts(self, run_id: str) -> list[str]:
+        return [f.path for f in self._client().list_artifacts(run_id)]

@@ -1,0 +1,1 @@
+"""PPO training on simrs: configuration, policy, algorithm, evaluation and entry point."""

@@ -1,0 +1,136 @@
+"""The training hyperparameters: one typed dataclass that is also the CLI help and the logged
+MLflow config (CleanRL style). Validation turns bad input into one clear error."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import ConfigError
+
+
+def _h(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Experiment
+    exp_name: str = _h("place-ppo", "MLflow run name prefix")
+    seed: int = _h(1, "Seed for the workload, the network and the sampler", min=0)
+    device: str = _h("auto", "auto | cpu | cuda")
+    # Environment (simrs `place` mode)
+    num_hosts: int = _h(4, "Hosts in the simulated cluster", min=1)
+    episode_length: int = _h(64, "Jobs per episode", min=1)
+    max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1)
+    mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3)
+    # PPO
+    total_timesteps: int = _h(4096, "Environment steps to train for", min=1)
+    num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
+    rollout_steps: int = _h(128, "Steps per environment per rollout", min=1)
+    lr: float = _h(3e-4, "Adam learning rate", min=0.0)
+    anneal_lr: bool = _h(True, "Linearly decay the learning rate to zero")
+    gamma: float = _h(0.995, "Discount factor", min=0.0, max=1.0)
+    lam: float = _h(0.99, "GAE lambda", min=0.0, max=1.0)
+    num_minibatches: int = _h(4, "Minibatches per update epoch", min=1)
+    update_epochs: int = _h(4, "Optimisation epochs per rollout", min=1)
+    clip_coef: float = _h(0.2, "PPO ratio clipping", min=0.0)
+    ent_coef: float = _h(0.01, "Entropy bonus coefficient", min=0.0)
+    vf_coef: float = _h(2.0, "Value loss coefficient", min=0.0)
+    max_grad_norm: float = _h(0.5, "Gradient clipping norm", min=0.0)
+    target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
+    hidden: int = _h(64, "Width of the per-host encoder", min=1)
+    # Evaluation
+    eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.rollout_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return max(1, self.batch_size // self.num_minibatches)
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size)
+
+    def workload(self) -> dict[str, Any]:
+        return {
+            "num_hosts": self.num_hosts,
+            "episode_length": self.episode_length,
+            "max_jobs_per_step": self.max_jobs_per_step,
+            "mean_interarrival_s": self.mean_interarrival_s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_seeds"] = list(self.eval_seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            values[name] = _coerce(known[name], value)
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            text = p.read_text()
+            data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot parse ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a table of options")
+        return cls.from_dict(data)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    """Checks one option's type and range; names the option on failure."""
+    name, kind, meta = f.name, f.type, f.metadata
+    try:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            out: Any = value
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise TypeError
+            out = int(value)
+        elif kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            out = float(value)
+        elif kind == "float | None":
+            out = None if value is None else float(value)
+        elif kind == "tuple[int, ...]":
+            out = tuple(int(v) for v in value)
+            if not out:
+                raise ValueError
+        else:
+            if not isinstance(value, str):
+                raise TypeError
+            out = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"training option {name}: expected {kind}, got {value!r}") from None
+    if isinstance(out, int | float) and not isinstance(out, bool):
+        if "min" in meta and out < meta["min"]:
+            raise ConfigError(f"training option {name}: must be >= {meta['min']}, got {out}")
+        if "max" in meta and out > meta["max"]:
+            raise ConfigError(f"training option {name}: must be <= {meta['max']}, got {out}")
+    if name == "device" and out not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
+    return out
