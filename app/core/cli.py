@@ -207,9 +207,13 @@ def dispatcher_run(once: bool, exit_when_idle: bool, interval: float | None) -> 
 def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
           as_json: bool) -> None:
     """Train a PPO placement policy on simrs and record it in MLflow."""
+    import signal
+
     from app.training.config import TrainConfig
     from app.training.entrypoint import run_training
 
+    # SIGTERM (a cancel) unwinds normally, so the MLflow run is closed instead of left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     services = _services()
     if job_id is not None:
         if config_file:
@@ -339,4 +343,6 @@ def demo(timesteps: int) -> None:
 
 
 def main() -> None:
+    # MLflow logs store migrations at INFO; people (and job logs) only need its warnings.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     cli(prog_name="oppen")

@@ -34,7 +34,8 @@ class TickReport:
 
     @property
     def idle(self) -> bool:
-        return self.queued == 0 and self.running == 0
+        """Nothing queued or running, as seen by a leader (a follower sees nothing)."""
+        return self.leader and self.queued == 0 and self.running == 0
 
 
 class Dispatcher:

@@ -73,22 +73,29 @@ class LocalExecutor:
         return ExecStatus(Phase.LOST, None, "the process ended without recording an exit code")
 
     def stop(self, ref: str, grace_s: float = 10.0) -> None:
+        """SIGTERM to the job's process group, SIGKILL after the grace period."""
         pid = int(json.loads(ref)["pid"])
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _alive(pid):
-            child = self._children.get(pid)
-            if child is not None:
-                child.poll()
-            time.sleep(0.1)
-        if _alive(pid):
+        child = self._children.pop(pid, None)
+        if child is not None:  # our own child: wait for it, which also reaps it
             try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                child.wait(timeout=grace_s)
+                return
+            except subprocess.TimeoutExpired:
                 pass
+        else:
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.1)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if child is not None:
+            child.wait()
 
     def log_tail(self, ref: str, lines: int = 5) -> str:
         path = Path(json.loads(ref)["log"])
