@@ -8,8 +8,8 @@ tested offline.
 
 from __future__ import annotations
 
+import hashlib
 import re
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,8 +31,10 @@ HELP = ("I can queue PPO training jobs (\"queue 3 jobs with different priorities
         "(\"cancel job 2\").")
 
 
-def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}
+def _call(name: str, args: dict[str, Any], salt: str, index: int = 0) -> dict[str, Any]:
+    # Deterministic ids, unique within a conversation (the salt includes its length).
+    digest = hashlib.sha1(f"{salt}:{index}:{name}".encode()).hexdigest()[:12]
+    return {"name": name, "args": args, "id": f"call_{digest}", "type": "tool_call"}
 
 
 def _count(text: str) -> int:
@@ -52,14 +54,15 @@ def _timesteps(text: str) -> int | None:
     return value * 1000 if m.group(2) else value
 
 
-def plan(request: str, available: set[str]) -> list[dict[str, Any]] | str:
+def plan(request: str, available: set[str], salt: str = "") -> list[dict[str, Any]] | str:
     """Tool calls for a request, or a direct answer when no tool applies."""
     text = request.lower()
+    salt = f"{salt}:{request}"
     job_id = re.search(r"\bjob\s*#?\s*(\d+)\b|#(\d+)", text)
     jid = int(next(g for g in job_id.groups() if g)) if job_id else None
 
     if re.search(r"\bcancel\b|\bstop\b|\bkill\b", text) and "cancel_job" in available:
-        return [_call("cancel_job", {"job_id": jid})] if jid else "Which job? Say e.g. 'cancel job 3'."
+        return [_call("cancel_job", {"job_id": jid}, salt)] if jid else "Which job? Say e.g. 'cancel job 3'."
     if re.search(r"\b(queue|submit|launch|start|train|schedule)\b", text) and \
             re.search(r"\b(jobs?|runs?|train\w*)\b", text) and \
             not re.search(r"\b(status|list|show)\b", text) and "queue_training_job" in available:
@@ -78,18 +81,18 @@ def plan(request: str, available: set[str]) -> list[dict[str, Any]] | str:
                                     "seed": i + 1}
             if steps:
                 args["total_timesteps"] = steps
-            calls.append(_call("queue_training_job", args))
+            calls.append(_call("queue_training_job", args, salt, i))
         return calls
     if jid and re.search(r"\b(show|detail|details|about|how is|status of)\b", text) and \
             "job_details" in available:
-        return [_call("job_details", {"job_id": jid})]
+        return [_call("job_details", {"job_id": jid}, salt)]
     if re.search(r"\blist\b", text) and "list_jobs" in available:
         state = next((s for s in ("queued", "running", "succeeded", "failed", "cancelled")
                       if s in text), None)
-        return [_call("list_jobs", {"state": state} if state else {})]
+        return [_call("list_jobs", {"state": state} if state else {}, salt)]
     if re.search(r"\b(status|queue|dashboard|running|overview|how are)\b", text) and \
             "queue_status" in available:
-        return [_call("queue_status", {})]
+        return [_call("queue_status", {}, salt)]
     return HELP
 
 
@@ -120,7 +123,7 @@ class OfflineChatModel(BaseChatModel):
         elif last_human < 0:
             message = AIMessage(content=HELP)
         else:
-            decided = plan(str(messages[last_human].content), available)
+            decided = plan(str(messages[last_human].content), available, salt=str(len(messages)))
             message = (AIMessage(content=decided) if isinstance(decided, str)
                        else AIMessage(content="", tool_calls=decided))
         return ChatResult(generations=[ChatGeneration(message=message)])

@@ -1,0 +1,102 @@
+"""The command line as people use it: real processes, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import oppen_cmd
+
+VERBS = ("ask", "chat", "config", "dashboard", "demo", "dispatcher", "queue", "train")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(oppen_cmd(*args), capture_output=True, text=True, input=stdin,
+                          env={**os.environ, "NO_COLOR": "1"}, timeout=180)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert fragment in proc.stderr, proc.stderr
+
+
+def test_help_lists_the_verbs(oppen_home: Path) -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    for verb in VERBS:
+        assert f"  {verb}" in proc.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("queue", "submit", "x", "--set", "gamma=7"), "gamma: must be <= 1"),
+    (("queue", "submit", "x", "--set", "nonsense"), "--set expects KEY=VALUE"),
+    (("queue", "submit", "x", "--config", "/nonexistent.toml"), "config file not found"),
+    (("queue", "submit", "x", "--priority", "vip"), "Invalid value for '--priority'"),
+    (("queue", "show", "42"), "no job with id 42"),
+    (("queue", "show", "abc"), "is not a valid integer"),
+    (("queue", "cancel", "7"), "no job with id 7"),
+    (("train", "--job-id", "5"), "no job with id 5"),
+    (("ask", "  "), "ask needs some text"),
+    (("frobnicate",), "No such command"),
+])
+def test_bad_input_gives_one_clear_line(oppen_home: Path, args: tuple[str, ...],
+                                        fragment: str) -> None:
+    assert_clean_error(run(*args), fragment)
+
+
+def test_bad_settings_are_reported(oppen_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPPEN_MAX_CONCURRENT_JOBS", "zero")
+    assert_clean_error(run("queue", "list"), "invalid setting max_concurrent_jobs")
+    monkeypatch.setenv("OPPEN_MAX_CONCURRENT_JOBS", "2")
+    monkeypatch.setenv("OPPEN_DATABASE_URL", "nosuchdb://x")
+    assert_clean_error(run("queue", "list"), "cannot use database URL")
+
+
+def test_submit_list_show_json_round_trip(oppen_home: Path) -> None:
+    sub = run("queue", "submit", "cli-job", "--priority", "urgent", "--set",
+              "total_timesteps=1024", "--json")
+    assert sub.returncode == 0, sub.stderr
+    job = json.loads(sub.stdout)["job"]
+    assert job["state"] == "queued" and job["config"]["total_timesteps"] == 1024
+    listed = json.loads(run("queue", "list", "--json").stdout)
+    assert listed["schema_version"] == 1 and [j["id"] for j in listed["jobs"]] == [job["id"]]
+    shown = run("queue", "show", str(job["id"]))
+    assert "cli-job" in shown.stdout and "-> queued" in shown.stdout
+    dash = json.loads(run("dashboard", "--json").stdout)
+    assert dash["schema_version"] == 1 and dash["counts"]["queued"] == 1
+    assert dash["queued"][0]["name"] == "cli-job"
+    assert "cli-job" in run("dashboard").stdout
+
+
+def test_ask_without_yes_refuses_to_spend(oppen_home: Path) -> None:
+    proc = run("ask", "queue a training job", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["refused"] == ["queue_training_job"]
+    assert "--yes" in proc.stderr
+    assert json.loads(run("queue", "list", "--json").stdout)["jobs"] == []
+    yes = json.loads(run("ask", "queue a background training job", "--yes", "--json").stdout)
+    assert yes["refused"] == [] and "Queued job 1" in yes["answer"]
+
+
+def test_chat_repl_answers_and_exits(oppen_home: Path) -> None:
+    proc = run("chat", stdin="what is the queue status?\nexit\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "0 queued, 0 running" in proc.stdout
+
+
+def test_config_show_reports_sources(oppen_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    oppen_home.mkdir(parents=True)
+    (oppen_home / "config.toml").write_text("max_concurrent_jobs = 5\nllm = 'offline'\n")
+    monkeypatch.setenv("OPPEN_LLM", "openai:local-model")
+    out = json.loads(run("config", "show", "--json").stdout)["settings"]
+    assert out["max_concurrent_jobs"] == {"value": 5, "source": f"file {oppen_home}/config.toml"}
+    assert out["llm"] == {"value": "openai:local-model", "source": "env"}
+    assert out["lease_ttl_s"]["source"] == "default"
+    (oppen_home / "config.toml").write_text("max_concurent_jobs = 5\n")
+    assert_clean_error(run("config", "show"), "unknown setting(s) max_concurent_jobs")
