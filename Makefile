@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 SIMRS_SOURCES := $(shell find simrs/src simrs/python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) simrs/Cargo.toml simrs/pyproject.toml
 
-.PHONY: setup run demo test test-rust test-python clean
+.PHONY: setup run demo test test-rust test-python lint clean
 
 setup: $(STAMPS)/deps $(STAMPS)/simrs
 
@@ -35,6 +35,10 @@ test-python: setup
 	$(BIN)/python -m pytest
 
 test: setup test-rust test-python
+
+lint: setup
+	$(BIN)/ruff check app tests simrs/python
+	cd simrs && cargo clippy --quiet -- -D warnings
 
 clean:
 	rm -rf $(VENV) $(STAMPS) simrs/target simrs/.cargo

@@ -100,3 +100,39 @@ def test_config_show_reports_sources(oppen_home: Path, monkeypatch: pytest.Monke
     assert out["lease_ttl_s"]["source"] == "default"
     (oppen_home / "config.toml").write_text("max_concurent_jobs = 5\n")
     assert_clean_error(run("config", "show"), "unknown setting(s) max_concurent_jobs")
+
+
+def test_train_in_the_foreground(oppen_home: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("total_timesteps = 256\nnum_envs = 2\nrollout_steps = 64\n"
+                   "episode_length = 16\neval_seeds = [42]\n")
+    proc = run("train", "--config", str(cfg), "--set", "seed=3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["global_step"] == 256
+    assert set(out["evaluation"]) == {"ppo", "first_fit", "best_fit"}
+    assert out["evaluation"]["ppo"]["jobs"] == 16
+
+
+def test_dispatcher_stops_gracefully_on_sigterm(oppen_home: Path) -> None:
+    import signal
+    import time
+
+    from app.core.lease import Lease
+    from app.core.services import Services
+    from app.core.settings import load_settings
+
+    proc = subprocess.Popen(oppen_cmd("dispatcher", "run", "--interval", "0.2"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = Lease(Services(load_settings()).engine, "test-watcher", ttl_s=1)
+    lease = None
+    deadline = time.monotonic() + 60
+    while lease is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        lease = watcher.current()
+    assert lease is not None, f"the dispatcher never took the lease: {proc.stderr.read() if proc.poll() is not None else ''}"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert watcher.current() is None  # released on the way out

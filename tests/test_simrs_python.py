@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import simrs
 from gymnasium.utils.env_checker import check_env
+
+import simrs
 
 SMALL = {"num_hosts": 3, "episode_length": 30, "max_jobs_per_step": 6,
          "mean_interarrival_s": 20.0}

@@ -34,7 +34,7 @@ def run_demo(services: Services, console: Console, timesteps: int = 2048) -> boo
             console.print(f"dispatcher: job {job_id} {state}")
 
     dispatcher.run(services.settings.dispatch_interval_s, exit_when_idle=True, on_tick=progress)
-    console.print(f"[bold]you>[/] how is the queue?")
+    console.print("[bold]you>[/] how is the queue?")
     console.print(f"[bold]oppen>[/] {agent.ask('What is the queue status?', lambda _r: False).answer}")
     render(gather(services.engine), console)
     data = {r.id: r for r in gather(services.engine, recent=50).finished}

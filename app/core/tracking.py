@@ -7,10 +7,11 @@ current directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EXPERIMENT = "oppen"
 
@@ -38,6 +39,29 @@ class Tracker:
         return MlflowClient(self.tracking_uri)
 
     def experiment_id(self) -> str:
+        """The experiment's id, creating the store and the experiment on first use."""
+        with self._init_lock():
+            return self._experiment_id()
+
+    @contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        # Two processes migrating a fresh SQLite store at once corrupt its schema version;
+        # an advisory lock beside the database file serialises the first use.
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield
+            return
+        import fcntl
+
+        db = Path(self.tracking_uri.removeprefix("sqlite:///")).expanduser()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_suffix(".init.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _experiment_id(self) -> str:
         client = self._client()
         exp = client.get_experiment_by_name(self.experiment)
         if exp is not None:

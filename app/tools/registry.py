@@ -3,10 +3,9 @@ structured data for the interface): LangChain's content_and_artifact format."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 

@@ -1,0 +1,33 @@
+"""The `oppen` command line. Every failure a person can cause prints one line on stderr and
+exits non-zero; read commands take --json and print one document with a schema_version."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from app.core.cli.agent_cmds import ask, chat
+from app.core.cli.common import OppenGroup
+from app.core.cli.config_cmds import config
+from app.core.cli.dashboard_cmds import dashboard
+from app.core.cli.demo_cmds import demo
+from app.core.cli.dispatcher_cmds import dispatcher
+from app.core.cli.queue_cmds import queue
+from app.core.cli.train_cmds import train
+
+
+@click.group(cls=OppenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="oppen", prog_name="oppen")
+def cli() -> None:
+    """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
+
+
+for command in (ask, chat, config, dashboard, demo, dispatcher, queue, train):
+    cli.add_command(command)
+
+
+def main() -> None:
+    # MLflow logs store migrations at INFO; people (and job logs) only need its warnings.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    cli(prog_name="oppen")

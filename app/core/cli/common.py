@@ -1,0 +1,71 @@
+"""Shared pieces of the command line: the error-handling group, JSON output, services."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from app.core.errors import OppenError
+
+SCHEMA_VERSION = 1
+EXIT_ERROR = 1
+
+
+def console() -> Console:
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False)
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """One document on stdout, with the schema version first."""
+    click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **payload}, default=str, indent=2))
+
+
+def services() -> Any:
+    from app.core.services import Services
+
+    return Services()
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+class OppenGroup(click.Group):
+    """Turns Oppen's own errors (and the simulator's) into one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except OppenError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence for people
+            if type(exc).__module__.startswith("simrs"):
+                fail(str(exc))
+            if os.environ.get("OPPEN_DEBUG"):
+                raise
+            fail(f"unexpected {type(exc).__name__}: {exc} (set OPPEN_DEBUG=1 for details)")
+
+
+def parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs; values are read as JSON where they parse, else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise OppenError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
