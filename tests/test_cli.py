@@ -124,15 +124,20 @@ def test_dispatcher_stops_gracefully_on_sigterm(oppen_home: Path) -> None:
 
     proc = subprocess.Popen(oppen_cmd("dispatcher", "run", "--interval", "0.2"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watcher = Lease(Services(load_settings()).engine, "test-watcher", ttl_s=1)
-    lease = None
-    deadline = time.monotonic() + 60
-    while lease is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        lease = watcher.current()
-    assert lease is not None, f"the dispatcher never took the lease: {proc.stderr.read() if proc.poll() is not None else ''}"
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
-    assert watcher.current() is None  # released on the way out
+    try:
+        watcher = Lease(Services(load_settings()).engine, "test-watcher", ttl_s=1)
+        lease = None
+        deadline = time.monotonic() + 60
+        while lease is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            lease = watcher.current()
+        assert lease is not None, "the dispatcher never took the lease"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert watcher.current() is None  # released on the way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -7,6 +7,9 @@ pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod place_env;
+pub mod policy;
+pub mod replay_compat;
+pub mod swf;
 pub mod vec_env;
 pub mod workload;
 
