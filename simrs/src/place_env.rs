@@ -353,7 +353,7 @@ mod tests {
         let env = PlaceEnv::new(small(), 3).unwrap();
         let mut mask = vec![0i8; 3];
         env.action_mask(&mut mask);
-        assert!(mask.iter().any(|&m| m == 1));
+        assert!(mask.contains(&1));
         let mut obs = vec![0f32; env.obs_dim()];
         env.observe(&mut obs);
         assert!(obs.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)));

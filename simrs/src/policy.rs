@@ -77,7 +77,7 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+    pub fn order(&self, other: &Self) -> std::cmp::Ordering {
         match (self, other) {
             (SortKey::Pair(a, b), SortKey::Pair(c, d)) => (a, b).cmp(&(c, d)),
             (SortKey::Real(a), SortKey::Real(b)) => a.total_cmp(b),

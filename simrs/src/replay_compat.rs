@@ -184,7 +184,7 @@ pub fn replay_window(
     };
     loop {
         let mut queue = std::mem::take(&mut sim.queue);
-        queue.sort_by(|&a, &b| sim.keys[a].cmp(&sim.keys[b]));
+        queue.sort_by(|&a, &b| sim.keys[a].order(&sim.keys[b]));
         sim.queue = queue;
         let chosen = sim.queue[0];
         if !sim.fits(chosen) {
