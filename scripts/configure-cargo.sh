@@ -11,7 +11,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CRATE="$ROOT/simrs"
 CONFIG="$CRATE/.cargo/config.toml"
 DEBIAN_REGISTRY="${OPPEN_DEBIAN_CARGO_REGISTRY:-/usr/share/cargo/registry}"
-DEBIAN_CRATES=(librust-pyo3-dev librust-rand-dev librust-rand-chacha-dev librust-rand-distr-dev)
+DEBIAN_CRATES=(librust-pyo3-dev librust-rand-dev librust-rand-chacha-dev librust-rand-distr-dev
+               librust-rayon-dev librust-proptest-dev)
 
 command -v cargo >/dev/null || { echo "error: cargo not found; install a Rust toolchain (1.70+)" >&2; exit 1; }
 

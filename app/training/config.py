@@ -12,6 +12,9 @@ from typing import Any
 
 from app.core.errors import ConfigError
 
+# The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
+REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
+
 
 def _h(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
@@ -28,6 +31,7 @@ class TrainConfig:
     episode_length: int = _h(64, "Jobs per episode", min=1)
     max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1)
     mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3)
+    reward: str = _h("wait", "wait | bsld_dense | bsld_terminal | utilization | load_balance")
     # PPO
     total_timesteps: int = _h(4096, "Environment steps to train for", min=1)
     num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
@@ -131,6 +135,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             raise ConfigError(f"training option {name}: must be >= {meta['min']}, got {out}")
         if "max" in meta and out > meta["max"]:
             raise ConfigError(f"training option {name}: must be <= {meta['max']}, got {out}")
+    if name == "reward" and out not in REWARDS:
+        raise ConfigError(f"training option reward: choose one of {', '.join(REWARDS)}, "
+                          f"got {out!r}")
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
     return out

@@ -46,7 +46,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         policy = result.policy.eval()
         choosers = {"ppo": policy_chooser(policy, device),
                     **{b: heuristic_chooser(b) for b in BASELINES}}
-        table = evaluate(cfg.workload(), cfg.eval_seeds, choosers)
+        table = evaluate(cfg.workload(), cfg.eval_seeds, choosers, cfg.reward)
         for name, row in table.items():
             mlflow.log_metrics({f"eval/{name}/{k}": v for k, v in row.items()})
         best = min(BASELINES, key=lambda b: table[b]["mean_wait_s"])

@@ -13,16 +13,17 @@ from app.training.policy import PlacePolicy
 Chooser = Callable[[Any, np.ndarray, np.ndarray], int]
 
 
-def run_episode(workload: dict[str, Any], seed: int, choose: Chooser) -> dict[str, float]:
+def run_episode(workload: dict[str, Any], seed: int, choose: Chooser,
+                reward: str = "wait") -> dict[str, float]:
     import simrs
 
-    env = simrs.ClusterPlaceEnv(workload, seed=seed)
+    env = simrs.ClusterPlaceEnv(workload, seed=seed, reward=reward)
     obs, info = env.reset(seed=seed)
     done, total = False, 0.0
     while not done:
         action = choose(env, obs, info["action_mask"])
-        obs, reward, done, _, info = env.step(action)
-        total += reward
+        obs, r, done, _, info = env.step(action)
+        total += r
     return {"return": total, **env.metrics()}
 
 
@@ -42,11 +43,11 @@ def heuristic_chooser(name: str) -> Chooser:
     return choose
 
 
-def evaluate(workload: dict[str, Any], seeds: Sequence[int],
-             choosers: dict[str, Chooser]) -> dict[str, dict[str, float]]:
+def evaluate(workload: dict[str, Any], seeds: Sequence[int], choosers: dict[str, Chooser],
+             reward: str = "wait") -> dict[str, dict[str, float]]:
     """Mean metrics per chooser over the same seeds."""
     table: dict[str, dict[str, float]] = {}
     for name, choose in choosers.items():
-        rows = [run_episode(workload, s, choose) for s in seeds]
+        rows = [run_episode(workload, s, choose, reward) for s in seeds]
         table[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     return table

@@ -44,11 +44,11 @@ def train(cfg: TrainConfig, log: MetricsSink | None = None) -> TrainResult:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
-    envs = simrs.PlaceVectorEnv(cfg.workload(), num_envs=cfg.num_envs, seed=cfg.seed)
+    envs = simrs.BatchEnv("place", cfg.num_envs, cfg.workload(), cfg.seed, reward=cfg.reward)
     policy = PlacePolicy(cfg.hidden).to(device)
     optimizer = optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
 
-    T, N, D, H = cfg.rollout_steps, cfg.num_envs, envs.obs_dim, envs.num_hosts
+    T, N, D, H = cfg.rollout_steps, cfg.num_envs, envs.obs_dim, envs.action_dim
     obs_buf = torch.zeros((T, N, D), device=device)
     mask_buf = torch.zeros((T, N, H), dtype=torch.bool, device=device)
     actions = torch.zeros((T, N), dtype=torch.long, device=device)

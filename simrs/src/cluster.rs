@@ -2,18 +2,37 @@
 //! error value so a scheduling bug surfaces instead of silently corrupting the state.
 
 use crate::error::{SimError, SimResult};
+use crate::job::Job;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Host {
     pub cores: u32,
     pub mem_mb: u64,
+    pub gpus: u32,
     pub used_cores: u32,
     pub used_mem_mb: u64,
+    pub used_gpus: u32,
+    /// 1 / cores and 1 / memory, precomputed so observations multiply instead of divide.
+    pub inv_cores: f32,
+    pub inv_mem: f32,
 }
 
 impl Host {
     pub fn new(cores: u32, mem_mb: u64) -> Self {
-        Self { cores, mem_mb, used_cores: 0, used_mem_mb: 0 }
+        Self::with_gpus(cores, mem_mb, 0)
+    }
+
+    pub fn with_gpus(cores: u32, mem_mb: u64, gpus: u32) -> Self {
+        Self {
+            cores,
+            mem_mb,
+            gpus,
+            used_cores: 0,
+            used_mem_mb: 0,
+            used_gpus: 0,
+            inv_cores: 1.0 / cores.max(1) as f32,
+            inv_mem: 1.0 / mem_mb.max(1) as f32,
+        }
     }
 
     pub fn free_cores(&self) -> u32 {
@@ -24,19 +43,57 @@ impl Host {
         self.mem_mb - self.used_mem_mb
     }
 
-    pub fn fits(&self, cores: u32, mem_mb: u64) -> bool {
-        self.free_cores() >= cores && self.free_mem_mb() >= mem_mb
+    pub fn free_gpus(&self) -> u32 {
+        self.gpus - self.used_gpus
+    }
+
+    pub fn fits(&self, job: &Job) -> bool {
+        self.free_cores() >= job.cores
+            && self.free_mem_mb() >= job.mem_mb
+            && self.free_gpus() >= job.gpus
+    }
+
+    /// Whether the job could ever run here (on an empty host).
+    pub fn could_hold(&self, job: &Job) -> bool {
+        self.cores >= job.cores && self.mem_mb >= job.mem_mb && self.gpus >= job.gpus
+    }
+
+    pub fn core_utilization(&self) -> f32 {
+        self.used_cores as f32 * self.inv_cores
+    }
+
+    pub fn mem_utilization(&self) -> f32 {
+        self.used_mem_mb as f32 * self.inv_mem
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     pub hosts: Vec<Host>,
+    /// Largest host's cores and memory, as reciprocals: the observation's scale.
+    pub inv_max_cores: f32,
+    pub inv_max_mem: f32,
+    /// Per host: cores / largest cores and memory / largest memory, computed once.
+    pub rel_cores: Vec<f32>,
+    pub rel_mem: Vec<f32>,
+    pub total_cores: u64,
 }
 
 impl Cluster {
     pub fn new(hosts: Vec<Host>) -> Self {
-        Self { hosts }
+        let max_cores = hosts.iter().map(|h| h.cores).max().unwrap_or(1).max(1) as f32;
+        let max_mem = hosts.iter().map(|h| h.mem_mb).max().unwrap_or(1).max(1) as f32;
+        let rel_cores = hosts.iter().map(|h| h.cores as f32 / max_cores).collect();
+        let rel_mem = hosts.iter().map(|h| h.mem_mb as f32 / max_mem).collect();
+        let total_cores = hosts.iter().map(|h| h.cores as u64).sum();
+        Self {
+            hosts,
+            inv_max_cores: 1.0 / max_cores,
+            inv_max_mem: 1.0 / max_mem,
+            rel_cores,
+            rel_mem,
+            total_cores,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -47,41 +104,54 @@ impl Cluster {
         self.hosts.is_empty()
     }
 
-    pub fn max_cores(&self) -> u32 {
-        self.hosts.iter().map(|h| h.cores).max().unwrap_or(1)
-    }
-
-    pub fn max_mem_mb(&self) -> u64 {
-        self.hosts.iter().map(|h| h.mem_mb).max().unwrap_or(1)
-    }
-
-    pub fn allocate(&mut self, host: usize, cores: u32, mem_mb: u64) -> SimResult<()> {
+    pub fn allocate(&mut self, host: usize, job: &Job) -> SimResult<()> {
         let h = self.hosts.get_mut(host).ok_or(SimError::CapacityViolation { host })?;
-        if !h.fits(cores, mem_mb) {
+        if !h.fits(job) {
             return Err(SimError::CapacityViolation { host });
         }
-        h.used_cores += cores;
-        h.used_mem_mb += mem_mb;
+        h.used_cores += job.cores;
+        h.used_mem_mb += job.mem_mb;
+        h.used_gpus += job.gpus;
         Ok(())
     }
 
-    pub fn release(&mut self, host: usize, cores: u32, mem_mb: u64) {
+    pub fn release(&mut self, host: usize, job: &Job) {
         let h = &mut self.hosts[host];
-        debug_assert!(h.used_cores >= cores && h.used_mem_mb >= mem_mb, "release below zero");
-        h.used_cores -= cores;
-        h.used_mem_mb -= mem_mb;
+        debug_assert!(h.used_cores >= job.cores && h.used_mem_mb >= job.mem_mb);
+        h.used_cores -= job.cores;
+        h.used_mem_mb -= job.mem_mb;
+        h.used_gpus -= job.gpus;
     }
 
     pub fn reset_usage(&mut self) {
         for h in &mut self.hosts {
             h.used_cores = 0;
             h.used_mem_mb = 0;
+            h.used_gpus = 0;
         }
+    }
+
+    pub fn first_fit(&self, job: &Job) -> Option<usize> {
+        self.hosts.iter().position(|h| h.fits(job))
+    }
+
+    pub fn fits_somewhere(&self, job: &Job) -> bool {
+        self.hosts.iter().any(|h| h.fits(job))
     }
 
     /// No host over capacity: the invariant checked in debug builds and by tests.
     pub fn within_capacity(&self) -> bool {
-        self.hosts.iter().all(|h| h.used_cores <= h.cores && h.used_mem_mb <= h.mem_mb)
+        self.hosts.iter().all(|h| {
+            h.used_cores <= h.cores && h.used_mem_mb <= h.mem_mb && h.used_gpus <= h.gpus
+        })
+    }
+
+    /// Variance of host core utilisation: 0 when load is perfectly even.
+    pub fn load_imbalance(&self) -> f64 {
+        let n = self.hosts.len().max(1) as f64;
+        let utils: Vec<f64> = self.hosts.iter().map(|h| h.core_utilization() as f64).collect();
+        let mean = utils.iter().sum::<f64>() / n;
+        utils.iter().map(|u| (u - mean).powi(2)).sum::<f64>() / n
     }
 }
 
@@ -92,12 +162,48 @@ mod tests {
     #[test]
     fn allocation_refuses_to_overfill() {
         let mut c = Cluster::new(vec![Host::new(4, 1000)]);
-        c.allocate(0, 3, 500).unwrap();
-        assert_eq!(c.allocate(0, 2, 100), Err(SimError::CapacityViolation { host: 0 }));
-        assert_eq!(c.allocate(0, 1, 600), Err(SimError::CapacityViolation { host: 0 }));
-        c.allocate(0, 1, 500).unwrap();
+        let big = Job::new(0, 0, 10, 10, 3, 500);
+        let wide = Job::new(1, 0, 10, 10, 2, 100);
+        let fat = Job::new(2, 0, 10, 10, 1, 600);
+        c.allocate(0, &big).unwrap();
+        assert_eq!(c.allocate(0, &wide), Err(SimError::CapacityViolation { host: 0 }));
+        assert_eq!(c.allocate(0, &fat), Err(SimError::CapacityViolation { host: 0 }));
         assert!(c.within_capacity());
-        c.release(0, 3, 500);
-        assert_eq!(c.hosts[0].free_cores(), 3);
+        c.release(0, &big);
+        assert_eq!(c.hosts[0].free_cores(), 4);
+        assert_eq!(c.load_imbalance(), 0.0);
+    }
+}
+
+/// Answers "does this job fit on some host now?" in O(1) after an O(hosts + cores) build:
+/// for each core count c, the most free memory on any host with at least c free cores.
+#[derive(Debug, Clone, Default)]
+pub struct FitIndex {
+    best_mem_with_cores: Vec<u64>,
+    any_gpus: bool,
+}
+
+impl FitIndex {
+    pub fn build(cluster: &Cluster, out: &mut FitIndex) {
+        let max_free = cluster.hosts.iter().map(|h| h.free_cores()).max().unwrap_or(0) as usize;
+        out.best_mem_with_cores.clear();
+        out.best_mem_with_cores.resize(max_free + 1, 0);
+        for h in &cluster.hosts {
+            let c = h.free_cores() as usize;
+            let slot = &mut out.best_mem_with_cores[c];
+            *slot = (*slot).max(h.free_mem_mb());
+        }
+        for c in (0..max_free).rev() {
+            out.best_mem_with_cores[c] =
+                out.best_mem_with_cores[c].max(out.best_mem_with_cores[c + 1]);
+        }
+        out.any_gpus = cluster.hosts.iter().any(|h| h.gpus > 0);
+    }
+
+    pub fn fits_somewhere(&self, cluster: &Cluster, job: &Job) -> bool {
+        if job.gpus > 0 {
+            return cluster.fits_somewhere(job); // rare: exact scan
+        }
+        self.best_mem_with_cores.get(job.cores as usize).is_some_and(|&m| m >= job.mem_mb)
     }
 }

@@ -1,24 +1,41 @@
-//! The PyO3 binding layer: argument conversion, buffer filling and error mapping only. Every
-//! rule lives in the pure-Rust core. Observations and masks are written straight into
-//! caller-owned NumPy arrays through the buffer protocol (no per-element Python objects), and
-//! batch stepping releases the GIL.
+//! The PyO3 binding layer: argument conversion, buffer access and error mapping only. Every
+//! rule lives in the pure-Rust core. Observations, masks, rewards and dones are written
+//! straight into caller-owned NumPy arrays through the buffer protocol (no copies, no
+//! per-element Python objects), and stepping releases the GIL.
 
-use pyo3::buffer::PyBuffer;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::buffer::{Element, PyBuffer};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::backfill::Backfill;
+use crate::env::{Env as CoreEnv, EnvConfig};
 use crate::error::SimError;
-use crate::place_env::{EpisodeMetrics, Heuristic, PlaceEnv as CorePlaceEnv};
-use crate::vec_env::{FinishedEpisode, VecPlaceEnv as CoreVecPlaceEnv};
-use crate::workload::WorkloadConfig;
+use crate::hier_env::HierEnv;
+use crate::metrics::EpisodeMetrics;
+use crate::pick_env::PickEnv;
+use crate::place_env::PlaceEnv;
+use crate::placement::Placement;
+use crate::policy::Priority;
+use crate::replay::{replay, ReplayConfig};
+use crate::replay_compat::{replay_window, CompatJob, CompatMetric};
+use crate::reward::RewardKind;
+use crate::sim::ClusterSim;
+use crate::swf::{self, SwfError};
+use crate::vec_env::{FinishedEpisode, VecEnv as CoreVecEnv};
+use crate::workload::{TraceWorkload, WorkloadConfig, WorkloadSource};
+use crate::cluster::{Cluster, Host};
 
 create_exception!(_simrs, SimrsError, PyValueError, "Base class of every simrs error.");
 create_exception!(_simrs, ConfigError, SimrsError, "A configuration value is invalid.");
 create_exception!(_simrs, InvalidActionError, SimrsError, "The action is not allowed now.");
 create_exception!(_simrs, EpisodeOverError, SimrsError, "step() after the episode ended.");
 create_exception!(_simrs, InvariantError, SimrsError, "A simulator invariant broke (a bug).");
+create_exception!(_simrs, TraceError, SimrsError, "An SWF trace cannot be read.");
 
 fn to_py(err: SimError) -> PyErr {
     let msg = err.to_string();
@@ -28,6 +45,10 @@ fn to_py(err: SimError) -> PyErr {
         SimError::EpisodeOver => EpisodeOverError::new_err(msg),
         SimError::CapacityViolation { .. } => InvariantError::new_err(msg),
     }
+}
+
+fn trace_err(err: SwfError) -> PyErr {
+    TraceError::new_err(err.to_string())
 }
 
 fn pair<T: for<'a> FromPyObject<'a>>(value: &PyAny, key: &str) -> PyResult<(T, T)> {
@@ -49,9 +70,7 @@ fn workload_config(config: Option<&PyDict>) -> PyResult<WorkloadConfig> {
             match key.as_str() {
                 "num_hosts" => cfg.num_hosts = scalar(v, &key, "a positive integer")?,
                 "episode_length" => cfg.episode_length = scalar(v, &key, "a positive integer")?,
-                "max_jobs_per_step" => {
-                    cfg.max_jobs_per_step = scalar(v, &key, "a positive integer")?
-                }
+                "max_jobs_per_step" => cfg.max_jobs_per_step = scalar(v, &key, "a positive integer")?,
                 "host_cores" => cfg.host_cores = pair(v, &key)?,
                 "host_mem_mb" => cfg.host_mem_mb = pair(v, &key)?,
                 "job_cores" => cfg.job_cores = pair(v, &key)?,
@@ -61,9 +80,7 @@ fn workload_config(config: Option<&PyDict>) -> PyResult<WorkloadConfig> {
                 "runtime_median_s" => cfg.runtime_median_s = scalar(v, &key, "a number")?,
                 "runtime_sigma" => cfg.runtime_sigma = scalar(v, &key, "a number")?,
                 other => {
-                    return Err(ConfigError::new_err(format!(
-                        "unknown workload option {other:?}"
-                    )))
+                    return Err(ConfigError::new_err(format!("unknown workload option {other:?}")))
                 }
             }
         }
@@ -75,121 +92,293 @@ fn workload_config(config: Option<&PyDict>) -> PyResult<WorkloadConfig> {
 fn metrics_dict(py: Python<'_>, m: &EpisodeMetrics) -> PyResult<PyObject> {
     let d = PyDict::new(py);
     d.set_item("jobs", m.jobs)?;
+    d.set_item("completed", m.completed)?;
+    d.set_item("completion_rate", m.completion_rate)?;
     d.set_item("mean_wait_s", m.mean_wait_s)?;
+    d.set_item("mean_turnaround_s", m.mean_turnaround_s)?;
     d.set_item("mean_bounded_slowdown", m.mean_bounded_slowdown)?;
+    d.set_item("p95_bounded_slowdown", m.p95_bounded_slowdown)?;
     d.set_item("makespan_s", m.makespan_s)?;
     d.set_item("utilization", m.utilization)?;
+    d.set_item("load_imbalance", m.load_imbalance)?;
     Ok(d.into())
 }
 
-fn write_f32(py: Python<'_>, buf: &PyAny, data: &[f32]) -> PyResult<()> {
-    PyBuffer::<f32>::get(buf)?.copy_from_slice(py, data)
+/// A mutable view of a C-contiguous NumPy array, checked for type, size and writability.
+struct RawMut<T> {
+    ptr: *mut T,
+    len: usize,
+    _view: PyBuffer<T>,
 }
 
-fn write_i8(py: Python<'_>, buf: &PyAny, data: &[i8]) -> PyResult<()> {
-    PyBuffer::<i8>::get(buf)?.copy_from_slice(py, data)
+// The view pins the array; the GIL is released only while we write into it.
+unsafe impl<T: Element> Send for RawMut<T> {}
+
+impl<T: Element> RawMut<T> {
+    fn new(obj: &PyAny, len: usize, name: &str) -> PyResult<Self> {
+        let view = PyBuffer::<T>::get(obj)
+            .map_err(|e| ConfigError::new_err(format!("{name}: wrong array type ({e})")))?;
+        if view.readonly() || !view.is_c_contiguous() || view.item_count() != len {
+            return Err(ConfigError::new_err(format!(
+                "{name} must be a writable C-contiguous array of {len} elements"
+            )));
+        }
+        Ok(Self { ptr: view.buf_ptr() as *mut T, len, _view: view })
+    }
+
+    fn slice(&mut self) -> &mut [T] {
+        // Safety: checked writable, contiguous and of `len` items of T; the view keeps the
+        // array alive for our lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
 }
 
-/// One `place`-mode environment.
+/// An SWF trace loaded into memory (shared by every environment built from it).
 #[pyclass(module = "simrs._simrs")]
-struct PlaceEnv {
-    inner: CorePlaceEnv,
-    obs: Vec<f32>,
-    mask: Vec<i8>,
+#[derive(Clone)]
+struct Trace {
+    inner: Arc<swf::Trace>,
 }
 
 #[pymethods]
-impl PlaceEnv {
-    #[new]
-    #[args(config = "None", seed = "0")]
-    fn new(config: Option<&PyDict>, seed: u64) -> PyResult<Self> {
-        let inner = CorePlaceEnv::new(workload_config(config)?, seed).map_err(to_py)?;
-        let (d, h) = (inner.obs_dim(), inner.num_hosts());
-        Ok(Self { inner, obs: vec![0.0; d], mask: vec![0; h] })
+impl Trace {
+    #[getter]
+    fn num_jobs(&self) -> usize {
+        self.inner.jobs.len()
     }
 
     #[getter]
-    fn num_hosts(&self) -> usize {
-        self.inner.num_hosts()
+    fn capacity(&self) -> i64 {
+        self.inner.capacity()
+    }
+
+    #[getter]
+    fn nodes(&self) -> i64 {
+        self.inner.nodes()
+    }
+
+    /// What was dropped while reading, and why.
+    fn dropped(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let d = PyDict::new(py);
+        d.set_item("malformed", self.inner.dropped.malformed)?;
+        d.set_item("non_positive_runtime", self.inner.dropped.non_positive_runtime)?;
+        d.set_item("non_positive_procs", self.inner.dropped.non_positive_procs)?;
+        d.set_item("total", self.inner.dropped.total())?;
+        Ok(d.into())
+    }
+
+    /// (submit, run, requested time, processors) of job `i`, for inspection and tests.
+    fn job(&self, i: usize) -> PyResult<(i64, i64, i64, i64)> {
+        let j = self.inner.jobs.get(i).ok_or_else(|| ConfigError::new_err(format!("no job {i}")))?;
+        Ok((j.submit, j.run, j.requested_time, j.procs))
+    }
+}
+
+/// Loads an SWF file; `load_scale` > 1 compresses inter-arrival times.
+#[pyfunction(skip_malformed = "false", load_scale = "1.0")]
+#[pyo3(text_signature = "(path, skip_malformed=False, load_scale=1.0)")]
+fn load_trace(path: PathBuf, skip_malformed: bool, load_scale: f64) -> PyResult<Trace> {
+    let mut trace = swf::load(&path, skip_malformed).map_err(trace_err)?;
+    if load_scale != 1.0 {
+        trace.scale_load(load_scale).map_err(trace_err)?;
+    }
+    Ok(Trace { inner: Arc::new(trace) })
+}
+
+struct EnvSpec {
+    mode: String,
+    config: EnvConfig,
+    window: usize,
+    backfill: Backfill,
+}
+
+fn env_spec(mode: &str, config: Option<&PyDict>, trace: Option<Trace>, episode_length: usize,
+            reward: &str, window: usize, backfill: &str) -> PyResult<EnvSpec> {
+    let source = match trace {
+        Some(t) => {
+            if config.is_some() {
+                return Err(ConfigError::new_err("give a workload config or a trace, not both"));
+            }
+            let tw = TraceWorkload::from_trace(&t.inner, episode_length).map_err(to_py)?;
+            WorkloadSource::Trace(Arc::new(tw))
+        }
+        None => WorkloadSource::Synthetic(workload_config(config)?),
+    };
+    if !matches!(mode, "place" | "pick" | "hierarchical") {
+        return Err(ConfigError::new_err(format!(
+            "unknown mode {mode:?}; choose place, pick or hierarchical"
+        )));
+    }
+    Ok(EnvSpec {
+        mode: mode.to_string(),
+        config: EnvConfig { source, reward: RewardKind::parse(reward).map_err(to_py)? },
+        window,
+        backfill: Backfill::parse(backfill).map_err(to_py)?,
+    })
+}
+
+enum AnyEnv {
+    Place(PlaceEnv),
+    Pick(PickEnv),
+    Hier(HierEnv),
+}
+
+impl AnyEnv {
+    fn build(spec: &EnvSpec, seed: u64) -> PyResult<Self> {
+        let c = spec.config.clone();
+        Ok(match spec.mode.as_str() {
+            "place" => AnyEnv::Place(PlaceEnv::new(c, seed).map_err(to_py)?),
+            "pick" => AnyEnv::Pick(PickEnv::new(c, spec.window, spec.backfill, seed).map_err(to_py)?),
+            _ => AnyEnv::Hier(HierEnv::new(c, seed).map_err(to_py)?),
+        })
+    }
+
+    fn boxed(self) -> Box<dyn CoreEnv> {
+        match self {
+            AnyEnv::Place(e) => Box::new(e),
+            AnyEnv::Pick(e) => Box::new(e),
+            AnyEnv::Hier(e) => Box::new(e),
+        }
+    }
+
+    fn core(&self) -> &dyn CoreEnv {
+        match self {
+            AnyEnv::Place(e) => e,
+            AnyEnv::Pick(e) => e,
+            AnyEnv::Hier(e) => e,
+        }
+    }
+
+    fn core_mut(&mut self) -> &mut dyn CoreEnv {
+        match self {
+            AnyEnv::Place(e) => e,
+            AnyEnv::Pick(e) => e,
+            AnyEnv::Hier(e) => e,
+        }
+    }
+}
+
+/// One environment of any mode.
+#[pyclass(module = "simrs._simrs")]
+struct Env {
+    inner: AnyEnv,
+    #[pyo3(get)]
+    mode: String,
+}
+
+#[pymethods]
+impl Env {
+    #[new]
+    #[args(config = "None", seed = "0", "*", reward = "\"wait\"", window = "128",
+           backfill = "\"none\"", trace = "None", episode_length = "256")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(mode: &str, config: Option<&PyDict>, seed: u64, reward: &str, window: usize,
+           backfill: &str, trace: Option<Trace>, episode_length: usize) -> PyResult<Self> {
+        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill)?;
+        Ok(Self { inner: AnyEnv::build(&spec, seed)?, mode: spec.mode })
     }
 
     #[getter]
     fn obs_dim(&self) -> usize {
-        self.inner.obs_dim()
+        self.inner.core().obs_dim()
+    }
+
+    #[getter]
+    fn action_dim(&self) -> usize {
+        self.inner.core().action_dim()
+    }
+
+    #[getter]
+    fn num_hosts(&self) -> usize {
+        self.inner.core().sim().cluster.len()
     }
 
     #[getter]
     fn now(&self) -> u64 {
-        self.inner.now()
+        self.inner.core().sim().now
     }
 
     #[getter]
     fn done(&self) -> bool {
-        self.inner.is_done()
+        self.inner.core().is_done()
+    }
+
+    #[getter]
+    fn queue_length(&self) -> usize {
+        self.inner.core().sim().queue.len()
+    }
+
+    /// 0 while choosing a job, 1 while choosing a host (hierarchical); 0 otherwise.
+    #[getter]
+    fn phase(&self) -> u8 {
+        match &self.inner {
+            AnyEnv::Hier(e) => matches!(e.phase(), crate::hier_env::Phase::Host { .. }) as u8,
+            _ => 0,
+        }
     }
 
     fn reset(&mut self, seed: u64) {
-        self.inner.reset(seed);
+        self.inner.core_mut().reset(seed);
     }
 
-    /// Places the current job on `host`; returns (reward, done).
-    fn step(&mut self, host: usize) -> PyResult<(f64, bool)> {
-        let r = self.inner.step(host).map_err(to_py)?;
-        Ok((r, self.inner.is_done()))
+    /// Applies an action; returns (reward, done).
+    fn step(&mut self, action: usize) -> PyResult<(f64, bool)> {
+        let env = self.inner.core_mut();
+        let r = env.step(action).map_err(to_py)?;
+        Ok((r, env.is_done()))
     }
 
-    fn observe_into(&mut self, py: Python<'_>, out: &PyAny) -> PyResult<()> {
-        self.inner.observe(&mut self.obs);
-        write_f32(py, out, &self.obs)
+    fn observe_into(&self, obs: &PyAny) -> PyResult<()> {
+        let mut out = RawMut::<f32>::new(obs, self.obs_dim(), "obs")?;
+        self.inner.core().observe(out.slice());
+        Ok(())
     }
 
-    fn mask_into(&mut self, py: Python<'_>, out: &PyAny) -> PyResult<()> {
-        self.inner.action_mask(&mut self.mask);
-        write_i8(py, out, &self.mask)
+    fn mask_into(&self, mask: &PyAny) -> PyResult<()> {
+        let mut out = RawMut::<i8>::new(mask, self.action_dim(), "mask")?;
+        self.inner.core().action_mask(out.slice());
+        Ok(())
     }
 
-    /// The host a named heuristic would choose now, or None when the episode is over.
+    /// The action a named heuristic takes now: a placement rule (place mode) or a priority
+    /// rule (pick mode). None once the episode is over.
     fn heuristic_action(&self, name: &str) -> PyResult<Option<usize>> {
-        let rule = Heuristic::parse(name).ok_or_else(|| {
-            ConfigError::new_err(format!(
-                "unknown heuristic {name:?}; choose first_fit, best_fit or worst_fit"
-            ))
-        })?;
-        Ok(self.inner.heuristic_action(rule))
+        match &self.inner {
+            AnyEnv::Place(e) => Ok(e.heuristic_action(Placement::parse(name).map_err(to_py)?)),
+            AnyEnv::Pick(e) => Ok(e.heuristic_action(Priority::parse(name).map_err(to_py)?)),
+            AnyEnv::Hier(_) => Err(ConfigError::new_err(
+                "hierarchical mode has no single-step heuristic; use its masks",
+            )),
+        }
     }
 
     fn metrics(&self, py: Python<'_>) -> PyResult<PyObject> {
-        metrics_dict(py, &self.inner.metrics())
+        metrics_dict(py, &self.inner.core().metrics())
     }
 }
 
-/// N `place`-mode environments stepped in one call, with automatic reset.
+/// N environments of one mode, stepped inside Rust.
 #[pyclass(module = "simrs._simrs")]
-struct VecPlaceEnv {
-    inner: CoreVecPlaceEnv,
-    obs: Vec<f32>,
-    mask: Vec<i8>,
-    rewards: Vec<f32>,
-    dones: Vec<bool>,
+struct VecEnv {
+    inner: CoreVecEnv,
     finished: Vec<Option<FinishedEpisode>>,
 }
 
 #[pymethods]
-impl VecPlaceEnv {
+impl VecEnv {
     #[new]
-    #[args(config = "None", num_envs = "1", seed = "0")]
-    fn new(config: Option<&PyDict>, num_envs: usize, seed: u64) -> PyResult<Self> {
-        let inner =
-            CoreVecPlaceEnv::new(workload_config(config)?, num_envs, seed).map_err(to_py)?;
-        let (n, d, h) = (inner.num_envs(), inner.obs_dim(), inner.num_hosts());
-        Ok(Self {
-            inner,
-            obs: vec![0.0; n * d],
-            mask: vec![0; n * h],
-            rewards: vec![0.0; n],
-            dones: vec![false; n],
-            finished: vec![None; n],
-        })
+    #[args(num_envs = "1", config = "None", seed = "0", "*", reward = "\"wait\"",
+           window = "128", backfill = "\"none\"", trace = "None", episode_length = "256")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(mode: &str, num_envs: usize, config: Option<&PyDict>, seed: u64, reward: &str,
+           window: usize, backfill: &str, trace: Option<Trace>, episode_length: usize)
+           -> PyResult<Self> {
+        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill)?;
+        let envs = (0..num_envs)
+            .map(|_| AnyEnv::build(&spec, seed).map(AnyEnv::boxed))
+            .collect::<PyResult<Vec<_>>>()?;
+        let inner = CoreVecEnv::new(envs, seed).map_err(to_py)?;
+        Ok(Self { finished: vec![None; inner.num_envs()], inner })
     }
 
     #[getter]
@@ -198,49 +387,51 @@ impl VecPlaceEnv {
     }
 
     #[getter]
-    fn num_hosts(&self) -> usize {
-        self.inner.num_hosts()
-    }
-
-    #[getter]
     fn obs_dim(&self) -> usize {
         self.inner.obs_dim()
     }
 
-    fn reset(&mut self, seed: u64) {
-        self.inner.reset(seed);
+    #[getter]
+    fn action_dim(&self) -> usize {
+        self.inner.action_dim()
     }
 
-    fn observe_into(&mut self, py: Python<'_>, out: &PyAny) -> PyResult<()> {
-        self.inner.observe(&mut self.obs);
-        write_f32(py, out, &self.obs)
+    /// Resets every environment and writes the first observations and masks.
+    fn reset_into(&mut self, py: Python<'_>, seed: u64, obs: &PyAny, masks: &PyAny) -> PyResult<()> {
+        let n = self.inner.num_envs();
+        let mut o = RawMut::<f32>::new(obs, n * self.inner.obs_dim(), "obs")?;
+        let mut m = RawMut::<i8>::new(masks, n * self.inner.action_dim(), "masks")?;
+        let inner = &mut self.inner;
+        py.allow_threads(move || {
+            inner.reset(seed);
+            inner.observe(o.slice(), m.slice());
+        });
+        Ok(())
     }
 
-    fn mask_into(&mut self, py: Python<'_>, out: &PyAny) -> PyResult<()> {
-        self.inner.action_mask(&mut self.mask);
-        write_i8(py, out, &self.mask)
-    }
-
-    /// Steps every environment. `actions` is an int64 array; rewards (float32) and dones
-    /// (uint8) are written into the given arrays. Returns [(env_index, episode_dict), ...] for
-    /// the episodes that ended (those environments have already been reset).
-    fn step_into(
-        &mut self,
-        py: Python<'_>,
-        actions: &PyAny,
-        rewards: &PyAny,
-        dones: &PyAny,
-    ) -> PyResult<Vec<(usize, PyObject)>> {
-        let acts: Vec<i64> = PyBuffer::<i64>::get(actions)?.to_vec(py)?;
-        if let Some(bad) = acts.iter().find(|&&a| a < 0) {
-            return Err(InvalidActionError::new_err(format!("invalid action {bad}: negative")));
+    /// Steps every environment; writes observations, masks, rewards (float32) and dones
+    /// (uint8) into the given arrays. Returns [(env_index, episode), ...] for episodes that
+    /// ended (those environments already hold their next episode).
+    fn step_into(&mut self, py: Python<'_>, actions: &PyAny, obs: &PyAny, masks: &PyAny,
+                 rewards: &PyAny, dones: &PyAny) -> PyResult<Vec<(usize, PyObject)>> {
+        let n = self.inner.num_envs();
+        let acts = PyBuffer::<i64>::get(actions)
+            .map_err(|e| ConfigError::new_err(format!("actions must be int64 ({e})")))?;
+        if acts.item_count() != n || !acts.is_c_contiguous() {
+            return Err(ConfigError::new_err(format!("actions must hold {n} int64 values")));
         }
-        let acts: Vec<usize> = acts.into_iter().map(|a| a as usize).collect();
-        let Self { inner, rewards: r, dones: d, finished: f, .. } = self;
-        py.allow_threads(|| inner.step(&acts, r, d, f)).map_err(to_py)?;
-        PyBuffer::<f32>::get(rewards)?.copy_from_slice(py, &self.rewards)?;
-        let done_bytes: Vec<u8> = self.dones.iter().map(|&x| x as u8).collect();
-        PyBuffer::<u8>::get(dones)?.copy_from_slice(py, &done_bytes)?;
+        // Safety: a contiguous int64 buffer of n items, read while the view lives.
+        let act_slice = unsafe { std::slice::from_raw_parts(acts.buf_ptr() as *const i64, n) };
+        let act_vec = act_slice.to_vec();
+        let mut o = RawMut::<f32>::new(obs, n * self.inner.obs_dim(), "obs")?;
+        let mut m = RawMut::<i8>::new(masks, n * self.inner.action_dim(), "masks")?;
+        let mut r = RawMut::<f32>::new(rewards, n, "rewards")?;
+        let mut d = RawMut::<u8>::new(dones, n, "dones")?;
+        let (inner, finished) = (&mut self.inner, &mut self.finished);
+        py.allow_threads(move || {
+            inner.step(&act_vec, o.slice(), m.slice(), r.slice(), d.slice(), finished)
+        })
+        .map_err(to_py)?;
         let mut out = Vec::new();
         for (i, fin) in self.finished.iter().enumerate() {
             if let Some(e) = fin {
@@ -255,15 +446,81 @@ impl VecPlaceEnv {
     }
 }
 
+/// RLScheduler-compatible replay of windows of a trace; returns the per-window values.
+#[pyfunction(backfill = "false", metric = "\"bsld\"", length = "1024")]
+fn replay_compat(py: Python<'_>, trace: Trace, policy: &str, starts: Vec<usize>, backfill: bool,
+                 metric: &str, length: usize) -> PyResult<Vec<f64>> {
+    let priority = Priority::parse(policy).map_err(to_py)?;
+    let metric = match metric {
+        "bsld" => CompatMetric::BoundedSlowdown,
+        "util" => CompatMetric::Utilization,
+        other => return Err(ConfigError::new_err(format!("unknown metric {other:?}; choose bsld or util"))),
+    };
+    let t = &trace.inner;
+    if let Some(bad) = starts.iter().find(|&&s| s + length > t.jobs.len()) {
+        return Err(ConfigError::new_err(format!(
+            "window starting at {bad} runs past the trace's {} jobs", t.jobs.len()
+        )));
+    }
+    let jobs: Vec<CompatJob> = t.jobs.iter()
+        .map(|j| CompatJob { submit: j.submit, run: j.run, requested: j.requested_time, procs: j.procs })
+        .collect();
+    let (nodes, procs) = (t.nodes(), t.capacity());
+    Ok(py.allow_threads(|| {
+        starts.iter()
+            .map(|&s| replay_window(&jobs, nodes, procs, s, length, priority, backfill, metric))
+            .collect()
+    }))
+}
+
+/// Textbook replay of jobs `start .. start + length` of a trace on one pool of processors.
+#[pyfunction(placement = "\"first_fit\"", backfill = "\"none\"", start = "0", length = "None")]
+fn replay_trace(py: Python<'_>, trace: Trace, policy: &str, placement: &str, backfill: &str,
+                start: usize, length: Option<usize>) -> PyResult<PyObject> {
+    let cfg = ReplayConfig {
+        priority: Priority::parse(policy).map_err(to_py)?,
+        placement: Placement::parse(placement).map_err(to_py)?,
+        backfill: Backfill::parse(backfill).map_err(to_py)?,
+    };
+    let t = &trace.inner;
+    let len = length.unwrap_or(t.jobs.len().saturating_sub(start));
+    if len == 0 || start + len > t.jobs.len() {
+        return Err(ConfigError::new_err(format!(
+            "start {start} and length {len} do not fit the trace's {} jobs", t.jobs.len()
+        )));
+    }
+    let capacity = t.capacity();
+    let tw = TraceWorkload::from_trace(t, t.jobs.len()).map_err(to_py)?;
+    let first = tw.jobs[start].submit;
+    let jobs = tw.jobs[start..start + len]
+        .iter()
+        .map(|j| crate::job::Job { submit: j.submit.saturating_sub(first), ..j.clone() })
+        .collect();
+    let (metrics, elapsed) = py.allow_threads(move || {
+        let mut sim = ClusterSim::new(Cluster::new(vec![Host::new(capacity as u32, 0)]), jobs);
+        let t0 = std::time::Instant::now();
+        let m = replay(&mut sim, cfg);
+        (m, t0.elapsed().as_secs_f64())
+    });
+    let d = metrics_dict(py, &metrics)?;
+    d.as_ref(py).downcast::<PyDict>()?.set_item("elapsed_s", elapsed)?;
+    Ok(d)
+}
+
 #[pymodule]
 fn _simrs(py: Python<'_>, m: &PyModule) -> PyResult<()> {
-    m.add_class::<PlaceEnv>()?;
-    m.add_class::<VecPlaceEnv>()?;
+    m.add_class::<Env>()?;
+    m.add_class::<VecEnv>()?;
+    m.add_class::<Trace>()?;
+    m.add_function(wrap_pyfunction!(load_trace, m)?)?;
+    m.add_function(wrap_pyfunction!(replay_compat, m)?)?;
+    m.add_function(wrap_pyfunction!(replay_trace, m)?)?;
     m.add("SimrsError", py.get_type::<SimrsError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("InvalidActionError", py.get_type::<InvalidActionError>())?;
     m.add("EpisodeOverError", py.get_type::<EpisodeOverError>())?;
     m.add("InvariantError", py.get_type::<InvariantError>())?;
+    m.add("TraceError", py.get_type::<TraceError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

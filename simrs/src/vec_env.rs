@@ -1,11 +1,15 @@
-//! N `place` environments stepped together, with automatic reset, so the trainer makes one call
-//! per step for the whole batch instead of looping over environments in Python.
+//! N environments of one mode stepped together inside Rust (rayon across cores), with
+//! automatic reset in the same step: when an episode ends, its results are reported and the
+//! environment's observation is already the next episode's first.
 
+use rayon::prelude::*;
+
+use crate::env::Env;
 use crate::error::{SimError, SimResult};
-use crate::place_env::{EpisodeMetrics, PlaceEnv};
-use crate::workload::WorkloadConfig;
+use crate::metrics::EpisodeMetrics;
+use crate::placement::splitmix64;
 
-/// Per-environment outcome of an episode that ended during the last `step`.
+/// Outcome of an episode that ended during the last `step`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FinishedEpisode {
     pub ret: f64,
@@ -13,143 +17,175 @@ pub struct FinishedEpisode {
     pub metrics: EpisodeMetrics,
 }
 
-#[derive(Debug, Clone)]
-pub struct VecPlaceEnv {
-    envs: Vec<PlaceEnv>,
+pub struct VecEnv {
+    envs: Vec<Box<dyn Env>>,
     base_seed: u64,
-    episodes_started: u64,
+    episode: Vec<u64>,
     returns: Vec<f64>,
     lengths: Vec<usize>,
 }
 
-impl VecPlaceEnv {
-    pub fn new(config: WorkloadConfig, num_envs: usize, seed: u64) -> SimResult<Self> {
-        if num_envs == 0 {
+/// The seed of environment `i`'s `k`-th episode: independent of thread scheduling.
+pub fn episode_seed(base: u64, i: usize, k: u64) -> u64 {
+    if i == 0 && k == 0 {
+        return base; // env 0's first episode uses the seed as given, like a lone env
+    }
+    splitmix64(base ^ splitmix64((i as u64) << 32 | (k & 0xFFFF_FFFF)))
+}
+
+impl VecEnv {
+    pub fn new(mut envs: Vec<Box<dyn Env>>, seed: u64) -> SimResult<Self> {
+        if envs.is_empty() {
             return Err(SimError::InvalidConfig("num_envs must be at least 1".into()));
         }
-        let envs = (0..num_envs)
-            .map(|i| PlaceEnv::new(config.clone(), seed.wrapping_add(i as u64)))
-            .collect::<SimResult<Vec<_>>>()?;
-        Ok(Self {
-            envs,
-            base_seed: seed,
-            episodes_started: num_envs as u64,
-            returns: vec![0.0; num_envs],
-            lengths: vec![0; num_envs],
-        })
+        let n = envs.len();
+        for (i, env) in envs.iter_mut().enumerate() {
+            env.reset(episode_seed(seed, i, 0));
+        }
+        Ok(Self { envs, base_seed: seed, episode: vec![0; n], returns: vec![0.0; n], lengths: vec![0; n] })
     }
 
     pub fn num_envs(&self) -> usize {
         self.envs.len()
     }
 
-    pub fn num_hosts(&self) -> usize {
-        self.envs[0].num_hosts()
-    }
-
     pub fn obs_dim(&self) -> usize {
         self.envs[0].obs_dim()
     }
 
-    fn next_seed(&mut self) -> u64 {
-        let s = self.base_seed.wrapping_add(self.episodes_started);
-        self.episodes_started += 1;
-        s
+    pub fn action_dim(&self) -> usize {
+        self.envs[0].action_dim()
+    }
+
+    pub fn envs(&self) -> &[Box<dyn Env>] {
+        &self.envs
     }
 
     pub fn reset(&mut self, seed: u64) {
         self.base_seed = seed;
-        self.episodes_started = 0;
-        for i in 0..self.envs.len() {
-            let s = self.next_seed();
-            self.envs[i].reset(s);
-            self.returns[i] = 0.0;
-            self.lengths[i] = 0;
-        }
+        let base = seed;
+        self.envs.par_iter_mut().enumerate().for_each(|(i, env)| env.reset(episode_seed(base, i, 0)));
+        self.episode.fill(0);
+        self.returns.fill(0.0);
+        self.lengths.fill(0);
     }
 
-    /// Applies one action per environment. Environments whose episode ends are reset at once
-    /// (their observation is the new episode's first); their results come back in `finished`.
+    pub fn observe(&self, obs: &mut [f32], masks: &mut [i8]) {
+        let (d, a) = (self.obs_dim(), self.action_dim());
+        self.envs
+            .par_iter()
+            .zip(obs.par_chunks_mut(d))
+            .zip(masks.par_chunks_mut(a))
+            .for_each(|((env, o), m)| {
+                env.observe(o);
+                env.action_mask(m);
+            });
+    }
+
+    /// Steps every environment and writes the next observations and masks. Every slice holds
+    /// one entry (or row) per environment.
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
-        actions: &[usize],
+        actions: &[i64],
+        obs: &mut [f32],
+        masks: &mut [i8],
         rewards: &mut [f32],
-        dones: &mut [bool],
+        dones: &mut [u8],
         finished: &mut [Option<FinishedEpisode>],
     ) -> SimResult<()> {
-        if actions.len() != self.envs.len() {
+        let n = self.envs.len();
+        let (d, a) = (self.obs_dim(), self.action_dim());
+        if actions.len() != n || rewards.len() != n || dones.len() != n || finished.len() != n
+            || obs.len() != n * d || masks.len() != n * a
+        {
             return Err(SimError::InvalidConfig(format!(
-                "expected {} actions, got {}",
-                self.envs.len(),
-                actions.len()
+                "buffers must hold {n} environments ({d} observation floats, {a} mask entries each)"
             )));
         }
-        for i in 0..self.envs.len() {
-            let r = self.envs[i].step(actions[i])?;
-            self.returns[i] += r;
-            self.lengths[i] += 1;
-            rewards[i] = r as f32;
-            dones[i] = self.envs[i].is_done();
-            finished[i] = None;
-            if dones[i] {
-                finished[i] = Some(FinishedEpisode {
-                    ret: self.returns[i],
-                    length: self.lengths[i],
-                    metrics: self.envs[i].metrics(),
-                });
-                let s = self.next_seed();
-                self.envs[i].reset(s);
-                self.returns[i] = 0.0;
-                self.lengths[i] = 0;
-            }
-        }
-        Ok(())
-    }
-
-    pub fn observe(&self, out: &mut [f32]) {
-        let d = self.obs_dim();
-        for (env, chunk) in self.envs.iter().zip(out.chunks_mut(d)) {
-            env.observe(chunk);
-        }
-    }
-
-    pub fn action_mask(&self, out: &mut [i8]) {
-        let h = self.num_hosts();
-        for (env, chunk) in self.envs.iter().zip(out.chunks_mut(h)) {
-            env.action_mask(chunk);
-        }
+        let base = self.base_seed;
+        let results: Vec<SimResult<()>> = self
+            .envs
+            .par_iter_mut()
+            .enumerate()
+            .zip(actions.par_iter())
+            .zip(obs.par_chunks_mut(d))
+            .zip(masks.par_chunks_mut(a))
+            .zip(rewards.par_iter_mut())
+            .zip(dones.par_iter_mut())
+            .zip(finished.par_iter_mut())
+            .zip(self.returns.par_iter_mut())
+            .zip(self.lengths.par_iter_mut())
+            .zip(self.episode.par_iter_mut())
+            .map(|((((((((((i, env), &act), o), m), r), done), fin), ret), len), ep)| {
+                if act < 0 {
+                    return Err(SimError::InvalidAction { action: usize::MAX, reason: "negative action" });
+                }
+                let reward = env.step(act as usize)?;
+                *ret += reward;
+                *len += 1;
+                *r = reward as f32;
+                *done = env.is_done() as u8;
+                *fin = None;
+                if env.is_done() {
+                    *fin = Some(FinishedEpisode { ret: *ret, length: *len, metrics: env.metrics() });
+                    *ep += 1;
+                    env.reset(episode_seed(base, i, *ep));
+                    *ret = 0.0;
+                    *len = 0;
+                }
+                env.observe(o);
+                env.action_mask(m);
+                Ok(())
+            })
+            .collect();
+        results.into_iter().collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::place_env::Heuristic;
+    use crate::env::EnvConfig;
+    use crate::place_env::{Heuristic, PlaceEnv};
+    use crate::reward::RewardKind;
+    use crate::workload::{WorkloadConfig, WorkloadSource};
+
+    fn cfg() -> EnvConfig {
+        EnvConfig {
+            source: WorkloadSource::Synthetic(WorkloadConfig {
+                num_hosts: 2,
+                episode_length: 5,
+                ..Default::default()
+            }),
+            reward: RewardKind::Wait,
+        }
+    }
 
     #[test]
     fn auto_resets_and_reports_finished_episodes() {
-        let cfg = WorkloadConfig { num_hosts: 2, episode_length: 5, ..Default::default() };
-        let mut v = VecPlaceEnv::new(cfg.clone(), 2, 0).unwrap();
-        let mut mask = vec![0i8; 4];
-        let (mut r, mut d, mut f) = (vec![0f32; 2], vec![false; 2], vec![None; 2]);
+        let envs: Vec<Box<dyn Env>> =
+            (0..2).map(|_| Box::new(PlaceEnv::new(cfg(), 0).unwrap()) as Box<dyn Env>).collect();
+        let mut v = VecEnv::new(envs, 0).unwrap();
+        let (mut obs, mut mask) = (vec![0f32; 2 * v.obs_dim()], vec![0i8; 4]);
+        v.observe(&mut obs, &mut mask);
+        let (mut r, mut d, mut f) = (vec![0f32; 2], vec![0u8; 2], vec![None; 2]);
         let mut episodes = 0;
         for _ in 0..50 {
-            v.action_mask(&mut mask);
-            let actions: Vec<usize> =
-                mask.chunks(2).map(|m| m.iter().position(|&x| x == 1).unwrap()).collect();
-            v.step(&actions, &mut r, &mut d, &mut f).unwrap();
+            let actions: Vec<i64> =
+                mask.chunks(2).map(|m| m.iter().position(|&x| x == 1).unwrap() as i64).collect();
+            v.step(&actions, &mut obs, &mut mask, &mut r, &mut d, &mut f).unwrap();
             for (done, fin) in d.iter().zip(&f) {
-                assert_eq!(*done, fin.is_some());
+                assert_eq!(*done == 1, fin.is_some());
                 if let Some(e) = fin {
-                    assert_eq!(e.length, 5);
-                    assert_eq!(e.metrics.jobs, 5);
+                    assert_eq!((e.length, e.metrics.jobs), (5, 5));
                     episodes += 1;
                 }
             }
         }
         assert_eq!(episodes, 20);
-        // The same first-fit actions on a lone env give the same first episode.
-        let mut lone = PlaceEnv::new(cfg, 0).unwrap();
+        // Env 0's first episode is the lone env's episode for the same seed.
+        let mut lone = PlaceEnv::new(cfg(), 0).unwrap();
         while !lone.is_done() {
             lone.step(lone.heuristic_action(Heuristic::FirstFit).unwrap()).unwrap();
         }

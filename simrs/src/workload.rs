@@ -6,29 +6,13 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 
+use std::sync::Arc;
+
 use crate::cluster::Host;
+use crate::job::Job;
+use crate::swf::Trace;
 use crate::error::{SimError, SimResult};
 use crate::event::Time;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub id: usize,
-    pub submit: Time,
-    pub runtime: Time,
-    pub requested_runtime: Time,
-    pub cores: u32,
-    pub mem_mb: u64,
-    /// Set once, when the job starts; `None` while it waits.
-    pub start: Option<Time>,
-    pub host: Option<usize>,
-    pub end: Option<Time>,
-}
-
-impl Job {
-    pub fn wait(&self) -> Option<Time> {
-        self.start.map(|s| s - self.submit)
-    }
-}
 
 /// Parameters of the synthetic generator (defaults from the LSF scheduler seed).
 #[derive(Debug, Clone, PartialEq)]
@@ -145,21 +129,96 @@ impl WorkloadConfig {
                 let run = runtime.sample(rng).clamp(10.0, 86_400.0) as Time;
                 // Users over-estimate: requested time is the run time padded by up to 2x.
                 let requested = (run as f64 * rng.gen_range(1.0..2.0)).ceil() as Time;
-                jobs.push(Job {
-                    id: jobs.len(),
-                    submit: now as Time,
-                    runtime: run,
-                    requested_runtime: requested,
-                    cores: rng.gen_range(self.job_cores.0..=self.job_cores.1),
-                    mem_mb: rng.gen_range(self.job_mem_mb.0..=self.job_mem_mb.1),
-                    start: None,
-                    host: None,
-                    end: None,
-                });
+                let cores = rng.gen_range(self.job_cores.0..=self.job_cores.1);
+                let mem = rng.gen_range(self.job_mem_mb.0..=self.job_mem_mb.1);
+                jobs.push(Job::new(jobs.len(), now as Time, run, requested, cores, mem));
             }
             now += gap.sample(rng);
         }
         jobs
+    }
+}
+
+/// A trace replayed in windows: identical nodes with `cores_per_node` cores each, and an
+/// episode of `episode_length` consecutive jobs starting at a seeded random index.
+#[derive(Debug, Clone)]
+pub struct TraceWorkload {
+    pub jobs: Vec<Job>,
+    pub nodes: usize,
+    pub cores_per_node: u32,
+    pub episode_length: usize,
+}
+
+impl TraceWorkload {
+    pub fn from_trace(trace: &Trace, episode_length: usize) -> SimResult<Self> {
+        let nodes = trace.nodes().max(1) as usize;
+        let cores_per_node = (trace.capacity() as f64 / nodes as f64).ceil().max(1.0) as u32;
+        let capacity = nodes as u64 * cores_per_node as u64;
+        let jobs: Vec<Job> = trace
+            .jobs
+            .iter()
+            .filter(|j| (j.procs as u64) <= capacity)
+            .enumerate()
+            .map(|(i, j)| {
+                let mut job = Job::new(i, j.submit.max(0) as Time, j.run as Time,
+                                       j.requested_time.max(1) as Time, j.procs as u32, 0);
+                job.user = j.user;
+                job.group = j.group;
+                job.executable = j.executable;
+                job
+            })
+            .collect();
+        if episode_length == 0 || episode_length > jobs.len() {
+            return Err(SimError::InvalidConfig(format!(
+                "episode_length must be within 1..={} for this trace", jobs.len()
+            )));
+        }
+        Ok(Self { jobs, nodes, cores_per_node, episode_length })
+    }
+}
+
+/// Where an episode's hosts and jobs come from.
+#[derive(Debug, Clone)]
+pub enum WorkloadSource {
+    Synthetic(WorkloadConfig),
+    /// Shared between environments: a trace is loaded once.
+    Trace(Arc<TraceWorkload>),
+}
+
+impl WorkloadSource {
+    pub fn num_hosts(&self) -> usize {
+        match self {
+            Self::Synthetic(c) => c.num_hosts,
+            Self::Trace(t) => t.nodes,
+        }
+    }
+
+    pub fn episode_length(&self) -> usize {
+        match self {
+            Self::Synthetic(c) => c.episode_length,
+            Self::Trace(t) => t.episode_length,
+        }
+    }
+
+    /// The hosts and jobs of the episode drawn from `rng`.
+    pub fn episode(&self, rng: &mut ChaCha8Rng) -> (Vec<Host>, Vec<Job>) {
+        match self {
+            Self::Synthetic(c) => {
+                let hosts = c.hosts(rng);
+                (hosts, c.jobs(rng))
+            }
+            Self::Trace(t) => {
+                let hosts = vec![Host::new(t.cores_per_node, 0); t.nodes];
+                let last_start = t.jobs.len() - t.episode_length;
+                let start = rng.gen_range(0..=last_start);
+                let first_submit = t.jobs[start].submit;
+                let jobs = t.jobs[start..start + t.episode_length]
+                    .iter()
+                    .map(|j| Job { submit: j.submit.saturating_sub(first_submit), ..j.clone() })
+                    .collect();
+                (hosts, jobs)
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ from app.core.cli.dashboard_cmds import dashboard
 from app.core.cli.demo_cmds import demo
 from app.core.cli.dispatcher_cmds import dispatcher
 from app.core.cli.queue_cmds import queue
+from app.core.cli.sim_cmds import sim
 from app.core.cli.train_cmds import train
 
 
@@ -23,7 +24,7 @@ def cli() -> None:
     """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
 
 
-for command in (ask, chat, config, dashboard, demo, dispatcher, queue, train):
+for command in (ask, chat, config, dashboard, demo, dispatcher, queue, sim, train):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""simrs: a Rust discrete-event cluster simulator with a Gymnasium interface.
+"""simrs: a Rust discrete-event cluster simulator with Gymnasium interfaces.
 
 The native core lives in :mod:`simrs._simrs`; this package adds the Gymnasium wrappers.
 """
@@ -8,26 +8,53 @@ from simrs._simrs import (
     EpisodeOverError,
     InvalidActionError,
     InvariantError,
-    PlaceEnv,
     SimrsError,
-    VecPlaceEnv,
+    Trace,
+    TraceError,
     __version__,
+    load_trace,
+    replay_compat,
+    replay_trace,
 )
-from simrs.env import ClusterPlaceEnv
-from simrs.vector import PlaceVectorEnv
+from simrs.env import ClusterEnv, ClusterHierarchicalEnv, ClusterPickEnv, ClusterPlaceEnv
+from simrs.vector import BatchEnv, ClusterVectorEnv, FinishedEpisode
 
-HEURISTICS = ("first_fit", "best_fit", "worst_fit")
+MODES = ("place", "pick", "hierarchical")
+PLACEMENTS = ("first_fit", "best_fit", "worst_fit", "random")
+PRIORITIES = ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep")
+BACKFILLS = ("none", "shadow", "easy")
+REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
+HEURISTICS = PLACEMENTS  # placement rules, the baselines of `place` mode
+
+# RLScheduler's evaluation protocol on lublin_256 (0-based starts into the filtered jobs).
+RLSCHEDULER_WINDOWS = (1981, 2756, 4299, 8850, 3316, 2714, 5228, 7762, 4022, 7085)
+RLSCHEDULER_WINDOW_LEN = 1024
 
 __all__ = [
+    "BACKFILLS",
     "HEURISTICS",
+    "MODES",
+    "PLACEMENTS",
+    "PRIORITIES",
+    "REWARDS",
+    "RLSCHEDULER_WINDOWS",
+    "RLSCHEDULER_WINDOW_LEN",
+    "BatchEnv",
+    "ClusterEnv",
+    "ClusterHierarchicalEnv",
+    "ClusterPickEnv",
     "ClusterPlaceEnv",
+    "ClusterVectorEnv",
     "ConfigError",
     "EpisodeOverError",
+    "FinishedEpisode",
     "InvalidActionError",
     "InvariantError",
-    "PlaceEnv",
-    "PlaceVectorEnv",
     "SimrsError",
-    "VecPlaceEnv",
+    "Trace",
+    "TraceError",
     "__version__",
+    "load_trace",
+    "replay_compat",
+    "replay_trace",
 ]

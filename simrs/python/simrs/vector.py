@@ -1,4 +1,5 @@
-"""The batched `place` environment: N simulators stepped by one native call."""
+"""Batched environments: N simulators stepped by one native call (rayon across cores, the GIL
+released), writing straight into preallocated NumPy buffers."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
 
-from simrs._simrs import VecPlaceEnv
+from simrs._simrs import Trace
+from simrs._simrs import VecEnv as _NativeVecEnv
 
 
 @dataclass(frozen=True)
@@ -18,38 +22,74 @@ class FinishedEpisode:
     metrics: dict[str, float]
 
 
-class PlaceVectorEnv:
-    """N `place` environments with automatic reset and preallocated NumPy buffers.
+class BatchEnv:
+    """The fast path for trainers: ``step`` returns views into buffers that the next call
+    overwrites (copy what you keep) and the episodes that ended, already reset."""
 
-    ``step`` returns views into buffers that the next call overwrites; copy what you keep.
-    """
-
-    def __init__(self, config: dict[str, Any] | None = None, num_envs: int = 1, seed: int = 0):
-        self._sim = VecPlaceEnv(config, num_envs, seed)
+    def __init__(self, mode: str, num_envs: int = 1, config: dict[str, Any] | None = None,
+                 seed: int = 0, **kw: Any) -> None:
+        self._sim = _NativeVecEnv(mode, num_envs, config, seed, **kw)
+        self.mode = mode
         self.num_envs = self._sim.num_envs
-        self.num_hosts = self._sim.num_hosts
         self.obs_dim = self._sim.obs_dim
-        self._obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
-        self._mask = np.zeros((self.num_envs, self.num_hosts), dtype=np.int8)
-        self._rewards = np.zeros(self.num_envs, dtype=np.float32)
-        self._dones = np.zeros(self.num_envs, dtype=np.uint8)
+        self.action_dim = self._sim.action_dim
+        self.obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
+        self.masks = np.zeros((self.num_envs, self.action_dim), dtype=np.int8)
+        self.rewards = np.zeros(self.num_envs, dtype=np.float32)
+        self.dones = np.zeros(self.num_envs, dtype=np.uint8)
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        self._sim.reset(seed)
-        return self._observe()
+        self._sim.reset_into(seed, self.obs, self.masks)
+        return self.obs, self.masks
 
-    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
-        self._sim.observe_into(self._obs)
-        self._sim.mask_into(self._mask)
-        return self._obs, self._mask
-
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[FinishedEpisode]]:
+    def step(self, actions: np.ndarray) -> tuple[
+            np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[FinishedEpisode]]:
         acts = np.ascontiguousarray(actions, dtype=np.int64)
-        ended = self._sim.step_into(acts, self._rewards, self._dones)
-        obs, mask = self._observe()
-        finished = [
-            FinishedEpisode(i, e["return"], e["length"], e["metrics"]) for i, e in ended
-        ]
-        return obs, mask, self._rewards, self._dones.astype(bool), finished
+        ended = self._sim.step_into(acts, self.obs, self.masks, self.rewards, self.dones)
+        finished = [FinishedEpisode(i, e["return"], e["length"], e["metrics"]) for i, e in ended]
+        return self.obs, self.masks, self.rewards, self.dones.view(bool), finished
+
+
+class ClusterVectorEnv(VectorEnv):
+    """A Gymnasium VectorEnv whose environments step inside Rust.
+
+    Autoreset is SAME_STEP: an environment whose episode ends is reset within that step, so
+    the returned observation is the next episode's first; ``infos["final_info"]`` holds the
+    finished episode's metrics (and ``infos["_final_info"]`` marks which). The terminal
+    observation is not returned: at the end of an episode nothing is left to schedule.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, mode: str, num_envs: int = 1, config: dict[str, Any] | None = None,
+                 seed: int = 0, *, trace: Trace | None = None, **kw: Any) -> None:
+        self._batch = BatchEnv(mode, num_envs, config, seed, trace=trace, **kw)
+        self.num_envs = self._batch.num_envs
+        self.single_observation_space = spaces.Box(0.0, 1.0, (self._batch.obs_dim,), np.float32)
+        self.single_action_space = spaces.Discrete(self._batch.action_dim)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.num_envs, self._batch.obs_dim),
+                                            np.float32)
+        self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, self._batch.action_dim))
+        self._seed = seed
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self._seed = seed
+        obs, masks = self._batch.reset(self._seed)
+        return obs.copy(), {"action_mask": masks.copy()}
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 dict[str, Any]]:
+        obs, masks, rewards, dones, finished = self._batch.step(actions)
+        infos: dict[str, Any] = {"action_mask": masks.copy()}
+        if finished:
+            marks = np.zeros(self.num_envs, dtype=bool)
+            final: list[dict[str, Any] | None] = [None] * self.num_envs
+            for ep in finished:
+                marks[ep.env_index] = True
+                final[ep.env_index] = {"episode": {"r": ep.episode_return, "l": ep.length},
+                                       "metrics": ep.metrics}
+            infos["final_info"], infos["_final_info"] = np.array(final, dtype=object), marks
+        return (obs.copy(), rewards.astype(np.float64), dones.copy(),
+                np.zeros(self.num_envs, dtype=bool), infos)
