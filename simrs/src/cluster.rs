@@ -77,6 +77,14 @@ pub struct Cluster {
     pub rel_cores: Vec<f32>,
     pub rel_mem: Vec<f32>,
     pub total_cores: u64,
+    /// Free resources per host as flat arrays, so masks are computed by a vectorisable loop.
+    pub free_cores: Vec<u32>,
+    /// Free memory in MB, saturated to u32 (4 PB) so the mask loop is all 32-bit lanes.
+    pub free_mem: Vec<u32>,
+    pub free_gpus: Vec<u32>,
+    /// The hosts' observation rows (core util, mem util, rel cores, rel mem), kept current on
+    /// every allocation and release so an observation is one copy.
+    pub host_rows: Vec<f32>,
 }
 
 impl Cluster {
@@ -86,13 +94,44 @@ impl Cluster {
         let rel_cores = hosts.iter().map(|h| h.cores as f32 / max_cores).collect();
         let rel_mem = hosts.iter().map(|h| h.mem_mb as f32 / max_mem).collect();
         let total_cores = hosts.iter().map(|h| h.cores as u64).sum();
-        Self {
+        let mut cluster = Self {
+            free_cores: hosts.iter().map(|h| h.free_cores()).collect(),
+            free_mem: hosts.iter().map(|h| sat32(h.free_mem_mb())).collect(),
+            free_gpus: hosts.iter().map(|h| h.free_gpus()).collect(),
+            host_rows: vec![0.0; hosts.len() * 4],
             hosts,
             inv_max_cores: 1.0 / max_cores,
             inv_max_mem: 1.0 / max_mem,
             rel_cores,
             rel_mem,
             total_cores,
+        };
+        for h in 0..cluster.hosts.len() {
+            cluster.sync_host(h);
+        }
+        cluster
+    }
+
+    /// Refreshes the flat copies of host `h` after its usage changed.
+    fn sync_host(&mut self, h: usize) {
+        let host = &self.hosts[h];
+        self.free_cores[h] = host.free_cores();
+        self.free_mem[h] = sat32(host.free_mem_mb());
+        self.free_gpus[h] = host.free_gpus();
+        let row = &mut self.host_rows[h * 4..h * 4 + 4];
+        row[0] = host.core_utilization();
+        row[1] = host.mem_utilization();
+        row[2] = self.rel_cores[h];
+        row[3] = self.rel_mem[h];
+    }
+
+    /// Writes 1 for each host the job fits on now, else 0.
+    pub fn fit_mask(&self, job: &Job, out: &mut [i8]) {
+        let (c, m, g) = (job.cores, sat32(job.mem_mb), job.gpus);
+        for (((o, &fc), &fm), &fg) in
+            out.iter_mut().zip(&self.free_cores).zip(&self.free_mem).zip(&self.free_gpus)
+        {
+            *o = (fc >= c && fm >= m && fg >= g) as i8;
         }
     }
 
@@ -112,6 +151,7 @@ impl Cluster {
         h.used_cores += job.cores;
         h.used_mem_mb += job.mem_mb;
         h.used_gpus += job.gpus;
+        self.sync_host(host);
         Ok(())
     }
 
@@ -121,6 +161,7 @@ impl Cluster {
         h.used_cores -= job.cores;
         h.used_mem_mb -= job.mem_mb;
         h.used_gpus -= job.gpus;
+        self.sync_host(host);
     }
 
     pub fn reset_usage(&mut self) {
@@ -129,6 +170,9 @@ impl Cluster {
             h.used_mem_mb = 0;
             h.used_gpus = 0;
         }
+        for h in 0..self.hosts.len() {
+            self.sync_host(h);
+        }
     }
 
     pub fn first_fit(&self, job: &Job) -> Option<usize> {
@@ -136,7 +180,11 @@ impl Cluster {
     }
 
     pub fn fits_somewhere(&self, job: &Job) -> bool {
-        self.hosts.iter().any(|h| h.fits(job))
+        self.free_cores
+            .iter()
+            .zip(&self.free_mem)
+            .zip(&self.free_gpus)
+            .any(|((&c, &m), &g)| c >= job.cores && m >= sat32(job.mem_mb) && g >= job.gpus)
     }
 
     /// No host over capacity: the invariant checked in debug builds and by tests.
@@ -173,6 +221,11 @@ mod tests {
         assert_eq!(c.hosts[0].free_cores(), 4);
         assert_eq!(c.load_imbalance(), 0.0);
     }
+}
+
+/// Memory beyond u32::MAX MB (4 PB) is treated as u32::MAX: no host or job comes close.
+fn sat32(x: u64) -> u32 {
+    x.min(u32::MAX as u64) as u32
 }
 
 /// Answers "does this job fit on some host now?" in O(1) after an O(hosts + cores) build:

@@ -146,12 +146,7 @@ impl Env for HierEnv {
             _ => head[1..].copy_from_slice(&EMPTY_SLOT),
         }
         let c = &self.sim.cluster;
-        for (i, (h, row)) in c.hosts.iter().zip(hosts.chunks_exact_mut(HOST_FEATURES)).enumerate() {
-            row[0] = h.core_utilization();
-            row[1] = h.mem_utilization();
-            row[2] = c.rel_cores[i];
-            row[3] = c.rel_mem[i];
-        }
+        hosts.copy_from_slice(&c.host_rows);
         let queued = if self.done { 0 } else { self.sim.queue.len() };
         for (i, row) in jobs.chunks_exact_mut(JOB_FEATURES).enumerate() {
             if i < queued {
@@ -177,9 +172,7 @@ impl Env for HierEnv {
             }
             Phase::Host { queue_pos } => {
                 let job = &self.sim.jobs[self.sim.queue[queue_pos]];
-                for (m, h) in out.iter_mut().zip(&self.sim.cluster.hosts) {
-                    *m = h.fits(job) as i8;
-                }
+                self.sim.cluster.fit_mask(job, &mut out[..self.num_hosts]);
             }
         }
     }

@@ -110,13 +110,8 @@ impl Env for PlaceEnv {
 
     fn observe(&self, out: &mut [f32]) {
         let c = &self.sim.cluster;
-        for (i, (h, row)) in c.hosts.iter().zip(out.chunks_exact_mut(HOST_FEATURES)).enumerate() {
-            row[0] = h.core_utilization();
-            row[1] = h.mem_utilization();
-            row[2] = c.rel_cores[i];
-            row[3] = c.rel_mem[i];
-        }
-        let tail = &mut out[c.len() * HOST_FEATURES..];
+        let (hosts, tail) = out.split_at_mut(c.len() * HOST_FEATURES);
+        hosts.copy_from_slice(&c.host_rows);
         match self.sim.queue.first() {
             Some(&j) if !self.done => {
                 let job = &self.sim.jobs[j];
@@ -129,12 +124,7 @@ impl Env for PlaceEnv {
 
     fn action_mask(&self, out: &mut [i8]) {
         match self.sim.queue.first() {
-            Some(&j) if !self.done => {
-                let job = &self.sim.jobs[j];
-                for (m, h) in out.iter_mut().zip(&self.sim.cluster.hosts) {
-                    *m = h.fits(job) as i8;
-                }
-            }
+            Some(&j) if !self.done => self.sim.cluster.fit_mask(&self.sim.jobs[j], out),
             _ => out.fill(0),
         }
     }

@@ -355,6 +355,43 @@ impl Env {
     fn metrics(&self, py: Python<'_>) -> PyResult<PyObject> {
         metrics_dict(py, &self.inner.core().metrics())
     }
+
+    /// The current episode's hosts `(cores, mem_mb)` and jobs `(submit, runtime, requested,
+    /// cores, mem_mb)`, e.g. to drive a reference implementation through the same episode.
+    #[allow(clippy::type_complexity)]
+    fn episode(&self) -> (Vec<(u32, u64)>, Vec<(u64, u64, u64, u32, u64)>) {
+        let sim = self.inner.core().sim();
+        let hosts = sim.cluster.hosts.iter().map(|h| (h.cores, h.mem_mb)).collect();
+        let jobs = sim.jobs.iter()
+            .map(|j| (j.submit, j.runtime, j.requested_runtime, j.cores, j.mem_mb))
+            .collect();
+        (hosts, jobs)
+    }
+}
+
+/// Columns of the per-environment episode table written when an episode ends.
+const EPISODE_COLUMNS: [&str; 12] = [
+    "return", "length", "jobs", "completed", "completion_rate", "mean_wait_s",
+    "mean_turnaround_s", "mean_bounded_slowdown", "p95_bounded_slowdown", "makespan_s",
+    "utilization", "load_imbalance",
+];
+
+fn episode_row(e: &FinishedEpisode, row: &mut [f64]) {
+    let m = &e.metrics;
+    row.copy_from_slice(&[
+        e.ret, e.length as f64, m.jobs as f64, m.completed as f64, m.completion_rate,
+        m.mean_wait_s, m.mean_turnaround_s, m.mean_bounded_slowdown, m.p95_bounded_slowdown,
+        m.makespan_s, m.utilization, m.load_imbalance,
+    ]);
+}
+
+/// The arrays a VecEnv writes into, bound once so each step only reads the actions.
+struct Bound {
+    obs: RawMut<f32>,
+    masks: RawMut<i8>,
+    rewards: RawMut<f32>,
+    dones: RawMut<u8>,
+    episodes: RawMut<f64>,
 }
 
 /// N environments of one mode, stepped inside Rust.
@@ -362,6 +399,7 @@ impl Env {
 struct VecEnv {
     inner: CoreVecEnv,
     finished: Vec<Option<FinishedEpisode>>,
+    bound: Option<Bound>,
 }
 
 #[pymethods]
@@ -378,7 +416,7 @@ impl VecEnv {
             .map(|_| AnyEnv::build(&spec, seed).map(AnyEnv::boxed))
             .collect::<PyResult<Vec<_>>>()?;
         let inner = CoreVecEnv::new(envs, seed).map_err(to_py)?;
-        Ok(Self { finished: vec![None; inner.num_envs()], inner })
+        Ok(Self { finished: vec![None; inner.num_envs()], inner, bound: None })
     }
 
     #[getter]
@@ -396,53 +434,67 @@ impl VecEnv {
         self.inner.action_dim()
     }
 
-    /// Resets every environment and writes the first observations and masks.
-    fn reset_into(&mut self, py: Python<'_>, seed: u64, obs: &PyAny, masks: &PyAny) -> PyResult<()> {
+    /// Names of the columns of the episode table (see `bind`).
+    #[classattr]
+    fn episode_columns() -> Vec<&'static str> {
+        EPISODE_COLUMNS.to_vec()
+    }
+
+    /// Binds the output arrays: observations (float32, n x obs_dim), masks (int8,
+    /// n x action_dim), rewards (float32, n), dones (uint8, n) and the episode table
+    /// (float64, n x 12) where a row is written when that environment's episode ends.
+    fn bind(&mut self, obs: &PyAny, masks: &PyAny, rewards: &PyAny, dones: &PyAny,
+            episodes: &PyAny) -> PyResult<()> {
         let n = self.inner.num_envs();
-        let mut o = RawMut::<f32>::new(obs, n * self.inner.obs_dim(), "obs")?;
-        let mut m = RawMut::<i8>::new(masks, n * self.inner.action_dim(), "masks")?;
-        let inner = &mut self.inner;
-        py.allow_threads(move || {
-            inner.reset(seed);
-            inner.observe(o.slice(), m.slice());
+        self.bound = Some(Bound {
+            obs: RawMut::new(obs, n * self.inner.obs_dim(), "obs")?,
+            masks: RawMut::new(masks, n * self.inner.action_dim(), "masks")?,
+            rewards: RawMut::new(rewards, n, "rewards")?,
+            dones: RawMut::new(dones, n, "dones")?,
+            episodes: RawMut::new(episodes, n * EPISODE_COLUMNS.len(), "episodes")?,
         });
         Ok(())
     }
 
-    /// Steps every environment; writes observations, masks, rewards (float32) and dones
-    /// (uint8) into the given arrays. Returns [(env_index, episode), ...] for episodes that
-    /// ended (those environments already hold their next episode).
-    fn step_into(&mut self, py: Python<'_>, actions: &PyAny, obs: &PyAny, masks: &PyAny,
-                 rewards: &PyAny, dones: &PyAny) -> PyResult<Vec<(usize, PyObject)>> {
+    /// Resets every environment and writes the first observations and masks.
+    fn reset(&mut self, py: Python<'_>, seed: u64) -> PyResult<()> {
+        let Self { inner, bound, .. } = self;
+        let b = bound.as_mut().ok_or_else(|| ConfigError::new_err("call bind() first"))?;
+        py.allow_threads(|| {
+            inner.reset(seed);
+            inner.observe(b.obs.slice(), b.masks.slice());
+        });
+        Ok(())
+    }
+
+    /// Steps every environment with `actions` (int64, n) and writes the bound arrays.
+    /// Returns the indices of environments whose episode ended (already reset; their row of
+    /// the episode table holds the result).
+    fn step(&mut self, py: Python<'_>, actions: &PyAny) -> PyResult<Vec<usize>> {
         let n = self.inner.num_envs();
         let acts = PyBuffer::<i64>::get(actions)
             .map_err(|e| ConfigError::new_err(format!("actions must be int64 ({e})")))?;
         if acts.item_count() != n || !acts.is_c_contiguous() {
             return Err(ConfigError::new_err(format!("actions must hold {n} int64 values")));
         }
-        // Safety: a contiguous int64 buffer of n items, read while the view lives.
-        let act_slice = unsafe { std::slice::from_raw_parts(acts.buf_ptr() as *const i64, n) };
-        let act_vec = act_slice.to_vec();
-        let mut o = RawMut::<f32>::new(obs, n * self.inner.obs_dim(), "obs")?;
-        let mut m = RawMut::<i8>::new(masks, n * self.inner.action_dim(), "masks")?;
-        let mut r = RawMut::<f32>::new(rewards, n, "rewards")?;
-        let mut d = RawMut::<u8>::new(dones, n, "dones")?;
-        let (inner, finished) = (&mut self.inner, &mut self.finished);
-        py.allow_threads(move || {
-            inner.step(&act_vec, o.slice(), m.slice(), r.slice(), d.slice(), finished)
-        })
-        .map_err(to_py)?;
-        let mut out = Vec::new();
-        for (i, fin) in self.finished.iter().enumerate() {
-            if let Some(e) = fin {
-                let d = PyDict::new(py);
-                d.set_item("return", e.ret)?;
-                d.set_item("length", e.length)?;
-                d.set_item("metrics", metrics_dict(py, &e.metrics)?)?;
-                out.push((i, d.into()));
+        let act_vec = acts.to_vec(py)?;
+        let Self { inner, finished, bound } = self;
+        let b = bound.as_mut().ok_or_else(|| ConfigError::new_err("call bind() first"))?;
+        let ended = py.allow_threads(|| -> Result<Vec<usize>, SimError> {
+            inner.step(&act_vec, b.obs.slice(), b.masks.slice(), b.rewards.slice(),
+                       b.dones.slice(), finished)?;
+            let table = b.episodes.slice();
+            let mut ended = Vec::new();
+            for (i, fin) in finished.iter().enumerate() {
+                if let Some(e) = fin {
+                    let w = EPISODE_COLUMNS.len();
+                    episode_row(e, &mut table[i * w..(i + 1) * w]);
+                    ended.push(i);
+                }
             }
-        }
-        Ok(out)
+            Ok(ended)
+        });
+        ended.map_err(to_py)
     }
 }
 

@@ -8,6 +8,7 @@ import os
 import click
 
 from app.core.cli.agent_cmds import ask, chat
+from app.core.cli.bench_cmds import bench
 from app.core.cli.common import OppenGroup
 from app.core.cli.config_cmds import config
 from app.core.cli.dashboard_cmds import dashboard
@@ -24,7 +25,7 @@ def cli() -> None:
     """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
 
 
-for command in (ask, chat, config, dashboard, demo, dispatcher, queue, sim, train):
+for command in (ask, bench, chat, config, dashboard, demo, dispatcher, queue, sim, train):
     cli.add_command(command)
 
 

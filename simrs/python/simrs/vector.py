@@ -37,16 +37,25 @@ class BatchEnv:
         self.masks = np.zeros((self.num_envs, self.action_dim), dtype=np.int8)
         self.rewards = np.zeros(self.num_envs, dtype=np.float32)
         self.dones = np.zeros(self.num_envs, dtype=np.uint8)
+        self._columns = list(_NativeVecEnv.episode_columns)
+        self.episodes = np.zeros((self.num_envs, len(self._columns)), dtype=np.float64)
+        # The simulator writes into these arrays directly, from then on.
+        self._sim.bind(self.obs, self.masks, self.rewards, self.dones, self.episodes)
+        self._sim.reset(seed)
 
     def reset(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        self._sim.reset_into(seed, self.obs, self.masks)
+        self._sim.reset(seed)
         return self.obs, self.masks
+
+    def _finished(self, i: int) -> FinishedEpisode:
+        row = dict(zip(self._columns, self.episodes[i].tolist(), strict=True))
+        ret, length = row.pop("return"), int(row.pop("length"))
+        return FinishedEpisode(i, ret, length, row)
 
     def step(self, actions: np.ndarray) -> tuple[
             np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[FinishedEpisode]]:
-        acts = np.ascontiguousarray(actions, dtype=np.int64)
-        ended = self._sim.step_into(acts, self.obs, self.masks, self.rewards, self.dones)
-        finished = [FinishedEpisode(i, e["return"], e["length"], e["metrics"]) for i, e in ended]
+        ended = self._sim.step(np.ascontiguousarray(actions, dtype=np.int64))
+        finished = [self._finished(i) for i in ended]
         return self.obs, self.masks, self.rewards, self.dones.view(bool), finished
 
 

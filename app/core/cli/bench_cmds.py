@@ -1,0 +1,51 @@
+"""`oppen bench …`: measured figures, each against a baseline taken in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.core.cli import common
+
+
+def default_trace() -> Path | None:
+    """The shared lublin_256 trace beside the checkout, when present."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "traces" / "lublin_256.swf"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@click.group(cls=common.OppenGroup)
+def bench() -> None:
+    """Benchmarks (medians over repeats, ratios against a same-run baseline)."""
+
+
+@bench.command("sim")
+@click.option("--seconds", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Length of each timed sample")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
+              help="SWF trace for the EASY replay timing (default: shared lublin_256)")
+@click.option("--json", "as_json", is_flag=True)
+def bench_sim(seconds: float, repeats: int, trace_path: str | None, as_json: bool) -> None:
+    """simrs vector-env throughput, the Python reference, and a full EASY replay."""
+    from app.bench.sim import run
+
+    trace = Path(trace_path) if trace_path else default_trace()
+    if trace_path and not trace.is_file():
+        raise common.OppenError(f"trace not found: {trace_path}")
+    r = run(seconds, repeats, trace)
+    if as_json:
+        common.emit_json({"benchmark": "sim", **r.to_dict()})
+        return
+    click.echo(f"place  (64 hosts, 256 envs): {r.place_steps_per_s:,.0f} steps/s")
+    click.echo(f"pick   (window 128, 256 envs): {r.pick_steps_per_s:,.0f} steps/s")
+    click.echo(f"python reference place: {r.reference_place_steps_per_s:,.0f} steps/s "
+               f"-> simrs is {r.place_vs_reference:,.0f}x faster "
+               f"(reference verified: {r.reference_verified})")
+    if r.easy_replay_ms is not None:
+        click.echo(f"EASY replay of {r.easy_replay_jobs:,} jobs: {r.easy_replay_ms:.1f} ms")
