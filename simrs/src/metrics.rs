@@ -19,6 +19,8 @@ pub struct EpisodeMetrics {
     pub makespan_s: f64,
     /// Busy core-seconds over capacity core-seconds across the makespan.
     pub utilization: f64,
+    /// RLScheduler's variant: `sum(run * cores) / ((last start - first submit) * capacity)`.
+    pub utilization_rlscheduler: f64,
     /// Variance across hosts of each host's utilisation over the makespan.
     pub load_imbalance: f64,
 }
@@ -57,6 +59,10 @@ pub fn episode_metrics(jobs: &[Job], cluster: &Cluster) -> EpisodeMetrics {
     }
     let span = makespan.max(1.0);
     let utilization = host_busy.iter().sum::<f64>() / (cluster.total_cores.max(1) as f64 * span);
+    let last_start = started.iter().filter_map(|j| j.start).max().unwrap_or(first_submit);
+    let work: f64 = started.iter().map(|j| j.cores as f64 * j.runtime as f64).sum();
+    let start_span = ((last_start - first_submit) as f64).max(1.0);
+    let utilization_rlscheduler = work / (start_span * cluster.total_cores.max(1) as f64);
     let host_util: Vec<f64> = host_busy
         .iter()
         .zip(&cluster.hosts)
@@ -75,6 +81,7 @@ pub fn episode_metrics(jobs: &[Job], cluster: &Cluster) -> EpisodeMetrics {
         p95_bounded_slowdown: p95,
         makespan_s: makespan,
         utilization,
+        utilization_rlscheduler,
         load_imbalance: imbalance,
     }
 }

@@ -100,6 +100,7 @@ fn metrics_dict(py: Python<'_>, m: &EpisodeMetrics) -> PyResult<PyObject> {
     d.set_item("p95_bounded_slowdown", m.p95_bounded_slowdown)?;
     d.set_item("makespan_s", m.makespan_s)?;
     d.set_item("utilization", m.utilization)?;
+    d.set_item("utilization_rlscheduler", m.utilization_rlscheduler)?;
     d.set_item("load_imbalance", m.load_imbalance)?;
     Ok(d.into())
 }
@@ -370,10 +371,10 @@ impl Env {
 }
 
 /// Columns of the per-environment episode table written when an episode ends.
-const EPISODE_COLUMNS: [&str; 12] = [
+const EPISODE_COLUMNS: [&str; 13] = [
     "return", "length", "jobs", "completed", "completion_rate", "mean_wait_s",
     "mean_turnaround_s", "mean_bounded_slowdown", "p95_bounded_slowdown", "makespan_s",
-    "utilization", "load_imbalance",
+    "utilization", "utilization_rlscheduler", "load_imbalance",
 ];
 
 fn episode_row(e: &FinishedEpisode, row: &mut [f64]) {
@@ -381,7 +382,7 @@ fn episode_row(e: &FinishedEpisode, row: &mut [f64]) {
     row.copy_from_slice(&[
         e.ret, e.length as f64, m.jobs as f64, m.completed as f64, m.completion_rate,
         m.mean_wait_s, m.mean_turnaround_s, m.mean_bounded_slowdown, m.p95_bounded_slowdown,
-        m.makespan_s, m.utilization, m.load_imbalance,
+        m.makespan_s, m.utilization, m.utilization_rlscheduler, m.load_imbalance,
     ]);
 }
 
@@ -442,7 +443,7 @@ impl VecEnv {
 
     /// Binds the output arrays: observations (float32, n x obs_dim), masks (int8,
     /// n x action_dim), rewards (float32, n), dones (uint8, n) and the episode table
-    /// (float64, n x 12) where a row is written when that environment's episode ends.
+    /// (float64, n x 13) where a row is written when that environment's episode ends.
     fn bind(&mut self, obs: &PyAny, masks: &PyAny, rewards: &PyAny, dones: &PyAny,
             episodes: &PyAny) -> PyResult<()> {
         let n = self.inner.num_envs();
