@@ -96,6 +96,13 @@ class JobView:
         }
 
 
+def _require(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id}")
+    return job
+
+
 class QueueService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -134,9 +141,7 @@ class QueueService:
 
     def get(self, job_id: int) -> Job:
         with Session(self.engine) as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job with id {job_id}")
+            job = _require(s, job_id)
             return job
 
     def list(self, states: Iterable[str] | None = None, limit: int = 200) -> list[JobView]:
@@ -150,9 +155,7 @@ class QueueService:
 
     def show(self, job_id: int) -> JobView:
         with Session(self.engine) as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job with id {job_id}")
+            job = _require(s, job_id)
             events = s.exec(
                 select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
             ).all()
@@ -168,9 +171,7 @@ class QueueService:
         """Queued jobs are cancelled at once; running ones are marked and the dispatcher stops
         them on its next tick."""
         with Session(self.engine) as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job with id {job_id}")
+            job = _require(s, job_id)
             state = JobState(job.state)
             if state in TERMINAL:
                 raise ConfigError(f"job {job_id} already {state.value}")
@@ -186,9 +187,7 @@ class QueueService:
 
     def retry(self, job_id: int) -> Job:
         with Session(self.engine) as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job with id {job_id}")
+            job = _require(s, job_id)
             transition(s, job, JobState.QUEUED, "retried by user")
             job.exit_code = None
             job.executor_ref = None
@@ -199,9 +198,7 @@ class QueueService:
     def record_run(self, job_id: int, run_id: str) -> None:
         """The training process reports which MLflow run holds its metrics."""
         with Session(self.engine) as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job with id {job_id}")
+            job = _require(s, job_id)
             job.mlflow_run_id = run_id
             s.add(job)
             s.commit()

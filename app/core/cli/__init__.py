@@ -4,6 +4,7 @@ exits non-zero; read commands take --json and print one document with a schema_v
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -32,4 +33,17 @@ for command in (ask, bench, chat, config, dashboard, demo, dispatcher, queue, si
 def main() -> None:
     # MLflow logs store migrations at INFO; people (and job logs) only need its warnings.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    cli(prog_name="oppen")
+    try:
+        code = cli.main(prog_name="oppen", standalone_mode=False)
+    except click.UsageError as exc:
+        # One line, like every other error, with where to look for the right usage.
+        where = exc.ctx.command_path if exc.ctx else "oppen"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
