@@ -48,7 +48,7 @@ def test_job_runs_to_success_and_mlflow_holds_its_metrics(services: Services) ->
     for key in ("losses/value_loss", "charts/SPS", "eval/ppo/mean_wait_s",
                 "eval/best_fit/mean_wait_s", "charts/episodic_return"):
         assert key in run.metrics, key
-    assert set(services.tracker.artifacts(run.run_id)) == {"checkpoints", "evaluation"}
+    assert set(services.tracker.artifacts(run.run_id)) == {"checkpoints", "evaluation", "plots"}
 
 
 def test_concurrency_limit_and_priority_order(services: Services) -> None:

@@ -86,6 +86,16 @@ class Tracker:
         with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
             yield run
 
+    def start_run_resumable(self, name: str, tags: dict[str, str],
+                            run_id: str | None = None) -> Any:
+        """Starts a run, or reopens `run_id` (a resumed training run keeps logging there).
+        The caller ends it with mlflow.end_run()."""
+        import mlflow
+
+        if run_id is not None:
+            return mlflow.start_run(run_id=run_id)
+        return mlflow.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags)
+
     def run_summary(self, run_id: str) -> RunSummary:
         run = self._client().get_run(run_id)
         return RunSummary(run.info.run_id, run.info.status, dict(run.data.params),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import ConfigError
+from app.training.schedules import SCHEDULES
 
 # The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
@@ -37,7 +38,9 @@ class TrainConfig:
     num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
     rollout_steps: int = _h(128, "Steps per environment per rollout", min=1)
     lr: float = _h(3e-4, "Adam learning rate", min=0.0)
-    anneal_lr: bool = _h(True, "Linearly decay the learning rate to zero")
+    lr_schedule: str = _h("linear", "constant | linear | exponential | cosine | warmup_cosine")
+    warmup_steps: int = _h(0, "Environment steps of linear warm-up (warmup_cosine)", min=0)
+    lr_final_ratio: float = _h(0.1, "Final rate / initial rate (exponential)", min=0.0, max=1.0)
     gamma: float = _h(0.995, "Discount factor", min=0.0, max=1.0)
     lam: float = _h(0.99, "GAE lambda", min=0.0, max=1.0)
     num_minibatches: int = _h(4, "Minibatches per update epoch", min=1)
@@ -46,10 +49,17 @@ class TrainConfig:
     ent_coef: float = _h(0.01, "Entropy bonus coefficient", min=0.0)
     vf_coef: float = _h(2.0, "Value loss coefficient", min=0.0)
     max_grad_norm: float = _h(0.5, "Gradient clipping norm", min=0.0)
+    norm_adv: bool = _h(True, "Normalise advantages per minibatch")
+    norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
     hidden: int = _h(64, "Width of the per-host encoder", min=1)
-    # Evaluation
+    # Checkpoints and evaluation
+    checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")
+    eval_every: int = _h(0, "Updates between evaluations for early stopping (0: off)", min=0)
+    early_stop_patience: int = _h(0, "Evaluations without improvement before stopping (0: off)",
+                                  min=0)
+    early_stop_min_delta: float = _h(0.01, "Relative improvement that counts", min=0.0)
 
     @property
     def batch_size(self) -> int:
@@ -137,6 +147,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             raise ConfigError(f"training option {name}: must be <= {meta['max']}, got {out}")
     if name == "reward" and out not in REWARDS:
         raise ConfigError(f"training option reward: choose one of {', '.join(REWARDS)}, "
+                          f"got {out!r}")
+    if name == "lr_schedule" and out not in SCHEDULES:
+        raise ConfigError(f"training option lr_schedule: choose one of {', '.join(SCHEDULES)}, "
                           f"got {out!r}")
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")

@@ -1,64 +1,128 @@
-"""`oppen train`: one PPO run recorded in MLflow (params, metrics, checkpoint, evaluation)."""
+"""`oppen train`: one PPO run with checkpoints, recorded in MLflow (params, per-update
+metrics, evaluation table, learning curve, checkpoints and the policy as an MLflow model)."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from app.core.tracking import Tracker
+from app.training import checkpoint
 from app.training.config import TrainConfig
 from app.training.evaluate import evaluate, heuristic_chooser, policy_chooser
-from app.training.ppo import resolve_device, train
+from app.training.ppo import Trainer, resolve_device
+from app.training.report import evaluation_markdown, learning_curve_png
+from app.training.run_logger import RunLogger
 
 BASELINES = ("first_fit", "best_fit")
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
-    run_id: str
+    run_id: str | None
     global_step: int
     steps_per_second: float
     evaluation: dict[str, dict[str, float]]
+    stopped: str
+    checkpoint: str | None
+
+
+def _evaluator(cfg: TrainConfig) -> Any:
+    device = resolve_device(cfg.device)
+
+    def run(policy: Any) -> float:
+        table = evaluate(cfg.workload(), cfg.eval_seeds, {"ppo": policy_chooser(policy, device)},
+                         cfg.reward)
+        return table["ppo"]["mean_wait_s"]
+
+    return run
 
 
 def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
-                 on_run_started: Any = None) -> TrainingOutcome:
+                 on_run_started: Any = None, checkpoint_dir: Path | None = None,
+                 resume_from: str | Path | None = None, init_from: str | Path | None = None,
+                 stop: threading.Event | None = None) -> TrainingOutcome:
     import mlflow
 
-    tags = {"oppen.mode": "place"}
+    resume = checkpoint.load(resume_from) if resume_from else None
+    if resume is not None:
+        cfg = TrainConfig.from_dict(resume["config"])  # a resumed run keeps its own config
+    tags = {"oppen.mode": "place", "oppen.workload": json.dumps(cfg.workload())}
     if job_id is not None:
         tags["oppen.job_id"] = str(job_id)
-    with tracker.start_run(f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}",
-                           tags) as run:
+    logger = RunLogger()
+    run_id = resume.get("mlflow_run_id") if resume else None
+    name = f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}"
+    run = logger.call("start_run", lambda: tracker.start_run_resumable(name, tags, run_id))
+    if run is not None:
         run_id = run.info.run_id
         if on_run_started is not None:
             on_run_started(run_id)
-        mlflow.log_params({k: json.dumps(v) if isinstance(v, list) else v
-                           for k, v in cfg.to_dict().items()})
-        result = train(cfg, log=lambda metrics, step: mlflow.log_metrics(metrics, step=step))
+        if resume is None:
+            logger.call("log_params", mlflow.log_params,
+                        {k: json.dumps(v) if isinstance(v, list) else v
+                         for k, v in cfg.to_dict().items()})
+    curve: list[tuple[int, float]] = []
 
-        device = resolve_device(cfg.device)
-        policy = result.policy.eval()
-        choosers = {"ppo": policy_chooser(policy, device),
-                    **{b: heuristic_chooser(b) for b in BASELINES}}
-        table = evaluate(cfg.workload(), cfg.eval_seeds, choosers, cfg.reward)
-        for name, row in table.items():
-            mlflow.log_metrics({f"eval/{name}/{k}": v for k, v in row.items()})
-        best = min(BASELINES, key=lambda b: table[b]["mean_wait_s"])
-        mlflow.log_metrics({
-            "eval/ppo_vs_best_heuristic_wait_ratio":
-                table["ppo"]["mean_wait_s"] / max(table[best]["mean_wait_s"], 1e-9),
-        })
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = Path(tmp) / "policy.pt"
-            torch.save({"state_dict": policy.state_dict(), "config": cfg.to_dict(),
-                        "global_step": result.global_step}, ckpt)
-            mlflow.log_artifact(str(ckpt), artifact_path="checkpoints")
-        mlflow.log_dict({"seeds": list(cfg.eval_seeds), "results": table},
-                        "evaluation/eval.json")
-        return TrainingOutcome(run_id, result.global_step, result.steps_per_second, table)
+    def sink(metrics: dict[str, float], step: int) -> None:
+        if "charts/episodic_return" in metrics:
+            curve.append((step, metrics["charts/episodic_return"]))
+        logger.metrics(metrics, step)
+
+    evaluator = _evaluator(cfg) if cfg.eval_every else None
+    trainer = Trainer(cfg, sink, checkpoint_dir, stop, evaluator)
+    if resume is not None:
+        trainer.load_state_dict(resume)
+    elif init_from:
+        trainer.init_from(checkpoint.load(init_from))
+    trainer.extra_state["mlflow_run_id"] = run_id
+    try:
+        result = trainer.run()
+        table: dict[str, dict[str, float]] = {}
+        if result.stopped != "sigterm":
+            device = resolve_device(cfg.device)
+            choosers = {"ppo": policy_chooser(result.policy.eval(), device),
+                        **{b: heuristic_chooser(b) for b in BASELINES}}
+            table = evaluate(cfg.workload(), cfg.eval_seeds, choosers, cfg.reward)
+            _log_outcome(logger, cfg, table, curve, result)
+    finally:
+        if run is not None:
+            status = "KILLED" if stop is not None and stop.is_set() else "FINISHED"
+            try:
+                mlflow.end_run(status)
+            except Exception as exc:  # noqa: BLE001 - the server may be gone by now
+                logger.report("end_run", exc)
+    return TrainingOutcome(run_id, result.global_step, result.steps_per_second, table,
+                           result.stopped, str(result.last_checkpoint)
+                           if result.last_checkpoint else None)
+
+
+def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str, float]],
+                 curve: list[tuple[int, float]], result: Any) -> None:
+    import mlflow
+
+    for name, row in table.items():
+        logger.call("log_metrics", mlflow.log_metrics,
+                    {f"eval/{name}/{k}": v for k, v in row.items()})
+    best = min(BASELINES, key=lambda b: table[b]["mean_wait_s"])
+    logger.call("log_metrics", mlflow.log_metrics, {
+        "eval/ppo_vs_best_heuristic_wait_ratio":
+            table["ppo"]["mean_wait_s"] / max(table[best]["mean_wait_s"], 1e-9)})
+    seeds = list(cfg.eval_seeds)
+    logger.call("log_dict", mlflow.log_dict, {"seeds": seeds, "results": table},
+                "evaluation/eval.json")
+    logger.call("log_text", mlflow.log_text, evaluation_markdown(table, seeds),
+                "evaluation/eval.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = learning_curve_png(curve, Path(tmp) / "learning_curve.png")
+        logger.call("log_artifact", mlflow.log_artifact, str(png), "plots")
+    if result.last_checkpoint is not None:
+        logger.call("log_artifact", mlflow.log_artifact, str(result.last_checkpoint),
+                    "checkpoints")
+    # Pickled (not traced): the policy takes a mask beside the observation.
+    logger.call("log_model", mlflow.pytorch.log_model, result.policy.cpu(), name="policy",
+                pip_requirements=["torch"], serialization_format="pickle")

@@ -1,0 +1,34 @@
+"""Checkpoints: everything needed to continue a run exactly, written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.core.errors import ConfigError, NotFoundError
+
+FORMAT_VERSION = 1
+
+
+def save(path: Path, state: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    os.replace(tmp, path)  # a reader (or a crash) never sees half a checkpoint
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"checkpoint not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem to a person
+        raise ConfigError(f"{p}: not a readable checkpoint ({exc})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{p}: not an Oppen checkpoint (or an unsupported version)")
+    return state
