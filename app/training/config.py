@@ -27,12 +27,16 @@ class TrainConfig:
     exp_name: str = _h("place-ppo", "MLflow run name prefix")
     seed: int = _h(1, "Seed for the workload, the network and the sampler", min=0)
     device: str = _h("auto", "auto | cpu | cuda")
-    # Environment (simrs `place` mode)
-    num_hosts: int = _h(4, "Hosts in the simulated cluster", min=1)
+    # Environment (simrs)
+    mode: str = _h("place", "Decision mode: place | pick | hierarchical")
+    num_hosts: int = _h(4, "Hosts in the simulated cluster (synthetic workloads)", min=1)
     episode_length: int = _h(64, "Jobs per episode", min=1)
     max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1)
     mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3)
     reward: str = _h("wait", "wait | bsld_dense | bsld_terminal | utilization | load_balance")
+    window: int = _h(128, "Visible queue window (pick mode)", min=1)
+    backfill: str = _h("none", "Backfilling while a picked job waits: none | shadow | easy")
+    trace: str = _h("", "SWF trace to train on instead of the synthetic workload (path)")
     # PPO
     total_timesteps: int = _h(4096, "Environment steps to train for", min=1)
     num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
@@ -80,6 +84,24 @@ class TrainConfig:
             "max_jobs_per_step": self.max_jobs_per_step,
             "mean_interarrival_s": self.mean_interarrival_s,
         }
+
+    def env_options(self) -> dict[str, Any]:
+        """Keyword options of simrs environments for this run (the trace is loaded here)."""
+        options: dict[str, Any] = {"reward": self.reward, "window": self.window,
+                                   "backfill": self.backfill}
+        if self.trace:
+            import simrs
+
+            try:
+                options["trace"] = simrs.load_trace(self.trace)
+            except (simrs.TraceError, OSError) as exc:
+                raise ConfigError(f"training option trace: {exc}") from None
+            options["episode_length"] = self.episode_length
+        return options
+
+    def env_config(self) -> dict[str, Any] | None:
+        """The synthetic workload, or None when a trace is used."""
+        return None if self.trace else self.workload()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -148,6 +170,11 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if name == "reward" and out not in REWARDS:
         raise ConfigError(f"training option reward: choose one of {', '.join(REWARDS)}, "
                           f"got {out!r}")
+    if name == "mode" and out not in ("place", "pick", "hierarchical"):
+        raise ConfigError(f"training option mode: choose place, pick or hierarchical, "
+                          f"got {out!r}")
+    if name == "backfill" and out not in ("none", "shadow", "easy"):
+        raise ConfigError(f"training option backfill: choose none, shadow or easy, got {out!r}")
     if name == "lr_schedule" and out not in SCHEDULES:
         raise ConfigError(f"training option lr_schedule: choose one of {', '.join(SCHEDULES)}, "
                           f"got {out!r}")

@@ -4,6 +4,7 @@ metrics, evaluation table, learning curve, checkpoints and the policy as an MLfl
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -13,12 +14,10 @@ from typing import Any
 from app.core.tracking import Tracker
 from app.training import checkpoint
 from app.training.config import TrainConfig
-from app.training.evaluate import evaluate, heuristic_chooser, policy_chooser
+from app.training.evaluate import baselines, evaluate_config, policy_chooser
 from app.training.ppo import Trainer, resolve_device
 from app.training.report import evaluation_markdown, learning_curve_png
 from app.training.run_logger import RunLogger
-
-BASELINES = ("first_fit", "best_fit")
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,7 @@ def _evaluator(cfg: TrainConfig) -> Any:
     device = resolve_device(cfg.device)
 
     def run(policy: Any) -> float:
-        table = evaluate(cfg.workload(), cfg.eval_seeds, {"ppo": policy_chooser(policy, device)},
-                         cfg.reward)
-        return table["ppo"]["mean_wait_s"]
+        return evaluate_config(cfg, {"ppo": policy_chooser(policy, device)})["ppo"]["mean_wait_s"]
 
     return run
 
@@ -51,7 +48,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     resume = checkpoint.load(resume_from) if resume_from else None
     if resume is not None:
         cfg = TrainConfig.from_dict(resume["config"])  # a resumed run keeps its own config
-    tags = {"oppen.mode": "place", "oppen.workload": json.dumps(cfg.workload())}
+    tags = {"oppen.mode": cfg.mode,
+            "oppen.workload": cfg.trace or json.dumps(cfg.workload())}
     if job_id is not None:
         tags["oppen.job_id"] = str(job_id)
     logger = RunLogger()
@@ -86,8 +84,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         if result.stopped != "sigterm":
             device = resolve_device(cfg.device)
             choosers = {"ppo": policy_chooser(result.policy.eval(), device),
-                        **{b: heuristic_chooser(b) for b in BASELINES}}
-            table = evaluate(cfg.workload(), cfg.eval_seeds, choosers, cfg.reward)
+                        **baselines(cfg.mode)}
+            table = evaluate_config(cfg, choosers)
             _log_outcome(logger, cfg, table, curve, result)
     finally:
         if run is not None:
@@ -108,7 +106,7 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
     for name, row in table.items():
         logger.call("log_metrics", mlflow.log_metrics,
                     {f"eval/{name}/{k}": v for k, v in row.items()})
-    best = min(BASELINES, key=lambda b: table[b]["mean_wait_s"])
+    best = min((b for b in table if b != "ppo"), key=lambda b: table[b]["mean_wait_s"])
     logger.call("log_metrics", mlflow.log_metrics, {
         "eval/ppo_vs_best_heuristic_wait_ratio":
             table["ppo"]["mean_wait_s"] / max(table[best]["mean_wait_s"], 1e-9)})
@@ -123,6 +121,13 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
     if result.last_checkpoint is not None:
         logger.call("log_artifact", mlflow.log_artifact, str(result.last_checkpoint),
                     "checkpoints")
-    # Pickled (not traced): the policy takes a mask beside the observation.
-    logger.call("log_model", mlflow.pytorch.log_model, result.policy.cpu(), name="policy",
-                pip_requirements=["torch"], serialization_format="pickle")
+    # Pickled (not traced): the policy takes a mask beside the observation. MLflow warns
+    # about pickles on every save; the model is our own, so that warning is noise here.
+    pytorch_log = logging.getLogger("mlflow.pytorch")
+    level = pytorch_log.level
+    pytorch_log.setLevel(logging.ERROR)
+    try:
+        logger.call("log_model", mlflow.pytorch.log_model, result.policy.cpu(), name="policy",
+                    pip_requirements=["torch"], serialization_format="pickle")
+    finally:
+        pytorch_log.setLevel(level)

@@ -8,16 +8,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.training.policy import PlacePolicy
+from app.training.policy import MaskedPolicy
 
 Chooser = Callable[[Any, np.ndarray, np.ndarray], int]
 
 
-def run_episode(workload: dict[str, Any], seed: int, choose: Chooser,
-                reward: str = "wait") -> dict[str, float]:
+def run_episode(workload: dict[str, Any] | None, seed: int, choose: Chooser,
+                reward: str = "wait", mode: str = "place",
+                options: dict[str, Any] | None = None) -> dict[str, float]:
     import simrs
 
-    env = simrs.ClusterPlaceEnv(workload, seed=seed, reward=reward)
+    opts = {"reward": reward, **(options or {})}
+    env = simrs.ClusterEnv(mode, workload, seed, **opts)
     obs, info = env.reset(seed=seed)
     done, total = False, 0.0
     while not done:
@@ -27,7 +29,7 @@ def run_episode(workload: dict[str, Any], seed: int, choose: Chooser,
     return {"return": total, **env.metrics()}
 
 
-def policy_chooser(policy: PlacePolicy, device: torch.device) -> Chooser:
+def policy_chooser(policy: MaskedPolicy, device: torch.device) -> Chooser:
     def choose(_env: Any, obs: np.ndarray, mask: np.ndarray) -> int:
         o = torch.as_tensor(obs, device=device).unsqueeze(0)
         m = torch.as_tensor(mask, device=device).bool().unsqueeze(0)
@@ -43,11 +45,36 @@ def heuristic_chooser(name: str) -> Chooser:
     return choose
 
 
-def evaluate(workload: dict[str, Any], seeds: Sequence[int], choosers: dict[str, Chooser],
-             reward: str = "wait") -> dict[str, dict[str, float]]:
+def first_allowed(_env: Any, _obs: np.ndarray, mask: np.ndarray) -> int:
+    """The first allowed action: FCFS among fitting jobs, then the first-fit host
+    (the hierarchical mode's baseline)."""
+    return int(np.flatnonzero(mask)[0])
+
+
+def baselines(mode: str) -> dict[str, Chooser]:
+    """The heuristics a trained policy is set against, per mode."""
+    if mode == "place":
+        return {b: heuristic_chooser(b) for b in ("first_fit", "best_fit")}
+    if mode == "pick":
+        return {b: heuristic_chooser(b) for b in ("fcfs", "sjf", "f1")}
+    return {"fcfs_first_fit": first_allowed}
+
+
+def evaluate(workload: dict[str, Any] | None, seeds: Sequence[int],
+             choosers: dict[str, Chooser], reward: str = "wait", mode: str = "place",
+             options: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Mean metrics per chooser over the same seeds."""
     table: dict[str, dict[str, float]] = {}
     for name, choose in choosers.items():
-        rows = [run_episode(workload, s, choose, reward) for s in seeds]
+        rows = [run_episode(workload, s, choose, reward, mode, options) for s in seeds]
         table[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     return table
+
+
+def evaluate_config(cfg: Any, choosers: dict[str, Chooser],
+                    seeds: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+    """`evaluate` on the environment a training config describes (TrainConfig)."""
+    options = cfg.env_options()
+    reward = options.pop("reward")
+    return evaluate(cfg.env_config(), seeds or cfg.eval_seeds, choosers, reward, cfg.mode,
+                    options)

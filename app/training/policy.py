@@ -1,5 +1,9 @@
-"""Permutation-equivariant policy for `place`: one shared encoder scores every host, so the same
-weights serve any number of hosts."""
+"""Permutation-equivariant policies: shared per-entity networks produce one masked logit per
+host or job, so the same weights serve any number of hosts or jobs.
+
+Every policy has the same interface: ``logits(obs, mask)``, ``value(obs)``,
+``act(obs, mask, action=None)`` and ``greedy(obs, mask)``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from torch import nn
 from torch.distributions import Categorical
 
 HOST_FEATURES = 4
-JOB_FEATURES = 2
+PLACE_JOB_FEATURES = 2
+JOB_FEATURES = 8
 MASKED_LOGIT = -1e9  # finite, so a fully-masked row never turns into NaN
 
 
@@ -16,31 +21,17 @@ def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), nn.Linear(hidden, out))
 
 
-class PlacePolicy(nn.Module):
-    def __init__(self, hidden: int = 64) -> None:
-        super().__init__()
-        self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
-        self.job_encoder = _mlp(JOB_FEATURES, hidden, hidden)
-        self.scorer = _mlp(2 * hidden, hidden, 1)
-        self.value_head = _mlp(2 * hidden, hidden, 1)
-
-    def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = obs.shape[0]
-        hosts = obs[:, :-JOB_FEATURES].reshape(batch, -1, HOST_FEATURES)
-        job = obs[:, -JOB_FEATURES:]
-        host_emb = torch.tanh(self.host_encoder(hosts))  # [B, H, h]
-        job_emb = torch.tanh(self.job_encoder(job))  # [B, h]
-        return host_emb, job_emb
+class MaskedPolicy(nn.Module):
+    """What every mode's policy shares: sampling and scoring under a mask."""
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        host_emb, job_emb = self._encode(obs)
-        pair = torch.cat([host_emb, job_emb.unsqueeze(1).expand_as(host_emb)], dim=-1)
-        scores = self.scorer(pair).squeeze(-1)  # [B, H]
-        return scores.masked_fill(~mask, MASKED_LOGIT)
+        raise NotImplementedError
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        host_emb, job_emb = self._encode(obs)
-        return self.value_head(torch.cat([host_emb.mean(dim=1), job_emb], dim=-1)).squeeze(-1)
+        raise NotImplementedError
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.logits(obs, mask)
 
     def act(
         self, obs: torch.Tensor, mask: torch.Tensor, action: torch.Tensor | None = None
@@ -54,3 +45,112 @@ class PlacePolicy(nn.Module):
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, mask).argmax(dim=-1)
+
+
+class PlacePolicy(MaskedPolicy):
+    """`place`: a host encoder over each host's 4 features and a job encoder over the job's 2,
+    combined into one logit per host; the value head reads pooled host embeddings."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
+        self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
+        self.scorer = _mlp(2 * hidden, hidden, 1)
+        self.value_head = _mlp(2 * hidden, hidden, 1)
+
+    def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = obs.shape[0]
+        hosts = obs[:, :-PLACE_JOB_FEATURES].reshape(batch, -1, HOST_FEATURES)
+        job = obs[:, -PLACE_JOB_FEATURES:]
+        return torch.tanh(self.host_encoder(hosts)), torch.tanh(self.job_encoder(job))
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        host_emb, job_emb = self._encode(obs)
+        pair = torch.cat([host_emb, job_emb.unsqueeze(1).expand_as(host_emb)], dim=-1)
+        return self.scorer(pair).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        host_emb, job_emb = self._encode(obs)
+        return self.value_head(torch.cat([host_emb.mean(dim=1), job_emb], dim=-1)).squeeze(-1)
+
+
+class PickPolicy(MaskedPolicy):
+    """`pick`: RLScheduler's kernel design, one shared scorer over each window slot's 8
+    features; the value head reads the mean embedding of the filled slots."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.encoder = _mlp(JOB_FEATURES, hidden, hidden)
+        self.scorer = _mlp(hidden, hidden, 1)
+        self.value_head = _mlp(hidden, hidden, 1)
+
+    def _jobs(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.reshape(obs.shape[0], -1, JOB_FEATURES)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        emb = torch.tanh(self.encoder(self._jobs(obs)))
+        return self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        jobs = self._jobs(obs)
+        emb = torch.tanh(self.encoder(jobs))
+        # Empty slots read [0, 1, 1, 1, 1, 1, 1, 0]: their last feature (can start) is 0 and
+        # their wait 0; filled slots have can-start > 0.
+        filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
+        pooled = (emb * filled).sum(1) / filled.sum(1).clamp(min=1.0)
+        return self.value_head(pooled).squeeze(-1)
+
+
+class HierarchicalPolicy(MaskedPolicy):
+    """`hierarchical`: a job head over the queue's rows, then a host head over the hosts
+    conditioned on the chosen job (both shared per-entity scorers). The observation's first
+    value says which phase the row is in; logits are padded to the action space."""
+
+    def __init__(self, num_hosts: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.num_hosts = num_hosts
+        self.job_encoder = _mlp(JOB_FEATURES, hidden, hidden)
+        self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
+        self.job_scorer = _mlp(hidden, hidden, 1)
+        self.host_scorer = _mlp(2 * hidden, hidden, 1)
+        self.value_head = _mlp(2 * hidden + 1, hidden, 1)
+
+    def _split(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b = obs.shape[0]
+        phase = obs[:, 0]
+        chosen = obs[:, 1:1 + JOB_FEATURES]
+        h_end = 1 + JOB_FEATURES + self.num_hosts * HOST_FEATURES
+        hosts = obs[:, 1 + JOB_FEATURES:h_end].reshape(b, self.num_hosts, HOST_FEATURES)
+        jobs = obs[:, h_end:].reshape(b, -1, JOB_FEATURES)
+        return phase, chosen, hosts, jobs
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        phase, chosen, hosts, jobs = self._split(obs)
+        job_logits = self.job_scorer(torch.tanh(self.job_encoder(jobs))).squeeze(-1)
+        host_emb = torch.tanh(self.host_encoder(hosts))
+        chosen_emb = torch.tanh(self.job_encoder(chosen)).unsqueeze(1).expand_as(host_emb)
+        host_logits = self.host_scorer(torch.cat([host_emb, chosen_emb], -1)).squeeze(-1)
+        width = mask.shape[1]
+        padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
+        padded_hosts = nn.functional.pad(host_logits, (0, width - host_logits.shape[1]))
+        out = torch.where(phase.unsqueeze(1) > 0.5, padded_hosts, padded_jobs)
+        return out.masked_fill(~mask, MASKED_LOGIT)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        phase, _chosen, hosts, jobs = self._split(obs)
+        filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
+        job_pool = (torch.tanh(self.job_encoder(jobs)) * filled).sum(1) / filled.sum(1).clamp(
+            min=1.0)
+        host_pool = torch.tanh(self.host_encoder(hosts)).mean(1)
+        return self.value_head(torch.cat([job_pool, host_pool, phase.unsqueeze(1)], -1)) \
+            .squeeze(-1)
+
+
+def make_policy(mode: str, hidden: int, num_hosts: int) -> MaskedPolicy:
+    if mode == "place":
+        return PlacePolicy(hidden)
+    if mode == "pick":
+        return PickPolicy(hidden)
+    if mode == "hierarchical":
+        return HierarchicalPolicy(num_hosts, hidden)
+    raise ValueError(f"unknown mode {mode!r}")

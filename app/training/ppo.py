@@ -25,11 +25,19 @@ from app.training import checkpoint
 from app.training.config import TrainConfig
 from app.training.gae import compute_gae
 from app.training.normalize import RunningMeanStd
-from app.training.policy import PlacePolicy
+from app.training.policy import JOB_FEATURES, MaskedPolicy, make_policy
 from app.training.schedules import learning_rate
 
 MetricsSink = Callable[[dict[str, float], int], None]
-Evaluator = Callable[[PlacePolicy], float]  # lower is better (e.g. mean wait)
+Evaluator = Callable[[MaskedPolicy], float]  # lower is better (e.g. mean wait)
+
+
+def num_hosts_of(cfg: TrainConfig, obs_dim: int | None = None) -> int:
+    """Hosts in the environment: configured for synthetic workloads, one pool for traces; for
+    a hierarchical observation `1 + 8 + 4 * hosts + 8 * jobs` of known size, read back."""
+    if cfg.mode == "hierarchical" and obs_dim is not None:
+        return (obs_dim - 1 - JOB_FEATURES - JOB_FEATURES * cfg.episode_length) // 4
+    return 1 if cfg.trace else cfg.num_hosts
 
 
 class TrainingDiverged(OppenError):
@@ -46,7 +54,7 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class TrainResult:
-    policy: PlacePolicy
+    policy: MaskedPolicy
     global_step: int
     iterations: int
     episodes: int
@@ -84,9 +92,10 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
-        self.envs = simrs.BatchEnv("place", cfg.num_envs, cfg.workload(), cfg.seed,
-                                   reward=cfg.reward)
-        self.policy = PlacePolicy(cfg.hidden).to(self.device)
+        self.envs = simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed,
+                                   **cfg.env_options())
+        self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim)) \
+            .to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
         self.iteration = 0

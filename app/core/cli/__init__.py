@@ -15,6 +15,7 @@ from app.core.cli.config_cmds import config
 from app.core.cli.dashboard_cmds import dashboard
 from app.core.cli.demo_cmds import demo
 from app.core.cli.dispatcher_cmds import dispatcher
+from app.core.cli.policy_cmds import eval_cmd, policy
 from app.core.cli.queue_cmds import queue
 from app.core.cli.sim_cmds import sim
 from app.core.cli.train_cmds import train
@@ -26,7 +27,8 @@ def cli() -> None:
     """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
 
 
-for command in (ask, bench, chat, config, dashboard, demo, dispatcher, queue, sim, train):
+for command in (ask, bench, chat, config, dashboard, demo, dispatcher, eval_cmd, policy, queue,
+                sim, train):
     cli.add_command(command)
 
 

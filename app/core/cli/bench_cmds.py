@@ -49,3 +49,20 @@ def bench_sim(seconds: float, repeats: int, trace_path: str | None, as_json: boo
                f"(reference verified: {r.reference_verified})")
     if r.easy_replay_ms is not None:
         click.echo(f"EASY replay of {r.easy_replay_jobs:,} jobs: {r.easy_replay_ms:.1f} ms")
+
+
+@bench.command("infer")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
+              help="A place-mode checkpoint (default: an untrained policy of the same shape)")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> None:
+    """Policy decision latency and batched throughput for 64 hosts."""
+    from app.bench.infer import run
+
+    r = run(checkpoint_path, repeats)
+    if as_json:
+        common.emit_json({"benchmark": "infer", **r})
+        return
+    click.echo(f"single decision (64 hosts): median {r['single_decision_us']:.1f} us")
+    click.echo(f"batched ({r['batch_size']}): {r['batched_decisions_per_s']:,.0f} decisions/s")

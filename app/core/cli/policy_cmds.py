@@ -1,0 +1,68 @@
+"""`oppen eval` and `oppen policy serve`: using trained policies."""
+
+from __future__ import annotations
+
+import click
+
+from app.core.cli import common
+
+
+def _seeds(raw: str | None) -> list[int] | None:
+    if raw is None:
+        return None
+    try:
+        seeds = [int(s) for s in raw.split(",") if s.strip()]
+    except ValueError:
+        raise common.OppenError(
+            f"--seeds expects integers separated by commas, got {raw!r}") from None
+    if not seeds:
+        raise common.OppenError("--seeds needs at least one seed")
+    return seeds
+
+
+@click.command("eval")
+@click.option("--checkpoint", "checkpoint_path", required=True,
+              type=click.Path(dir_okay=False), help="A checkpoint written by oppen train")
+@click.option("--seeds", help="Workload seeds, comma-separated (default: the run's)")
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(checkpoint_path: str, seeds: str | None, as_json: bool) -> None:
+    """Set a trained policy against its mode's baseline heuristics."""
+    import torch
+
+    from app.training.evaluate import baselines, evaluate_config, policy_chooser
+    from app.training.inference import LoadedPolicy
+
+    loaded = LoadedPolicy.from_checkpoint(checkpoint_path)
+    cfg = loaded.config
+    choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
+                **baselines(cfg.mode)}
+    table = evaluate_config(cfg, choosers, _seeds(seeds))
+    used = _seeds(seeds) or list(cfg.eval_seeds)
+    if as_json:
+        common.emit_json({"checkpoint": checkpoint_path, "mode": cfg.mode, "seeds": used,
+                          "results": table})
+        return
+    from app.training.report import evaluation_markdown
+
+    click.echo(evaluation_markdown(table, used), nl=False)
+
+
+@click.group(cls=common.OppenGroup)
+def policy() -> None:
+    """Serve trained policies."""
+
+
+@policy.command("serve")
+@click.option("--checkpoint", "checkpoint_path", required=True,
+              type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+def policy_serve(checkpoint_path: str, host: str, port: int) -> None:
+    """HTTP decisions: POST /v1/decide {hosts: [...], job: {...}} -> {host: i}."""
+    import uvicorn
+
+    from app.training.inference import LoadedPolicy
+    from app.training.serve import create_app
+
+    app = create_app(LoadedPolicy.from_checkpoint(checkpoint_path))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,65 @@
+"""Inference: load a trained policy (checkpoint file or MLflow model) and decide, masked and
+without gradient tracking, one decision or a batch at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.core.errors import ConfigError
+from app.training import checkpoint
+from app.training.config import TrainConfig
+from app.training.policy import MaskedPolicy, make_policy
+from app.training.ppo import num_hosts_of
+
+
+@dataclass
+class LoadedPolicy:
+    policy: MaskedPolicy
+    config: TrainConfig
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, obs_dim: int | None = None) -> LoadedPolicy:
+        state = checkpoint.load(path)
+        cfg = TrainConfig.from_dict(state["config"])
+        hosts = num_hosts_of(cfg, obs_dim)
+        policy = make_policy(cfg.mode, cfg.hidden, hosts)
+        policy.load_state_dict(state["policy"])
+        return cls(policy.eval(), cfg)
+
+    @classmethod
+    def from_mlflow(cls, model_uri: str, config: TrainConfig) -> LoadedPolicy:
+        import mlflow.pytorch
+
+        return cls(mlflow.pytorch.load_model(model_uri).eval(), config)
+
+    @torch.inference_mode()
+    def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
+        """One decision: the highest-scoring allowed action."""
+        if not mask.any():
+            raise ConfigError("no action is allowed by the mask")
+        o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).unsqueeze(0)
+        m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
+        return int(self.policy.logits(o, m).argmax(dim=-1).item())
+
+    @torch.inference_mode()
+    def decide_batch(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))
+        m = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))
+        return self.policy.logits(o, m).argmax(dim=-1).numpy()
+
+    @torch.inference_mode()
+    def scores(self, obs: np.ndarray, mask: np.ndarray) -> list[float]:
+        o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).unsqueeze(0)
+        m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
+        return self.policy.logits(o, m)[0].tolist()
+
+
+def describe(loaded: LoadedPolicy) -> dict[str, Any]:
+    cfg = loaded.config
+    return {"mode": cfg.mode, "hidden": cfg.hidden, "num_hosts": cfg.num_hosts,
+            "parameters": sum(p.numel() for p in loaded.policy.parameters())}

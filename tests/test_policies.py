@@ -1,0 +1,148 @@
+"""Policies for every mode, evaluation of checkpoints, inference, and the HTTP decision
+endpoint (a real server process on a loopback port)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.training.config import TrainConfig
+from app.training.inference import LoadedPolicy
+from app.training.policy import HierarchicalPolicy, PickPolicy
+from app.training.ppo import Trainer
+from tests.conftest import oppen_cmd
+
+TINY = dict(total_timesteps=512, num_envs=4, rollout_steps=64, episode_length=24,
+            num_minibatches=2, update_epochs=1, eval_seeds=(42,), window=16)
+
+
+@pytest.mark.parametrize("mode", ["pick", "hierarchical"])
+def test_every_mode_trains_and_checkpoints(mode: str, tmp_path: Path) -> None:
+    logged: list[dict[str, float]] = []
+    trainer = Trainer(TrainConfig(**TINY, mode=mode), log=lambda m, _s: logged.append(m),
+                      checkpoint_dir=tmp_path)
+    result = trainer.run()
+    assert result.global_step == 512 and result.stopped == "completed"
+    assert all(np.isfinite(m["losses/value_loss"]) for m in logged)
+    loaded = LoadedPolicy.from_checkpoint(tmp_path / "latest.pt")
+    assert loaded.config.mode == mode
+
+
+def test_pick_policy_is_permutation_equivariant_over_slots() -> None:
+    torch.manual_seed(0)
+    policy = PickPolicy(hidden=16)
+    rows = torch.rand(1, 6, 8)
+    mask = torch.tensor([[True, True, False, True, True, True]])
+    perm = torch.tensor([5, 2, 0, 4, 1, 3])
+    a = policy.logits(rows.reshape(1, -1), mask)
+    b = policy.logits(rows[:, perm].reshape(1, -1), mask[:, perm])
+    assert torch.allclose(a[:, perm], b, atol=1e-6)
+
+
+def test_hierarchical_policy_uses_the_phase() -> None:
+    torch.manual_seed(0)
+    policy = HierarchicalPolicy(num_hosts=3, hidden=8)
+    obs = torch.rand(2, 1 + 8 + 3 * 4 + 5 * 8)
+    obs[0, 0], obs[1, 0] = 0.0, 1.0  # job phase, host phase
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[0, 4], mask[1, 1] = True, True
+    assert policy.greedy(obs, mask).tolist() == [4, 1]
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    Trainer(TrainConfig(**{**TINY, "num_hosts": 4}), checkpoint_dir=tmp_path).run()
+    return tmp_path / "latest.pt"
+
+
+def test_eval_cli_sets_a_checkpoint_against_the_baselines(oppen_home: Path,
+                                                         tmp_path: Path) -> None:
+    ckpt = _checkpoint(tmp_path)
+    proc = subprocess.run(oppen_cmd("eval", "--checkpoint", str(ckpt), "--seeds", "42,43",
+                                    "--json"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "place" and out["seeds"] == [42, 43]
+    assert set(out["results"]) == {"ppo", "first_fit", "best_fit"}
+    bad = subprocess.run(oppen_cmd("eval", "--checkpoint", str(tmp_path / "none.pt")),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "checkpoint not found" in bad.stderr
+
+
+def test_inference_decides_only_allowed_actions(tmp_path: Path) -> None:
+    loaded = LoadedPolicy.from_checkpoint(_checkpoint(tmp_path))
+    rng = np.random.default_rng(0)
+    obs = rng.random((50, 4 * 4 + 2), dtype=np.float32)
+    masks = (rng.random((50, 4)) < 0.5).astype(np.int8)
+    masks[np.arange(50), rng.integers(0, 4, 50)] = 1
+    decisions = loaded.decide_batch(obs, masks)
+    assert all(masks[i, d] for i, d in enumerate(decisions))
+    assert loaded.decide(obs[0], masks[0]) == decisions[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: object) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_policy_serve_answers_over_http(oppen_home: Path, tmp_path: Path) -> None:
+    ckpt, port = _checkpoint(tmp_path), _free_port()
+    proc = subprocess.Popen(oppen_cmd("policy", "serve", "--checkpoint", str(ckpt), "--port",
+                                      str(port)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    proc.stderr.read() if proc.poll() is not None else "server never came up"
+                time.sleep(0.2)
+        hosts = [{"cores": 16, "mem_mb": 65536, "used_cores": 16, "used_mem_mb": 1024},
+                 {"cores": 32, "mem_mb": 131072, "used_cores": 4, "used_mem_mb": 2048}]
+        status, body = _post(f"{base}/v1/decide", {"hosts": hosts,
+                                                   "job": {"cores": 2, "mem_mb": 1024}})
+        assert status == 200 and body == {"host": 1, "fits": [False, True]}
+        status, body = _post(f"{base}/v1/decide", {"hosts": hosts[:1],
+                                                   "job": {"cores": 2, "mem_mb": 1024}})
+        assert status == 409 and "no host has room" in body["detail"]
+        status, body = _post(f"{base}/v1/decide", {"hosts": [{**hosts[0], "used_cores": 99}],
+                                                   "job": {"cores": 1, "mem_mb": 1}})
+        assert status == 422 and "exceed" in json.dumps(body)
+        status, body = _post(f"{base}/v1/decide", {"hosts": hosts})
+        assert status == 422 and "job" in json.dumps(body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_bench_infer_reports_latency_and_throughput(oppen_home: Path) -> None:
+    proc = subprocess.run(oppen_cmd("bench", "infer", "--repeats", "2", "--json"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["hosts"] == 64 and out["single_decision_us"] > 0
+    assert out["batched_decisions_per_s"] > 0
+    print(f"infer: single {out['single_decision_us']:.0f} us, batched "
+          f"{out['batched_decisions_per_s']:,.0f}/s")
