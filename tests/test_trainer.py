@@ -135,3 +135,11 @@ def test_short_training_beats_the_random_policy() -> None:
     print(f"mean wait: ppo {table['ppo']['mean_wait_s']:.1f}s, "
           f"random {table['random']['mean_wait_s']:.1f}s")
     assert table["ppo"]["mean_wait_s"] < table["random"]["mean_wait_s"]
+
+
+def test_docs_list_every_training_option() -> None:
+    from app.training.config import options_help
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    missing = [name for name, _, _ in options_help() if f"| `{name}` |" not in docs]
+    assert missing == [], f"docs/training.md lacks options: {missing}"

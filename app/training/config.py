@@ -181,3 +181,13 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
     return out
+
+
+def options_help() -> list[tuple[str, str, str]]:
+    """(name, default, help) for every training option: the CLI help and the docs table."""
+    rows = []
+    for f in fields(TrainConfig):
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else repr(default)
+        rows.append((f.name, shown, f.metadata.get("help", "")))
+    return rows

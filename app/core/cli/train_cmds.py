@@ -10,7 +10,15 @@ from app.core.cli import common
 from app.core.errors import OppenError
 
 
-@click.command()
+def _options_epilog() -> str:
+    from app.training.config import options_help
+
+    lines = ["\b", "Training options (--set KEY=VALUE, or a TOML/JSON file):"]
+    lines += [f"  {name:22} {default:>14}  {help_}" for name, default, help_ in options_help()]
+    return "\n".join(lines)
+
+
+@click.command(epilog=_options_epilog())
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML or JSON file of training options")
 @click.option("--job-id", type=int, help="Train the queued job with this id")
