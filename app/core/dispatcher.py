@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -147,11 +148,11 @@ class Dispatcher:
 
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(job, "interval", seconds=interval_s, coalesce=True, max_instances=1,
-                          misfire_grace_time=max(1, int(interval_s * 5)), next_run_time=None)
+                          misfire_grace_time=max(1, int(interval_s * 5)),
+                          next_run_time=datetime.now(UTC))  # first tick at once
         previous = {sig: signal.signal(sig, lambda *_: stop.set())
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         scheduler.start()
-        scheduler.modify_job(scheduler.get_jobs()[0].id, next_run_time=_now())
         try:
             stop.wait()
         finally:
@@ -159,9 +160,3 @@ class Dispatcher:
             self.lease.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

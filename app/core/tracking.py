@@ -78,14 +78,6 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    @contextmanager
-    def start_run(self, name: str, tags: dict[str, str]) -> Iterator[Any]:
-        import mlflow
-
-        experiment_id = self.experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
-            yield run
-
     def start_run_resumable(self, name: str, tags: dict[str, str],
                             run_id: str | None = None) -> Any:
         """Starts a run, or reopens `run_id` (a resumed training run keeps logging there).
@@ -100,9 +92,6 @@ class Tracker:
         run = self._client().get_run(run_id)
         return RunSummary(run.info.run_id, run.info.status, dict(run.data.params),
                           dict(run.data.metrics), dict(run.data.tags))
-
-    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        return [(m.step, m.value) for m in self._client().get_metric_history(run_id, key)]
 
     def artifacts(self, run_id: str) -> list[str]:
         return [f.path for f in self._client().list_artifacts(run_id)]

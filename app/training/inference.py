@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +57,3 @@ class LoadedPolicy:
         m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
         return self.policy.logits(o, m)[0].tolist()
 
-
-def describe(loaded: LoadedPolicy) -> dict[str, Any]:
-    cfg = loaded.config
-    return {"mode": cfg.mode, "hidden": cfg.hidden, "num_hosts": cfg.num_hosts,
-            "parameters": sum(p.numel() for p in loaded.policy.parameters())}

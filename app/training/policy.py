@@ -7,6 +7,8 @@ Every policy has the same interface: ``logits(obs, mask)``, ``value(obs)``,
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 from torch.distributions import Categorical
@@ -21,14 +23,16 @@ def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), nn.Linear(hidden, out))
 
 
-class MaskedPolicy(nn.Module):
+class MaskedPolicy(nn.Module, abc.ABC):
     """What every mode's policy shares: sampling and scoring under a mask."""
 
+    @abc.abstractmethod
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """One logit per action, masked actions at MASKED_LOGIT."""
 
+    @abc.abstractmethod
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The state value, one per row."""
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, mask)

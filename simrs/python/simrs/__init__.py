@@ -26,7 +26,6 @@ PLACEMENTS = ("first_fit", "best_fit", "worst_fit", "random")
 PRIORITIES = ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep")
 BACKFILLS = ("none", "shadow", "easy")
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
-HEURISTICS = PLACEMENTS  # placement rules, the baselines of `place` mode
 
 # RLScheduler's evaluation protocol on lublin_256 (0-based starts into the filtered jobs).
 RLSCHEDULER_WINDOWS = (1981, 2756, 4299, 8850, 3316, 2714, 5228, 7762, 4022, 7085)
@@ -34,7 +33,6 @@ RLSCHEDULER_WINDOW_LEN = 1024
 
 __all__ = [
     "BACKFILLS",
-    "HEURISTICS",
     "MODES",
     "PLACEMENTS",
     "PRIORITIES",
