@@ -146,3 +146,29 @@ def test_bench_infer_reports_latency_and_throughput(oppen_home: Path) -> None:
     assert out["batched_decisions_per_s"] > 0
     print(f"infer: single {out['single_decision_us']:.0f} us, batched "
           f"{out['batched_decisions_per_s']:,.0f}/s")
+
+
+def test_numpy_inference_matches_the_torch_policy() -> None:
+    from app.training.numpy_policy import NumpyPlacePolicy
+    from app.training.policy import PlacePolicy
+
+    torch.manual_seed(0)
+    policy = PlacePolicy(16).eval()
+    rng = np.random.default_rng(0)
+    obs = rng.random((32, 64 * 4 + 2), dtype=np.float32)
+    masks = rng.random((32, 64)) < 0.5
+    expected = policy.logits(torch.from_numpy(obs), torch.from_numpy(masks)).detach().numpy()
+    np.testing.assert_allclose(NumpyPlacePolicy(policy).logits(obs, masks), expected,
+                               atol=1e-5)
+
+
+def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> None:
+    proc = subprocess.run(oppen_cmd("bench", "train", "--repeats", "1", "--iterations", "1",
+                                    "--json"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["hosts"] == 64 and out["train_steps_per_s"] > 0
+    assert out["ratio"] == pytest.approx(out["train_steps_per_s"]
+                                         / out["sync_vector_env_steps_per_s"])
+    print(f"bench train: {out['train_steps_per_s']:,.0f} steps/s, "
+          f"{out['ratio']:.1f}x SyncVectorEnv")

@@ -31,7 +31,8 @@ def run(checkpoint_path: str | None = None, repeats: int = 5) -> dict[str, Any]:
         loaded = LoadedPolicy.from_checkpoint(checkpoint_path)
     else:
         torch.manual_seed(0)
-        loaded = LoadedPolicy(PlacePolicy().eval(), TrainConfig(num_hosts=HOSTS))
+        cfg = TrainConfig(num_hosts=HOSTS)
+        loaded = LoadedPolicy(PlacePolicy(cfg.hidden).eval(), cfg)
     obs, masks = _observations(BATCH)
     for _ in range(50):  # warm-up
         loaded.decide(obs[0], masks[0])

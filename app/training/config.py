@@ -56,7 +56,7 @@ class TrainConfig:
     norm_adv: bool = _h(True, "Normalise advantages per minibatch")
     norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
-    hidden: int = _h(64, "Width of the per-host encoder", min=1)
+    hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1)
     # Checkpoints and evaluation
     checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")

@@ -34,6 +34,10 @@ class MaskedPolicy(nn.Module, abc.ABC):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """The state value, one per row."""
 
+    def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and value together; policies override it to encode the entities once."""
+        return self.logits(obs, mask), self.value(obs)
+
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, mask)
 
@@ -41,10 +45,11 @@ class MaskedPolicy(nn.Module, abc.ABC):
         self, obs: torch.Tensor, mask: torch.Tensor, action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples (or scores the given) action under the mask: action, log-prob, entropy, value."""
-        dist = Categorical(logits=self.logits(obs, mask))
+        logits, value = self.heads(obs, mask)
+        dist = Categorical(logits=logits)
         if action is None:
             action = dist.sample()
-        return action, dist.log_prob(action), dist.entropy(), self.value(obs)
+        return action, dist.log_prob(action), dist.entropy(), value
 
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,13 +58,19 @@ class MaskedPolicy(nn.Module, abc.ABC):
 
 class PlacePolicy(MaskedPolicy):
     """`place`: a host encoder over each host's 4 features and a job encoder over the job's 2,
-    combined into one logit per host; the value head reads pooled host embeddings."""
+    combined into one logit per host; the value head reads pooled host embeddings.
+
+    The scorer's first layer over [host; job] is split into a per-host and a per-job part
+    (the same function as one layer over the concatenation), so the job's share is computed
+    once per decision instead of once per host."""
 
     def __init__(self, hidden: int = 64) -> None:
         super().__init__()
         self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
         self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
-        self.scorer = _mlp(2 * hidden, hidden, 1)
+        self.score_host = nn.Linear(hidden, hidden)
+        self.score_job = nn.Linear(hidden, hidden, bias=False)
+        self.score_out = nn.Linear(hidden, 1)
         self.value_head = _mlp(2 * hidden, hidden, 1)
 
     def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,14 +79,23 @@ class PlacePolicy(MaskedPolicy):
         job = obs[:, -PLACE_JOB_FEATURES:]
         return torch.tanh(self.host_encoder(hosts)), torch.tanh(self.job_encoder(job))
 
+    def _logits(self, host_emb: torch.Tensor, job_emb: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.score_host(host_emb) + self.score_job(job_emb).unsqueeze(1))
+        return self.score_out(hidden).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+
+    def _value(self, host_emb: torch.Tensor, job_emb: torch.Tensor) -> torch.Tensor:
+        return self.value_head(torch.cat([host_emb.mean(dim=1), job_emb], dim=-1)).squeeze(-1)
+
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        host_emb, job_emb = self._encode(obs)
-        pair = torch.cat([host_emb, job_emb.unsqueeze(1).expand_as(host_emb)], dim=-1)
-        return self.scorer(pair).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+        return self._logits(*self._encode(obs), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._value(*self._encode(obs))
+
+    def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         host_emb, job_emb = self._encode(obs)
-        return self.value_head(torch.cat([host_emb.mean(dim=1), job_emb], dim=-1)).squeeze(-1)
+        return self._logits(host_emb, job_emb, mask), self._value(host_emb, job_emb)
 
 
 class PickPolicy(MaskedPolicy):
@@ -95,14 +115,22 @@ class PickPolicy(MaskedPolicy):
         emb = torch.tanh(self.encoder(self._jobs(obs)))
         return self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        jobs = self._jobs(obs)
-        emb = torch.tanh(self.encoder(jobs))
-        # Empty slots read [0, 1, 1, 1, 1, 1, 1, 0]: their last feature (can start) is 0 and
-        # their wait 0; filled slots have can-start > 0.
+    def _value(self, jobs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        # Empty slots read [0, 1, 1, 1, 1, 1, 1, 0]: their last feature (can start) is 0;
+        # filled slots have can-start > 0.
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
         pooled = (emb * filled).sum(1) / filled.sum(1).clamp(min=1.0)
         return self.value_head(pooled).squeeze(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        jobs = self._jobs(obs)
+        return self._value(jobs, torch.tanh(self.encoder(jobs)))
+
+    def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        jobs = self._jobs(obs)
+        emb = torch.tanh(self.encoder(jobs))
+        logits = self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+        return logits, self._value(jobs, emb)
 
 
 class HierarchicalPolicy(MaskedPolicy):

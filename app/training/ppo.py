@@ -81,7 +81,7 @@ def _episode_means(episodes: list[tuple[float, dict[str, float]]]) -> dict[str, 
 class Trainer:
     def __init__(self, cfg: TrainConfig, log: MetricsSink | None = None,
                  checkpoint_dir: Path | None = None, stop: threading.Event | None = None,
-                 evaluator: Evaluator | None = None) -> None:
+                 evaluator: Evaluator | None = None, envs: Any = None) -> None:
         import simrs
 
         self.cfg = cfg
@@ -92,8 +92,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
-        self.envs = simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed,
-                                   **cfg.env_options())
+        # `envs` replaces simrs's batch env with anything of the same interface (benchmarks).
+        self.envs = envs or simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed,
+                                           **cfg.env_options())
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim)) \
             .to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)

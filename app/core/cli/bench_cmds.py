@@ -66,3 +66,20 @@ def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> Non
         return
     click.echo(f"single decision (64 hosts): median {r['single_decision_us']:.1f} us")
     click.echo(f"batched ({r['batch_size']}): {r['batched_decisions_per_s']:,.0f} decisions/s")
+
+
+@bench.command("train")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,
+              help="PPO updates per sample")
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
+    """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop."""
+    from app.bench.train import run
+
+    r = run(repeats, iterations)
+    if as_json:
+        common.emit_json({"benchmark": "train", **r})
+        return
+    click.echo(f"PPO on simrs: {r['train_steps_per_s']:,.0f} steps/s; through SyncVectorEnv: "
+               f"{r['sync_vector_env_steps_per_s']:,.0f} steps/s ({r['ratio']:.1f}x)")
