@@ -123,7 +123,7 @@ def test_sigterm_leaves_a_loadable_checkpoint(oppen_home: Path, tmp_path: Path) 
 
 
 def test_short_training_beats_the_random_policy() -> None:
-    cfg = TrainConfig(total_timesteps=16_384, num_envs=8, rollout_steps=128, num_hosts=4,
+    cfg = TrainConfig(total_timesteps=32_768, num_envs=8, rollout_steps=128, num_hosts=4,
                       episode_length=64, mean_interarrival_s=20.0, seed=1)
     policy = train(cfg).policy.eval()
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""A NumPy forward pass of the `place` policy for CPU inference: the same function as the
+"""A NumPy forward pass (ReLU MLPs) of the `place` policy for CPU inference: the same function as the
 PyTorch module (checked by the tests), without PyTorch's per-operation overhead, which
 dominates a single decision over a few dozen hosts."""
 
@@ -34,15 +34,15 @@ class NumpyPlacePolicy:
         # re-reading the [batch, hosts, hidden] intermediates costs more than the matmuls.
         h = hosts @ self.h1[0]
         h += self.h1[1]
-        np.tanh(h, out=h)
+        np.maximum(h, 0, out=h)
         h = h @ self.h2[0]
         h += self.h2[1]
-        np.tanh(h, out=h)
-        j = np.tanh(job @ self.j1[0] + self.j1[1])
-        j = np.tanh(j @ self.j2[0] + self.j2[1])
+        np.maximum(h, 0, out=h)
+        j = np.maximum(job @ self.j1[0] + self.j1[1], 0)
+        j = np.maximum(j @ self.j2[0] + self.j2[1], 0)
         s = h @ self.sh[0]
         s += (j @ self.sj[0] + self.sh[1])[:, None, :]
-        np.tanh(s, out=s)
+        np.maximum(s, 0, out=s)
         out = (s @ self.so[0])[..., 0]
         out += self.so[1][0]
         out[~masks.astype(bool)] = np.float32(MASKED_LOGIT)

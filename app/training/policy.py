@@ -20,7 +20,7 @@ MASKED_LOGIT = -1e9  # finite, so a fully-masked row never turns into NaN
 
 
 def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), nn.Linear(hidden, out))
+    return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
 class MaskedPolicy(nn.Module, abc.ABC):
@@ -77,11 +77,11 @@ class PlacePolicy(MaskedPolicy):
         batch = obs.shape[0]
         hosts = obs[:, :-PLACE_JOB_FEATURES].reshape(batch, -1, HOST_FEATURES)
         job = obs[:, -PLACE_JOB_FEATURES:]
-        return torch.tanh(self.host_encoder(hosts)), torch.tanh(self.job_encoder(job))
+        return torch.relu(self.host_encoder(hosts)), torch.relu(self.job_encoder(job))
 
     def _logits(self, host_emb: torch.Tensor, job_emb: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(self.score_host(host_emb) + self.score_job(job_emb).unsqueeze(1))
+        hidden = torch.relu(self.score_host(host_emb) + self.score_job(job_emb).unsqueeze(1))
         return self.score_out(hidden).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
 
     def _value(self, host_emb: torch.Tensor, job_emb: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class PickPolicy(MaskedPolicy):
         return obs.reshape(obs.shape[0], -1, JOB_FEATURES)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        emb = torch.tanh(self.encoder(self._jobs(obs)))
+        emb = torch.relu(self.encoder(self._jobs(obs)))
         return self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
 
     def _value(self, jobs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -124,11 +124,11 @@ class PickPolicy(MaskedPolicy):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         jobs = self._jobs(obs)
-        return self._value(jobs, torch.tanh(self.encoder(jobs)))
+        return self._value(jobs, torch.relu(self.encoder(jobs)))
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         jobs = self._jobs(obs)
-        emb = torch.tanh(self.encoder(jobs))
+        emb = torch.relu(self.encoder(jobs))
         logits = self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
         return logits, self._value(jobs, emb)
 
@@ -158,9 +158,9 @@ class HierarchicalPolicy(MaskedPolicy):
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         phase, chosen, hosts, jobs = self._split(obs)
-        job_logits = self.job_scorer(torch.tanh(self.job_encoder(jobs))).squeeze(-1)
-        host_emb = torch.tanh(self.host_encoder(hosts))
-        chosen_emb = torch.tanh(self.job_encoder(chosen)).unsqueeze(1).expand_as(host_emb)
+        job_logits = self.job_scorer(torch.relu(self.job_encoder(jobs))).squeeze(-1)
+        host_emb = torch.relu(self.host_encoder(hosts))
+        chosen_emb = torch.relu(self.job_encoder(chosen)).unsqueeze(1).expand_as(host_emb)
         host_logits = self.host_scorer(torch.cat([host_emb, chosen_emb], -1)).squeeze(-1)
         width = mask.shape[1]
         padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
@@ -171,9 +171,9 @@ class HierarchicalPolicy(MaskedPolicy):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         phase, _chosen, hosts, jobs = self._split(obs)
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
-        job_pool = (torch.tanh(self.job_encoder(jobs)) * filled).sum(1) / filled.sum(1).clamp(
+        job_pool = (torch.relu(self.job_encoder(jobs)) * filled).sum(1) / filled.sum(1).clamp(
             min=1.0)
-        host_pool = torch.tanh(self.host_encoder(hosts)).mean(1)
+        host_pool = torch.relu(self.host_encoder(hosts)).mean(1)
         return self.value_head(torch.cat([job_pool, host_pool, phase.unsqueeze(1)], -1)) \
             .squeeze(-1)
 
