@@ -143,3 +143,23 @@ def test_docs_list_every_training_option() -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
     missing = [name for name, _, _ in options_help() if f"| `{name}` |" not in docs]
     assert missing == [], f"docs/training.md lacks options: {missing}"
+
+
+def test_progress_is_json_lines_outside_a_terminal() -> None:
+    import io
+    import json
+
+    from app.training.progress import ProgressReporter
+
+    out = io.StringIO()
+    with ProgressReporter(2048, stream=out, interactive=False) as progress:
+        progress({"charts/SPS": 1000.0, "charts/episodic_return": -1.5}, 1024)
+        progress({"eval/metric": 3.0}, 1024)  # not an update: no line
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == [{"event": "update", "global_step": 1024, "total_steps": 2048,
+                      "sps": 1000.0, "eta_s": 1.0, "elapsed_s": lines[0]["elapsed_s"],
+                      "episodic_return": -1.5}]
+    bar = io.StringIO()
+    with ProgressReporter(2048, stream=bar, interactive=True) as progress:
+        progress({"charts/SPS": 1000.0}, 2048)
+    assert "{" not in bar.getvalue()  # a bar, not JSON

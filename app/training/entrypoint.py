@@ -16,6 +16,7 @@ from app.training import checkpoint
 from app.training.config import TrainConfig
 from app.training.evaluate import baselines, evaluate_config, policy_chooser
 from app.training.ppo import Trainer, resolve_device
+from app.training.progress import ProgressReporter
 from app.training.report import evaluation_markdown, learning_curve_png
 from app.training.run_logger import RunLogger
 
@@ -66,10 +67,13 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                          for k, v in cfg.to_dict().items()})
     curve: list[tuple[int, float]] = []
 
+    progress = ProgressReporter(cfg.total_timesteps)
+
     def sink(metrics: dict[str, float], step: int) -> None:
         if "charts/episodic_return" in metrics:
             curve.append((step, metrics["charts/episodic_return"]))
         logger.metrics(metrics, step)
+        progress(metrics, step)
 
     evaluator = _evaluator(cfg) if cfg.eval_every else None
     trainer = Trainer(cfg, sink, checkpoint_dir, stop, evaluator)
@@ -79,7 +83,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         trainer.init_from(checkpoint.load(init_from))
     trainer.extra_state["mlflow_run_id"] = run_id
     try:
-        result = trainer.run()
+        with progress:
+            result = trainer.run()
         table: dict[str, dict[str, float]] = {}
         if result.stopped != "sigterm":
             device = resolve_device(cfg.device)
