@@ -53,11 +53,6 @@ impl Host {
             && self.free_gpus() >= job.gpus
     }
 
-    /// Whether the job could ever run here (on an empty host).
-    pub fn could_hold(&self, job: &Job) -> bool {
-        self.cores >= job.cores && self.mem_mb >= job.mem_mb && self.gpus >= job.gpus
-    }
-
     pub fn core_utilization(&self) -> f32 {
         self.used_cores as f32 * self.inv_cores
     }
@@ -162,21 +157,6 @@ impl Cluster {
         h.used_mem_mb -= job.mem_mb;
         h.used_gpus -= job.gpus;
         self.sync_host(host);
-    }
-
-    pub fn reset_usage(&mut self) {
-        for h in &mut self.hosts {
-            h.used_cores = 0;
-            h.used_mem_mb = 0;
-            h.used_gpus = 0;
-        }
-        for h in 0..self.hosts.len() {
-            self.sync_host(h);
-        }
-    }
-
-    pub fn first_fit(&self, job: &Job) -> Option<usize> {
-        self.hosts.iter().position(|h| h.fits(job))
     }
 
     pub fn fits_somewhere(&self, job: &Job) -> bool {

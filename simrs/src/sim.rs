@@ -55,10 +55,6 @@ impl ClusterSim {
         self.start_order.len() == self.jobs.len()
     }
 
-    pub fn next_event_time(&self) -> Option<Time> {
-        self.events.peek_time()
-    }
-
     /// Applies every event at the next event time. Returns the job-seconds the queue waited
     /// during the jump, or None when no event is left.
     pub fn advance(&mut self) -> Option<f64> {

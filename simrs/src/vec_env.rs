@@ -57,10 +57,6 @@ impl VecEnv {
         self.envs[0].action_dim()
     }
 
-    pub fn envs(&self) -> &[Box<dyn Env>] {
-        &self.envs
-    }
-
     pub fn reset(&mut self, seed: u64) {
         self.base_seed = seed;
         let base = seed;
