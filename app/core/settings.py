@@ -58,7 +58,14 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default SQLite at $OPPEN_HOME/mlflow.db"
     )
-    executor: Literal["local"] = Field(default="local", description="Where jobs run")
+    executor: Literal["local", "kubernetes"] = Field(
+        default="local", description="Where jobs run: local processes or Kubernetes Jobs"
+    )
+    k8s_namespace: str = Field(default="oppen", description="Namespace of training Jobs")
+    k8s_image: str = Field(default="oppen:latest", description="Image the training Jobs run")
+    k8s_service_account: str = Field(
+        default="oppen-dispatcher", description="ServiceAccount the training pods run as"
+    )
     llm: str = Field(default="offline", description="Chat model: offline | provider:model")
     max_concurrent_jobs: int = Field(default=3, ge=1, description="Jobs running at once")
     dispatch_interval_s: float = Field(default=2.0, gt=0, description="Dispatcher tick period")

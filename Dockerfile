@@ -1,0 +1,38 @@
+# The Oppen image: the dispatcher, the MLflow server and every training pod run it.
+#   docker build -t oppen:0.1.0 .                                   # CPU training
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t oppen:0.1.0-cuda .
+# Not built in CI: the development machines have no Docker engine.
+
+# --- simrs: the Rust simulator, compiled into a wheel -------------------------------------
+FROM rust:1-slim-bookworm AS simrs
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-dev python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.5,<2"
+WORKDIR /src
+COPY simrs/ simrs/
+RUN /opt/build/bin/maturin build --release --manifest-path simrs/Cargo.toml \
+      --interpreter python3.11 --out /wheels
+
+# --- runtime ------------------------------------------------------------------------------
+FROM python:3.11-slim-bookworm
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    OPPEN_HOME=/var/lib/oppen
+
+# torch first, from the index that matches the hardware; the pin below then installs nothing.
+RUN pip install --index-url "${TORCH_INDEX}" torch==2.13.0
+COPY --from=simrs /wheels/ /tmp/wheels/
+COPY pyproject.toml README.md /src/
+COPY app/ /src/app/
+RUN pip install /tmp/wheels/simrs-*.whl "/src[aws]" && rm -rf /tmp/wheels /src
+
+RUN groupadd --gid 10001 oppen \
+ && useradd --uid 10001 --gid oppen --home-dir /var/lib/oppen --create-home oppen
+USER 10001:10001
+WORKDIR /var/lib/oppen
+
+ENTRYPOINT ["oppen"]
+CMD ["dispatcher", "run"]

@@ -1,0 +1,20 @@
+output "namespace" {
+  description = "The Namespace object, as YAML."
+  value       = yamlencode(local.namespace)
+}
+
+output "cluster_scoped" {
+  description = "Cluster-scoped objects (the PriorityClasses) as YAML, keyed by kind/name."
+  value       = { for key, object in local.priority_classes : key => yamlencode(object) }
+}
+
+output "namespaced" {
+  description = "Namespaced objects as YAML, keyed by kind/name. Holds a Secret, hence sensitive."
+  value       = { for key, object in local.namespaced : key => yamlencode(object) }
+  sensitive   = true
+}
+
+output "scheduling_policy_toml" {
+  description = "The Oppen settings file the dispatcher mounts."
+  value       = local.scheduling_policy_toml
+}

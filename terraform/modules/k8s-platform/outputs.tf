@@ -1,0 +1,19 @@
+output "namespace" {
+  description = "Namespace that holds the platform."
+  value       = var.namespace
+}
+
+output "mlflow_tracking_uri" {
+  description = "In-cluster MLflow tracking URI."
+  value       = "http://oppen-mlflow.${var.namespace}.svc:5000"
+}
+
+output "dispatcher_service_account" {
+  description = "ServiceAccount the dispatcher and training Jobs run as."
+  value       = var.dispatcher_service_account
+}
+
+output "priority_classes" {
+  description = "Names of the PriorityClasses created for Oppen's priority classes."
+  value       = [for key in keys(module.manifests.cluster_scoped) : split("/", key)[1]]
+}
