@@ -74,8 +74,10 @@ def test_failing_job_is_failed_with_its_reason(services: Services) -> None:
     tick_until(services, lambda r: r.idle)
     failed = services.queue.get(job.id)
     assert failed.state == "failed"
-    assert failed.exit_code == 1
-    assert "exit code 1" in failed.reason and "lr" in failed.reason
+    # A bad config exits 2: a user error, failed at once and never retried.
+    assert failed.exit_code == 2
+    assert failed.attempts == 1
+    assert "configuration error (exit code 2)" in failed.reason and "lr" in failed.reason
     assert services.queue.retry(job.id).state == "queued"
 
 

@@ -100,7 +100,7 @@ def test_stale_state_is_never_overwritten(queue: QueueService) -> None:
 def test_cancel_queued_and_missing(queue: QueueService) -> None:
     job = queue.submit("c")
     assert queue.cancel(job.id).state == "cancelled"
-    with pytest.raises(ConfigError, match="already cancelled"):
+    with pytest.raises(InvalidTransitionError, match="already cancelled"):
         queue.cancel(job.id)
     with pytest.raises(NotFoundError, match="no job with id 999"):
         queue.show(999)

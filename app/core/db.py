@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 from app.core import models  # noqa: F401  (registers the tables)
 from app.core.errors import ConfigError
@@ -35,8 +37,74 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The schema before migrations existed; a database made by it is stamped, then upgraded.
+BASELINE_REVISION = "0001"
+
+
+def _alembic_config(connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+
 def init_db(engine: Engine) -> None:
+    """Brings the schema to the newest migration (creating it on an empty database).
+
+    Every process opening the database calls this, often at the same moment (the dispatcher,
+    its jobs, concurrent submitters), so migrating is serialised: a file lock beside a SQLite
+    database, an advisory lock on PostgreSQL.
+    """
     try:
-        SQLModel.metadata.create_all(engine)
+        if schema_revision(engine) == _head_revision():
+            return
+        with _migration_lock(engine), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
+            _upgrade(connection)
     except OperationalError as exc:
         raise ConfigError(f"cannot open the database: {exc.orig}") from None
+
+
+def _upgrade(connection) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import inspect
+
+    tables = set(inspect(connection).get_table_names())
+    config = _alembic_config(connection)
+    if "jobs" in tables and "alembic_version" not in tables:
+        command.stamp(config, BASELINE_REVISION)
+    command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,35 +1,49 @@
 """The dispatcher: each tick reconciles running jobs, admits queued ones in one batch, and
-launches them. Exactly one dispatcher leads at a time (see lease.py)."""
+launches them. Exactly one dispatcher leads at a time (see lease.py).
+
+Crash safety: a job is claimed (queued -> dispatching, attempt counted) in one transaction
+before anything is started, and every attempt has a name the executor can find again
+(``Executor.find``). A dispatcher that dies between starting an attempt and recording it is
+followed by one that adopts the attempt instead of starting a second.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from app.core.admission import AdmissionCheck, Limits, plan_admission
 from app.core.errors import StaleStateError
-from app.core.executors.base import Executor, Phase
+from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
+from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import Lease
-from app.core.models import Job
-from app.core.queue import queue_order, transition
+from app.core.models import Job, JobEvent
+from app.core.queue import ACTIVE_STATES, active_usage, queued_candidates, transition
 from app.core.states import JobState
+from app.core.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (JobState.DISPATCHING.value, JobState.RUNNING.value)
+# Reads (global_step, steps_per_second) of an MLflow run; None when it has reported nothing.
+ProgressReader = Callable[[str], "tuple[int, float] | None"]
 
 
 @dataclass
 class TickReport:
     leader: bool = True
     finished: list[tuple[int, str]] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
     launched: list[int] = field(default_factory=list)
+    adopted: list[int] = field(default_factory=list)
     queued: int = 0
     running: int = 0
 
@@ -41,92 +55,189 @@ class TickReport:
 
 class Dispatcher:
     def __init__(self, engine: Engine, executor: Executor, lease: Lease,
-                 max_concurrent: int = 3) -> None:
+                 limits: Limits | None = None, checks: Sequence[AdmissionCheck] = (),
+                 progress: ProgressReader | None = None) -> None:
         self.engine = engine
         self.executor = executor
         self.lease = lease
-        self.max_concurrent = max_concurrent
+        self.limits = limits or Limits()
+        self.checks = checks
+        self.progress = progress
 
     def tick(self) -> TickReport:
         if not self.lease.acquire():
             return TickReport(leader=False)
         report = TickReport()
         self._reconcile(report)
-        to_launch = self._admit()
-        for job_id in to_launch:
+        for job_id in self._admit():
             self._launch(job_id, report)
         with Session(self.engine) as s:
             counts = dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all())
         report.queued = counts.get(JobState.QUEUED.value, 0)
-        report.running = sum(counts.get(state, 0) for state in ACTIVE)
+        report.running = sum(counts.get(state, 0) for state in ACTIVE_STATES)
         return report
+
+    # --- 1. reconcile ------------------------------------------------------------------------
 
     def _reconcile(self, report: TickReport) -> None:
         with Session(self.engine) as s:
-            jobs = s.exec(select(Job).where(col(Job.state).in_(ACTIVE))).all()
+            jobs = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))).all()
             for job in jobs:
-                if job.executor_ref is None:
-                    # Claimed but never launched (a crash between the two): back to the queue.
-                    transition(s, job, JobState.QUEUED, "dispatcher restarted before launch")
-                    continue
-                if job.cancel_requested:
-                    self.executor.stop(job.executor_ref)
-                    transition(s, job, JobState.CANCELLED, "cancelled while running")
-                    report.finished.append((job.id, JobState.CANCELLED.value))
-                    continue
-                status = self.executor.poll(job.executor_ref)
-                if status.phase is Phase.RUNNING:
-                    continue
-                job.exit_code = status.exit_code
-                if status.phase is Phase.EXITED and status.exit_code == 0:
-                    transition(s, job, JobState.SUCCEEDED, "exit code 0")
-                else:
-                    why = (f"exit code {status.exit_code}" if status.phase is Phase.EXITED
-                           else "lost")
-                    tail = getattr(self.executor, "log_tail", None)
-                    last = tail(job.executor_ref, 1) if tail else ""
-                    reason = "; ".join(p for p in (why, status.detail, last) if p)
-                    transition(s, job, JobState.FAILED, reason[:500])
-                report.finished.append((job.id, job.state))
-            s.commit()
+                try:
+                    self._reconcile_one(s, job, report)
+                    s.commit()
+                except StaleStateError:
+                    s.rollback()  # changed meanwhile (a cancel); the next tick sees it
+
+    def _reconcile_one(self, s: Session, job: Job, report: TickReport) -> None:
+        if job.executor_ref is None:
+            # Claimed, and perhaps started, by a dispatcher that died before recording it.
+            ref = self.executor.find(job)
+            if ref is None:
+                transition(s, job, JobState.QUEUED, "dispatcher stopped before launching it")
+                job.attempts = max(0, job.attempts - 1)  # the attempt never began
+                return
+            job.executor_ref = ref
+            transition(s, job, JobState.RUNNING, "attempt found again after a dispatcher restart")
+            report.adopted.append(job.id)
+            return
+        if job.cancel_requested:
+            self.executor.stop(job.executor_ref)
+            transition(s, job, JobState.CANCELLED, "cancelled while running; stopped")
+            report.finished.append((job.id, JobState.CANCELLED.value))
+            return
+        if job.state == JobState.DISPATCHING.value:
+            transition(s, job, JobState.RUNNING, "launch recorded after a restart")
+        status = self.executor.poll(job.executor_ref)
+        if status.phase is Phase.RUNNING:
+            if self._over_time(job):
+                self.executor.stop(job.executor_ref)
+                status = ExecStatus(Phase.TIMEOUT, None,
+                                    f"ran past its limit of {job.max_runtime_s:g} s")
+            else:
+                self._read_progress(job)
+                s.add(job)
+                return
+        job.exit_code = status.exit_code
+        if status.phase is Phase.EXITED and status.exit_code == 0:
+            transition(s, job, JobState.SUCCEEDED, "exit code 0")
+            report.finished.append((job.id, JobState.SUCCEEDED.value))
+            return
+        failure = classify(status)
+        last = self.executor.logs(job.executor_ref, 1).strip()
+        # Whatever is left of the attempt (a pod stuck pulling its image) goes before a retry.
+        self.executor.stop(job.executor_ref)
+        self._fail(s, job, failure, last, report)
+
+    def _fail(self, s: Session, job: Job, failure: Failure, last_line: str,
+              report: TickReport) -> None:
+        reason = f"{failure.kind.value}: {failure.reason}"
+        if last_line and last_line not in reason:
+            reason += f" | {last_line}"
+        transition(s, job, JobState.FAILED, reason[:500])
+        if failure.retryable and job.attempts < job.max_attempts:
+            job.not_before = backoff_until(utcnow(), job.attempts)
+            job.executor_ref = None
+            job.progress_step = job.progress_sps = None
+            transition(s, job, JobState.QUEUED,
+                       f"retry {job.attempts + 1} of {job.max_attempts} after "
+                       f"{failure.kind.value} failure, not before "
+                       f"{job.not_before.isoformat(timespec='seconds')}")
+            report.retried.append(job.id)
+        else:
+            if failure.retryable:
+                job.reason = f"{reason[:400]} (gave up after {job.attempts} attempts)"
+                s.add(job)
+            report.finished.append((job.id, JobState.FAILED.value))
+
+    def _over_time(self, job: Job) -> bool:
+        if job.max_runtime_s is None or job.started_at is None:
+            return False
+        return utcnow() - as_utc(job.started_at) > timedelta(seconds=job.max_runtime_s)
+
+    def _read_progress(self, job: Job) -> None:
+        if self.progress is None or job.mlflow_run_id is None:
+            return
+        try:
+            seen = self.progress(job.mlflow_run_id)
+        except Exception as exc:  # noqa: BLE001 - progress is for ETAs; never fail a tick on it
+            log.warning("progress of job %s unavailable: %s", job.id, exc)
+            return
+        if seen is not None:
+            job.progress_step, job.progress_sps = int(seen[0]), float(seen[1])
+
+    # --- 2. admit ------------------------------------------------------------------------
 
     def _admit(self) -> list[int]:
-        """One snapshot, decisions in memory, one transaction to record them all."""
+        """One snapshot of capacity, decisions in memory, one transaction to record them.
+
+        The claim is a conditional UPDATE (state still queued) covering every admitted job at
+        once; on PostgreSQL the rows are first locked with FOR UPDATE SKIP LOCKED, so a job
+        someone else is changing right now is simply left for the next tick.
+        """
+        now = utcnow()
         with Session(self.engine) as s:
-            active = s.exec(select(func.count()).where(col(Job.state).in_(ACTIVE))).one()
-            free = self.max_concurrent - active
-            if free <= 0:
+            usage, _ = active_usage(s)
+            if usage.jobs >= self.limits.max_concurrent:
                 return []
-            candidates = s.exec(
-                select(Job).where(Job.state == JobState.QUEUED.value)
-                .order_by(*queue_order()).limit(free)
-            ).all()
-            admitted = []
-            for job in candidates:
-                try:
-                    transition(s, job, JobState.DISPATCHING, "admitted: capacity available")
-                except StaleStateError:
-                    continue  # cancelled a moment ago by someone else
-                admitted.append(job.id)
+            plan = plan_admission(queued_candidates(s), usage, self.limits, now, self.checks)
+            ids = plan.admitted
+            if not ids:
+                return []
+            if self.engine.dialect.name == "postgresql":
+                ids = list(s.exec(select(Job.id).where(col(Job.id).in_(ids))  # type: ignore[call-overload]
+                                  .where(Job.state == JobState.QUEUED.value)
+                                  .with_for_update(skip_locked=True)).all())
+            if not ids:
+                return []
+            claimed = s.execute(
+                update(Job).where(col(Job.id).in_(ids))
+                .where(col(Job.state) == JobState.QUEUED.value)
+                .values(state=JobState.DISPATCHING.value, attempts=Job.attempts + 1,
+                        not_before=None, reason="admitted")
+                .returning(Job.id)
+            ).scalars().all()
+            if claimed:
+                s.execute(insert(JobEvent), [
+                    dict(job_id=job_id, at=now, from_state=JobState.QUEUED.value,
+                         to_state=JobState.DISPATCHING.value, reason="admitted")
+                    for job_id in claimed])
             s.commit()
-            return admitted
+        order = {job_id: i for i, job_id in enumerate(plan.admitted)}
+        return sorted(claimed, key=order.__getitem__)
+
+    # --- 3. launch -----------------------------------------------------------------------
 
     def _launch(self, job_id: int, report: TickReport) -> None:
         with Session(self.engine) as s:
             job = s.get(Job, job_id)
-            assert job is not None
+            if job is None or job.state != JobState.DISPATCHING.value:
+                return
             try:
                 ref = self.executor.launch(job)
-            except Exception as exc:  # noqa: BLE001 - any launch failure fails the job visibly
-                transition(s, job, JobState.FAILED, f"launch failed: {exc}")
+            except LaunchError as exc:
+                kind = FailureKind.INFRASTRUCTURE if exc.retryable else FailureKind.USER
+                self._fail(s, job, Failure(kind, f"launch failed: {exc}"), "", report)
                 s.commit()
-                report.finished.append((job_id, JobState.FAILED.value))
+                return
+            except Exception as exc:  # noqa: BLE001 - any launch failure is visible on the job
+                self._fail(s, job, Failure(FailureKind.INFRASTRUCTURE, f"launch failed: {exc}"),
+                           "", report)
+                s.commit()
                 return
             job.executor_ref = ref
-            job.attempts += 1
-            transition(s, job, JobState.RUNNING, f"launched by {self.executor.name} executor")
+            try:
+                transition(s, job, JobState.RUNNING,
+                           f"attempt {job.attempts} launched by the {self.executor.name} executor")
+            except StaleStateError:
+                # Cancelled while launching: stop what was just started.
+                self.executor.stop(ref)
+                s.rollback()
+                return
             s.commit()
             report.launched.append(job_id)
+
+    # --- running --------------------------------------------------------------------------
 
     def run(self, interval_s: float, exit_when_idle: bool = False,
             on_tick: Any = None) -> None:
@@ -147,6 +258,8 @@ class Dispatcher:
                 stop.set()
 
         scheduler = BackgroundScheduler(timezone="UTC")
+        # Coalesce missed ticks into one, never two at once, and skip a tick that is very late
+        # rather than run a burst of them after a pause.
         scheduler.add_job(job, "interval", seconds=interval_s, coalesce=True, max_instances=1,
                           misfire_grace_time=max(1, int(interval_s * 5)),
                           next_run_time=datetime.now(UTC))  # first tick at once

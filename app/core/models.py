@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 from app.core.timeutil import utcnow
@@ -37,6 +37,20 @@ class Job(SQLModel, table=True):
     reason: str | None = None
     mlflow_run_id: str | None = None
     cancel_requested: bool = False
+    # Who the job belongs to (budgets and API access are scoped by these).
+    team: str = "default"
+    project: str = "default"
+    # Retries of infrastructure failures, with exponential backoff until not_before.
+    max_attempts: int = 3
+    not_before: datetime | None = Field(default=None, sa_column=_utc_column())
+    # Past this much running time the job is stopped and failed as a timeout.
+    max_runtime_s: float | None = None
+    # Estimated at submission; money in integer micro-dollars so sums never drift.
+    estimated_duration_s: float | None = None
+    estimated_cost_micros: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # Live progress read from MLflow by the dispatcher, for ETAs.
+    progress_step: int | None = Field(default=None, sa_column=Column(BigInteger))
+    progress_sps: float | None = None
 
 
 class JobEvent(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""The persistent priority queue: submit, list, show, cancel, retry and every state change.
+"""The persistent priority queue: submit (one or a batch), list, show, cancel, retry, change
+priority, and every state change.
 
 All state changes go through :func:`transition`, which checks the state machine and records a
 :class:`JobEvent`, so each job carries its own history.
@@ -6,20 +7,35 @@ All state changes go through :func:`transition`, which checks the state machine 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from app.core.errors import ConfigError, NotFoundError, StaleStateError
+from app.core.admission import (
+    Candidate,
+    Limits,
+    Pending,
+    PendingReason,
+    Usage,
+    estimate_starts,
+    plan_admission,
+)
+from app.core.errors import ConfigError, InvalidTransitionError, NotFoundError, StaleStateError
+from app.core.estimate import estimate_job
 from app.core.models import Job, JobEvent
-from app.core.priority import priority_value
+from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import TERMINAL, JobState, check_transition
-from app.core.timeutil import utcnow
+from app.core.timeutil import as_utc, utcnow
+from app.costs.pricing import Pricing, load_pricing
 from app.training.config import TrainConfig
+
+ACTIVE_STATES = (JobState.DISPATCHING.value, JobState.RUNNING.value)
+MAX_LIST_LIMIT = 1000
 
 
 def transition(session: Session, job: Job, target: JobState, reason: str = "") -> None:
@@ -61,13 +77,46 @@ def queue_order() -> tuple[Any, ...]:
     return (col(Job.priority).desc(), col(Job.id).asc())
 
 
+class BatchError(ConfigError):
+    """A batch with invalid items; nothing of it was stored."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"batch rejected, nothing queued: item {first['index']}: "
+                         f"{first['error']}{more}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated submission, ready to store."""
+
+    name: str
+    config: dict[str, Any]
+    priority_class: str
+    cpus: float
+    memory_mb: int
+    gpus: int
+    team: str
+    project: str
+    max_attempts: int
+    max_runtime_s: float | None
+
+
+def _dollars(micros: int | None) -> str | None:
+    return None if micros is None else f"{micros / 1_000_000:.6f}"
+
+
 @dataclass(frozen=True)
 class JobView:
-    """A job as shown to people: its row, queue position and history."""
+    """A job as shown to people: its row, queue position, why it waits, and history."""
 
     job: Job
     position: int | None
     events: list[JobEvent]
+    pending: Pending | None = None
+    eta_start: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         j = self.job
@@ -77,7 +126,12 @@ class JobView:
             "state": j.state,
             "priority_class": j.priority_class,
             "priority": j.priority,
+            "team": j.team,
+            "project": j.project,
             "position": self.position,
+            "pending_reason": self.pending.reason.value if self.pending else None,
+            "pending_detail": self.pending.detail if self.pending else None,
+            "eta_start": self.eta_start.isoformat(timespec="seconds") if self.eta_start else None,
             "cpus": j.cpus,
             "memory_mb": j.memory_mb,
             "gpus": j.gpus,
@@ -85,6 +139,13 @@ class JobView:
             "started_at": j.started_at.isoformat() if j.started_at else None,
             "finished_at": j.finished_at.isoformat() if j.finished_at else None,
             "attempts": j.attempts,
+            "max_attempts": j.max_attempts,
+            "not_before": j.not_before.isoformat() if j.not_before else None,
+            "max_runtime_s": j.max_runtime_s,
+            "estimated_duration_s": j.estimated_duration_s,
+            "estimated_cost_usd": _dollars(j.estimated_cost_micros),
+            "progress_step": j.progress_step,
+            "progress_sps": j.progress_sps,
             "exit_code": j.exit_code,
             "reason": j.reason,
             "mlflow_run_id": j.mlflow_run_id,
@@ -103,55 +164,179 @@ def _require(session: Session, job_id: int) -> Job:
     return job
 
 
-class QueueService:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+def candidate_of(row: Any) -> Candidate:
+    return Candidate(id=row.id, priority_class=row.priority_class, priority=row.priority,
+                     created_at=as_utc(row.created_at), cpus=row.cpus, memory_mb=row.memory_mb,
+                     gpus=row.gpus, not_before=as_utc(row.not_before) if row.not_before else None,
+                     team=row.team, project=row.project,
+                     estimated_cost_micros=row.estimated_cost_micros)
 
-    def submit(
-        self,
-        name: str,
-        config: dict[str, Any] | None = None,
-        priority: str = "normal",
-        cpus: float = 1.0,
-        memory_mb: int = 1024,
-        gpus: int = 0,
-    ) -> Job:
-        if not name or not name.strip():
+
+CANDIDATE_COLUMNS = (Job.id, Job.priority_class, Job.priority, Job.created_at, Job.cpus,
+                     Job.memory_mb, Job.gpus, Job.not_before, Job.team, Job.project,
+                     Job.estimated_cost_micros)
+
+
+def queued_candidates(session: Session) -> list[Candidate]:
+    """Every queued job, reading only the columns admission needs."""
+    rows = session.exec(select(*CANDIDATE_COLUMNS)  # type: ignore[call-overload]
+                        .where(Job.state == JobState.QUEUED.value)).all()
+    return [candidate_of(r) for r in rows]
+
+
+def active_usage(session: Session) -> tuple[Usage, list[tuple[Job, float]]]:
+    """What running jobs hold, and each one's estimated remaining seconds."""
+    usage = Usage()
+    remaining: list[tuple[Job, float]] = []
+    now = utcnow()
+    for job in session.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))).all():
+        usage.add(candidate_of(job))
+        remaining.append((job, remaining_seconds(job, now)))
+    return usage, remaining
+
+
+def remaining_seconds(job: Job, now: datetime) -> float:
+    """From live progress when the job reports it, else from the submission estimate."""
+    total = int(job.config.get("total_timesteps", 0))
+    if job.progress_step is not None and job.progress_sps and job.progress_sps > 0:
+        return max(0.0, (total - job.progress_step) / job.progress_sps)
+    started = as_utc(job.started_at) if job.started_at else now
+    return max(0.0, (job.estimated_duration_s or 0.0) - (now - started).total_seconds())
+
+
+@dataclass
+class QueueService:
+    engine: Engine
+    limits: Limits = field(default_factory=Limits)
+    pricing: Pricing | None = None
+    default_max_attempts: int = 3
+
+    def _pricing(self) -> Pricing:
+        if self.pricing is None:
+            self.pricing = load_pricing()
+        return self.pricing
+
+    # --- submitting ------------------------------------------------------------------------
+
+    def validate(self, name: str, config: dict[str, Any] | None = None,
+                 priority: str = "normal", cpus: float = 1.0, memory_mb: int = 1024,
+                 gpus: int = 0, team: str = "default", project: str = "default",
+                 max_attempts: int | None = None, max_runtime_s: float | None = None) -> JobSpec:
+        """Checks one submission completely, touching nothing; raises ConfigError."""
+        if not isinstance(name, str) or not name.strip():
             raise ConfigError("a job needs a non-empty name")
+        priority_value(priority)
+        for label, value in (("cpus", cpus), ("memory_mb", memory_mb), ("gpus", gpus)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{label} must be a number, got {value!r}")
         if cpus <= 0 or memory_mb <= 0 or gpus < 0:
             raise ConfigError("cpus and memory_mb must be positive and gpus not negative")
-        train_config = TrainConfig.from_dict(config or {})  # validate before anything is stored
-        job = Job(
-            name=name.strip(),
-            priority_class=priority,
-            priority=priority_value(priority),
-            config=train_config.to_dict(),
-            cpus=cpus,
-            memory_mb=memory_mb,
-            gpus=gpus,
-        )
+        if int(gpus) != gpus:
+            raise ConfigError("gpus must be a whole number")
+        attempts = self.default_max_attempts if max_attempts is None else max_attempts
+        if not isinstance(attempts, int) or attempts < 1:
+            raise ConfigError("max_attempts must be a whole number of at least 1")
+        if max_runtime_s is not None and (not isinstance(max_runtime_s, (int, float))
+                                          or max_runtime_s <= 0):
+            raise ConfigError("max_runtime_s must be a positive number of seconds")
+        for label, value in (("team", team), ("project", project)):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{label} must be a non-empty name")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError("config must be a table of training options")
+        train_config = TrainConfig.from_dict(config or {})
+        return JobSpec(name.strip(), train_config.to_dict(), priority, float(cpus),
+                       int(memory_mb), int(gpus), team.strip(), project.strip(), attempts,
+                       float(max_runtime_s) if max_runtime_s is not None else None)
+
+    def _row(self, spec: JobSpec, now: datetime) -> dict[str, Any]:
+        estimate = estimate_job(int(spec.config["total_timesteps"]), spec.cpus, spec.memory_mb,
+                                spec.gpus, spec.priority_class, self._pricing())
+        return dict(name=spec.name, state=JobState.QUEUED.value,
+                    priority_class=spec.priority_class,
+                    priority=PRIORITY_CLASSES[spec.priority_class], config=spec.config,
+                    cpus=spec.cpus, memory_mb=spec.memory_mb, gpus=spec.gpus, created_at=now,
+                    attempts=0, cancel_requested=False, team=spec.team, project=spec.project,
+                    max_attempts=spec.max_attempts, max_runtime_s=spec.max_runtime_s,
+                    estimated_duration_s=estimate.duration_s,
+                    estimated_cost_micros=estimate.cost_micros)
+
+    def submit(self, name: str, config: dict[str, Any] | None = None, priority: str = "normal",
+               cpus: float = 1.0, memory_mb: int = 1024, gpus: int = 0, **more: Any) -> Job:
+        spec = self.validate(name, config, priority, cpus, memory_mb, gpus, **more)
+        return self.get(self._store([spec])[0])
+
+    def submit_batch(self, items: Sequence[dict[str, Any]]) -> list[int]:
+        """All or nothing: every item is validated first; any error rejects the whole batch
+        with a per-item error list (BatchError.errors)."""
+        if not items:
+            raise ConfigError("the batch is empty")
+        specs: list[JobSpec] = []
+        errors: list[dict[str, Any]] = []
+        allowed = {"name", "config", "priority", "cpus", "memory_mb", "gpus", "team", "project",
+                   "max_attempts", "max_runtime_s"}
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise ConfigError("each item must be a table with at least a name")
+                unknown = set(item) - allowed
+                if unknown:
+                    raise ConfigError(f"unknown field(s) {', '.join(sorted(unknown))}")
+                if "name" not in item:
+                    raise ConfigError("missing name")
+                specs.append(self.validate(**item))
+            except ConfigError as exc:
+                errors.append({"index": index, "name": item.get("name") if isinstance(item, dict)
+                               else None, "error": str(exc)})
+        if errors:
+            raise BatchError(errors)
+        return self._store(specs)
+
+    def _store(self, specs: Sequence[JobSpec]) -> list[int]:
+        """One transaction: the jobs, then their first history event."""
+        now = utcnow()
+        rows = [self._row(spec, now) for spec in specs]
         with Session(self.engine) as s:
-            s.add(job)
-            s.flush()
-            s.add(JobEvent(job_id=job.id, from_state=None, to_state=JobState.QUEUED.value,
-                           reason="submitted"))
+            result = s.execute(insert(Job).returning(Job.id, sort_by_parameter_order=True), rows)
+            ids = [row[0] for row in result]
+            s.execute(insert(JobEvent), [
+                dict(job_id=job_id, at=now, from_state=None, to_state=JobState.QUEUED.value,
+                     reason="submitted") for job_id in ids])
             s.commit()
-            s.refresh(job)
-        return job
+        return ids
+
+    # --- reading ---------------------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
         with Session(self.engine) as s:
-            job = _require(s, job_id)
-            return job
+            return _require(s, job_id)
 
-    def list(self, states: Iterable[str] | None = None, limit: int = 200) -> list[JobView]:
+    def list(self, states: Iterable[str] | None = None, limit: int = 200, offset: int = 0,
+             team: str | None = None, priority_class: str | None = None) -> list[JobView]:
+        """Jobs in queue order, with position, pending reason and ETA for queued ones."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ConfigError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        if offset < 0:
+            raise ConfigError("offset must not be negative")
+        if priority_class is not None:
+            priority_value(priority_class)
         with Session(self.engine) as s:
             stmt = select(Job)
             if states:
-                stmt = stmt.where(col(Job.state).in_(list(states)))
-            jobs = s.exec(stmt.order_by(*queue_order()).limit(limit)).all()
-            positions = self._positions(s)
-            return [JobView(j, positions.get(j.id), []) for j in jobs]
+                states = list(states)
+                unknown = set(states) - {st.value for st in JobState}
+                if unknown:
+                    raise ConfigError(f"unknown state(s) {', '.join(sorted(unknown))}")
+                stmt = stmt.where(col(Job.state).in_(states))
+            if team:
+                stmt = stmt.where(Job.team == team)
+            if priority_class:
+                stmt = stmt.where(Job.priority_class == priority_class)
+            jobs = s.exec(stmt.order_by(*queue_order()).offset(offset).limit(limit)).all()
+            status = self._waiting(s) if any(j.state == JobState.QUEUED.value for j in jobs) \
+                else _Waiting()
+            return [JobView(j, status.positions.get(j.id), [], status.pending.get(j.id),
+                            status.eta.get(j.id)) for j in jobs]
 
     def show(self, job_id: int) -> JobView:
         with Session(self.engine) as s:
@@ -159,22 +344,49 @@ class QueueService:
             events = s.exec(
                 select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
             ).all()
-            return JobView(job, self._positions(s).get(job_id), list(events))
+            status = self._waiting(s) if job.state == JobState.QUEUED.value else _Waiting()
+            return JobView(job, status.positions.get(job_id), list(events),
+                           status.pending.get(job_id), status.eta.get(job_id))
 
-    def _positions(self, s: Session) -> dict[int, int]:
-        ids = s.exec(
-            select(Job.id).where(Job.state == JobState.QUEUED.value).order_by(*queue_order())
-        ).all()
-        return {job_id: i + 1 for i, job_id in enumerate(ids)}
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as s:
+            return dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all())
+
+    def _waiting(self, s: Session) -> _Waiting:
+        """Position, pending reason and estimated start of every queued job, from the same
+        admission rules the dispatcher applies."""
+        now = utcnow()
+        usage, running = active_usage(s)
+        candidates = queued_candidates(s)
+        plan = plan_admission(candidates, usage, self.limits, now)
+        durations = dict(s.exec(select(Job.id, Job.estimated_duration_s)  # type: ignore[call-overload]
+                                .where(Job.state == JobState.QUEUED.value)).all())
+        starts = estimate_starts([r for _, r in running],
+                                 [(i, durations.get(i) or 0.0) for i in plan.order],
+                                 self.limits.max_concurrent)
+        waiting = _Waiting()
+        waiting.positions = {job_id: i + 1 for i, job_id in enumerate(plan.order)}
+        waiting.pending = dict(plan.pending)
+        for job_id in plan.admitted:
+            waiting.pending[job_id] = Pending(PendingReason.NEXT_TICK,
+                                              "fits now; the next dispatcher tick starts it")
+        by_id = {c.id: c for c in candidates}
+        for job_id, offset_s in starts.items():
+            start = now + timedelta(seconds=offset_s)
+            not_before = by_id[job_id].not_before
+            waiting.eta[job_id] = max(start, not_before) if not_before else start
+        return waiting
+
+    # --- changing --------------------------------------------------------------------------
 
     def cancel(self, job_id: int, reason: str = "cancelled by user") -> Job:
         """Queued jobs are cancelled at once; running ones are marked and the dispatcher stops
-        them on its next tick."""
+        them on its next tick, then cancels them."""
         with Session(self.engine) as s:
             job = _require(s, job_id)
             state = JobState(job.state)
             if state in TERMINAL:
-                raise ConfigError(f"job {job_id} already {state.value}")
+                raise InvalidTransitionError(f"job {job_id} is already {state.value}; nothing to cancel")
             if state is JobState.QUEUED:
                 transition(s, job, JobState.CANCELLED, reason)
             else:
@@ -188,9 +400,36 @@ class QueueService:
     def retry(self, job_id: int) -> Job:
         with Session(self.engine) as s:
             job = _require(s, job_id)
-            transition(s, job, JobState.QUEUED, "retried by user")
+            if job.state != JobState.FAILED.value:
+                raise InvalidTransitionError(
+                    f"job {job_id} is {job.state}; only failed jobs can be retried")
             job.exit_code = None
             job.executor_ref = None
+            job.not_before = None
+            # A person asked: a fresh set of attempts on top of those already made.
+            job.max_attempts = job.attempts + self.default_max_attempts
+            transition(s, job, JobState.QUEUED, "retried by user")
+            s.commit()
+            s.refresh(job)
+            return job
+
+    def set_priority(self, job_id: int, priority: str) -> Job:
+        """Moves a queued job to another priority class (FIFO position within it is kept by
+        submission order)."""
+        value = priority_value(priority)
+        with Session(self.engine) as s:
+            job = _require(s, job_id)
+            if job.state != JobState.QUEUED.value:
+                raise InvalidTransitionError(
+                    f"job {job_id} is {job.state}; only queued jobs change priority")
+            result = s.exec(  # type: ignore[call-overload]
+                update(Job).where(col(Job.id) == job_id)
+                .where(col(Job.state) == JobState.QUEUED.value)
+                .values(priority_class=priority, priority=value))
+            if result.rowcount != 1:
+                raise StaleStateError(f"job {job_id} left the queue meanwhile; nothing changed")
+            s.add(JobEvent(job_id=job_id, from_state=job.state, to_state=job.state,
+                           reason=f"priority {job.priority_class} -> {priority}"))
             s.commit()
             s.refresh(job)
             return job
@@ -202,3 +441,10 @@ class QueueService:
             job.mlflow_run_id = run_id
             s.add(job)
             s.commit()
+
+
+@dataclass
+class _Waiting:
+    positions: dict[int, int] = field(default_factory=dict)
+    pending: dict[int, Pending] = field(default_factory=dict)
+    eta: dict[int, datetime] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from app.core.db import init_db, make_engine
 from app.core.dispatcher import Dispatcher
 from app.core.errors import ConfigError
 from app.core.executors.base import Executor
+from app.core.executors.k8s_manifest import JobTemplate
 from app.core.lease import Lease, new_holder_id
 from app.core.queue import QueueService
 from app.core.settings import Settings, load_settings
@@ -29,11 +30,20 @@ class Services:
 
     @cached_property
     def queue(self) -> QueueService:
-        return QueueService(self.engine)
+        return QueueService(self.engine, self.settings.admission_limits(),
+                            default_max_attempts=self.settings.max_attempts)
 
     @cached_property
     def tracker(self) -> Tracker:
         return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir)
+
+    def job_template(self) -> JobTemplate:
+        s = self.settings
+        return JobTemplate(namespace=s.k8s_namespace, image=s.k8s_image,
+                           service_account=s.k8s_service_account,
+                           tracking_uri=s.mlflow_tracking_uri,
+                           database_secret=s.k8s_database_secret, kueue_queue=s.kueue_queue_name,
+                           ttl_after_finished_s=s.k8s_ttl_after_finished_s, spot=s.k8s_spot)
 
     @cached_property
     def executor(self) -> Executor:
@@ -46,12 +56,25 @@ class Services:
                 "OPPEN_DATABASE_URL": self.settings.resolved_database_url,
                 "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
             }
-            return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable)
+            return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
+                                 self.settings.stop_grace_s)
+        if self.settings.executor == "kubernetes":
+            from app.core.executors.kubernetes import KubernetesExecutor
+
+            return KubernetesExecutor(self.job_template())
         raise ConfigError(f"unknown executor {self.settings.executor!r}")
+
+    def read_progress(self, run_id: str) -> tuple[int, float] | None:
+        """Latest global step and steps per second an MLflow run reported."""
+        metrics = self.tracker.run_summary(run_id).metrics
+        if "charts/global_step" not in metrics:
+            return None
+        return int(metrics["charts/global_step"]), float(metrics.get("charts/SPS", 0.0))
 
     def dispatcher(self) -> Dispatcher:
         # Create the MLflow store and experiment once, here: jobs started together would
         # otherwise race to migrate a fresh SQLite store.
         self.tracker.experiment_id()
         lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
-        return Dispatcher(self.engine, self.executor, lease, self.settings.max_concurrent_jobs)
+        return Dispatcher(self.engine, self.executor, lease, self.settings.admission_limits(),
+                          progress=self.read_progress)

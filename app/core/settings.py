@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.core.admission import Limits
 from app.core.errors import ConfigError
 
 DEFAULT_HOME = "~/.oppen"
@@ -68,6 +69,17 @@ class Settings(BaseSettings):
     )
     llm: str = Field(default="offline", description="Chat model: offline | provider:model")
     max_concurrent_jobs: int = Field(default=3, ge=1, description="Jobs running at once")
+    max_cpus: float | None = Field(default=None, gt=0, description="CPU cores all running jobs may request together (none: no limit)")
+    max_memory_mb: int | None = Field(default=None, gt=0, description="Memory all running jobs may request together (none: no limit)")
+    max_gpus: int | None = Field(default=None, ge=0, description="GPUs all running jobs may request together (none: no limit)")
+    background_max_gpus: int = Field(default=1, ge=0, description="GPUs background jobs may hold together")
+    aging_per_hour: float = Field(default=0.0, ge=0, description="Priority points a queued job gains per hour waited (0: off)")
+    max_attempts: int = Field(default=3, ge=1, description="Attempts per job when infrastructure fails it")
+    stop_grace_s: float = Field(default=20.0, ge=0, description="SIGTERM-to-SIGKILL grace when stopping a job")
+    kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue")
+    k8s_spot: bool = Field(default=False, description="Run training Jobs on spot nodes")
+    k8s_database_secret: str = Field(default="oppen-database", description="Secret whose database-url key training pods read")
+    k8s_ttl_after_finished_s: int = Field(default=86400, ge=0, description="Finished Kubernetes Jobs are deleted after this")
     dispatch_interval_s: float = Field(default=2.0, gt=0, description="Dispatcher tick period")
     lease_ttl_s: float = Field(default=30.0, gt=0, description="Dispatcher leadership lease")
     python_executable: str | None = Field(
@@ -100,6 +112,12 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.resolved_home / "logs"
+
+    def admission_limits(self) -> Limits:
+        return Limits(max_concurrent=self.max_concurrent_jobs, max_cpus=self.max_cpus,
+                      max_memory_mb=self.max_memory_mb, max_gpus=self.max_gpus,
+                      class_gpu_quota={"background": self.background_max_gpus},
+                      aging_per_hour=self.aging_per_hour)
 
     @property
     def artifacts_dir(self) -> Path:

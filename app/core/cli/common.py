@@ -10,10 +10,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from app.core.errors import OppenError
+from app.core.errors import ConfigError, OppenError
 
 SCHEMA_VERSION = 1
 EXIT_ERROR = 1
+# Bad configuration or input, as with click's usage errors; the dispatcher does not retry it.
+EXIT_CONFIG_ERROR = 2
 
 
 def console() -> Console:
@@ -31,9 +33,9 @@ def services() -> Any:
     return Services()
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
+    sys.exit(code)
 
 
 class OppenGroup(click.Group):
@@ -44,6 +46,8 @@ class OppenGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG_ERROR)
         except OppenError as exc:
             fail(str(exc))
         except KeyboardInterrupt:

@@ -13,6 +13,7 @@ class Phase(StrEnum):
     RUNNING = "running"
     EXITED = "exited"
     LOST = "lost"  # the executor no longer knows the job: it died without a word
+    TIMEOUT = "timeout"  # stopped by a deadline (e.g. a Job's activeDeadlineSeconds)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,15 @@ class ExecStatus:
     detail: str = ""
 
 
+class LaunchError(Exception):
+    """The executor refused to start an attempt. ``retryable``: trouble of the
+    infrastructure (quota exhausted, server error) rather than of the job."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
 class Executor(Protocol):
     name: str
 
@@ -29,8 +39,18 @@ class Executor(Protocol):
         """Starts the job; returns a reference that survives a dispatcher restart."""
         ...
 
+    def find(self, job: Job) -> str | None:
+        """The reference of the job's current attempt if it was started (by a dispatcher
+        that died before recording it), else None. Every attempt has a name derived from
+        the job id and attempt number, so this never confuses attempts."""
+        ...
+
     def poll(self, ref: str) -> ExecStatus: ...
 
     def stop(self, ref: str) -> None:
         """Asks the job to stop (idempotent)."""
+        ...
+
+    def logs(self, ref: str, lines: int = 50) -> str:
+        """The last lines the attempt wrote ("" when there are none)."""
         ...

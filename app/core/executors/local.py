@@ -14,7 +14,21 @@ from app.core.executors.base import ExecStatus, Phase
 from app.core.models import Job
 
 
-def _alive(pid: int) -> bool:
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat):
+    with the pid, it tells the same process from a later one that reused the pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, start_ticks: int | None = None) -> bool:
+    if start_ticks is not None:
+        current = process_start_ticks(pid)
+        if current is not None and current != start_ticks:
+            return False  # the pid now belongs to another process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -33,22 +47,28 @@ def _alive(pid: int) -> bool:
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, logs_dir: Path, env: dict[str, str], python: str | None = None) -> None:
+    def __init__(self, logs_dir: Path, env: dict[str, str], python: str | None = None,
+                 grace_s: float = 20.0) -> None:
+        self.grace_s = grace_s
         self.logs_dir = logs_dir
         self.env = env
         self.python = python or sys.executable
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def paths(self, job: Job) -> tuple[Path, Path]:
-        stem = f"job-{job.id}-attempt-{job.attempts + 1}"
-        return self.logs_dir / f"{stem}.log", self.logs_dir / f"{stem}.status"
+    def paths(self, job: Job) -> tuple[Path, Path, Path]:
+        """Log, status and pid files of the job's current attempt (counted at admission)."""
+        stem = f"job-{job.id}-attempt-{max(1, job.attempts)}"
+        return (self.logs_dir / f"{stem}.log", self.logs_dir / f"{stem}.status",
+                self.logs_dir / f"{stem}.pid")
 
     def launch(self, job: Job) -> str:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path, status_path = self.paths(job)
+        log_path, status_path, pid_path = self.paths(job)
         status_path.unlink(missing_ok=True)
+        pid_path.unlink(missing_ok=True)
         cmd = [
-            self.python, "-m", "app.core.executors.runner", "--status", str(status_path), "--",
+            self.python, "-m", "app.core.executors.runner", "--status", str(status_path),
+            "--pidfile", str(pid_path), "--",
             self.python, "-m", "app", "train", "--job-id", str(job.id),
         ]
         with open(log_path, "ab") as log:
@@ -57,7 +77,27 @@ class LocalExecutor:
                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
                                     start_new_session=True)
         self._children[proc.pid] = proc
-        return json.dumps({"pid": proc.pid, "status": str(status_path), "log": str(log_path)})
+        return self._ref(proc.pid, process_start_ticks(proc.pid), status_path, log_path)
+
+    @staticmethod
+    def _ref(pid: int, start: int | None, status_path: Path, log_path: Path) -> str:
+        return json.dumps({"pid": pid, "start": start, "status": str(status_path),
+                           "log": str(log_path)})
+
+    def find(self, job: Job, startup_grace_s: float = 30.0) -> str | None:
+        """The attempt's runner writes its pid file first thing; a log file without one
+        means a start may still be under way, so wait for it a little."""
+        log_path, status_path, pid_path = self.paths(job)
+        deadline = time.monotonic() + startup_grace_s
+        while not pid_path.exists():
+            if not log_path.exists() or time.monotonic() > deadline:
+                return None
+            age = time.time() - log_path.stat().st_mtime
+            if age > startup_grace_s:
+                return None
+            time.sleep(0.2)
+        info = json.loads(pid_path.read_text())
+        return self._ref(int(info["pid"]), info.get("start"), status_path, log_path)
 
     def poll(self, ref: str) -> ExecStatus:
         info = json.loads(ref)
@@ -68,13 +108,17 @@ class LocalExecutor:
         if status_path.exists():
             data = json.loads(status_path.read_text())
             return ExecStatus(Phase.EXITED, int(data["exit_code"]), data.get("detail", ""))
-        if _alive(pid):
+        if _alive(pid, info.get("start")):
             return ExecStatus(Phase.RUNNING)
         return ExecStatus(Phase.LOST, None, "the process ended without recording an exit code")
 
-    def stop(self, ref: str, grace_s: float = 10.0) -> None:
+    def stop(self, ref: str, grace_s: float | None = None) -> None:
         """SIGTERM to the job's process group, SIGKILL after the grace period."""
-        pid = int(json.loads(ref)["pid"])
+        grace_s = self.grace_s if grace_s is None else grace_s
+        info = json.loads(ref)
+        pid = int(info["pid"])
+        if not _alive(pid, info.get("start")):
+            return  # already gone; never signal a stranger that reused the pid
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -97,7 +141,7 @@ class LocalExecutor:
         if child is not None:
             child.wait()
 
-    def log_tail(self, ref: str, lines: int = 5) -> str:
+    def logs(self, ref: str, lines: int = 50) -> str:
         path = Path(json.loads(ref)["log"])
         if not path.exists():
             return ""

@@ -24,11 +24,19 @@ def write_status(path: Path, exit_code: int, detail: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--status", required=True, type=Path)
+    parser.add_argument("--pidfile", type=Path,
+                        help="written first, so a restarted dispatcher can find this attempt")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
+    if args.pidfile is not None:
+        from app.core.executors.local import process_start_ticks
+
+        tmp = args.pidfile.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "start": process_start_ticks(os.getpid())}))
+        os.replace(tmp, args.pidfile)
     child = subprocess.Popen(command)
     stopping = {"signal": 0}
 

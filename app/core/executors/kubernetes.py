@@ -1,0 +1,167 @@
+"""Runs each attempt as a Kubernetes batch/v1 Job through the official client.
+
+The client is imported lazily. Configuration comes from the pod's service account when the
+dispatcher runs in a cluster, else from kubeconfig, or from an explicit ``ApiClient`` (tests
+point one at a fake API server).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.core.executors.base import ExecStatus, LaunchError, Phase
+from app.core.executors.k8s_manifest import JobTemplate, attempt_name, render_job
+from app.core.models import Job
+
+# Container or pod states that mean the attempt cannot go on and must be replaced.
+STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError")
+
+
+def default_api_client() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubernetesExecutor:
+    name = "kubernetes"
+
+    def __init__(self, template: JobTemplate, api_client: Any = None) -> None:
+        self.template = template
+        self._api_client = api_client
+
+    # The client objects are made on first use, never at import or construction.
+    def _apis(self) -> tuple[Any, Any]:
+        from kubernetes import client
+
+        if self._api_client is None:
+            self._api_client = default_api_client()
+        return client.BatchV1Api(self._api_client), client.CoreV1Api(self._api_client)
+
+    def render(self, job: Job) -> dict[str, Any]:
+        return render_job(job, self.template)
+
+    def launch(self, job: Job) -> str:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        batch, _ = self._apis()
+        manifest = self.render(job)
+        ref = self._ref(manifest["metadata"]["name"])
+        try:
+            batch.create_namespaced_job(self.template.namespace, client.V1Job.from_dict(manifest))
+        except ApiException as exc:
+            if exc.status == 409:
+                return ref  # this attempt exists already (a restart mid-launch): adopt it
+            message = _api_message(exc)
+            if exc.status in (400, 422):
+                raise LaunchError(f"the cluster rejected the Job: {message}", retryable=False) from None
+            # 403 (quota exceeded, RBAC), 429 and 5xx: the cluster's trouble, not the job's.
+            raise LaunchError(f"HTTP {exc.status}: {message}") from None
+        return ref
+
+    def find(self, job: Job) -> str | None:
+        from kubernetes.client.exceptions import ApiException
+
+        batch, _ = self._apis()
+        name = attempt_name(job.id, job.attempts)
+        try:
+            batch.read_namespaced_job(name, self.template.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._ref(name)
+
+    def poll(self, ref: str) -> ExecStatus:
+        from kubernetes.client.exceptions import ApiException
+
+        batch, core = self._apis()
+        info = json.loads(ref)
+        try:
+            k8s_job = batch.read_namespaced_job(info["name"], info["namespace"])
+        except ApiException as exc:
+            if exc.status == 404:
+                return ExecStatus(Phase.LOST, None, "the Kubernetes Job was deleted")
+            raise
+        conditions = {c.type: c for c in (k8s_job.status.conditions or []) if c.status == "True"}
+        pods = core.list_namespaced_pod(info["namespace"],
+                                        label_selector=f"job-name={info['name']}").items
+        if "Complete" in conditions:
+            return ExecStatus(Phase.EXITED, 0, "Job complete")
+        if "Failed" in conditions:
+            cond = conditions["Failed"]
+            if cond.reason == "DeadlineExceeded":
+                return ExecStatus(Phase.TIMEOUT, None,
+                                  f"DeadlineExceeded: {cond.message or 'activeDeadlineSeconds'}")
+            code, detail = _pod_outcome(pods)
+            return ExecStatus(Phase.EXITED, code,
+                              detail or f"{cond.reason}: {cond.message or ''}".strip(": "))
+        for pod in pods:  # still running: is it stuck where waiting will not help?
+            for status in (pod.status.container_statuses or []):
+                waiting = status.state.waiting if status.state else None
+                if waiting is not None and waiting.reason in STUCK_WAITING:
+                    return ExecStatus(Phase.EXITED, None,
+                                      f"{waiting.reason}: {waiting.message or ''}".strip(": "))
+        return ExecStatus(Phase.RUNNING)
+
+    def stop(self, ref: str) -> None:
+        """Deletes the Job; its pods are removed by the garbage collector (SIGTERM first)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        batch, _ = self._apis()
+        info = json.loads(ref)
+        try:
+            batch.delete_namespaced_job(info["name"], info["namespace"],
+                                        propagation_policy="Background",
+                                        body=client.V1DeleteOptions(propagation_policy="Background"))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def logs(self, ref: str, lines: int = 50) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        _, core = self._apis()
+        info = json.loads(ref)
+        try:
+            pods = core.list_namespaced_pod(info["namespace"],
+                                            label_selector=f"job-name={info['name']}").items
+            if not pods:
+                return ""
+            newest = max(pods, key=lambda p: p.metadata.creation_timestamp or 0)
+            return core.read_namespaced_pod_log(newest.metadata.name, info["namespace"],
+                                                tail_lines=lines) or ""
+        except ApiException:
+            return ""  # logs are a courtesy; a failure to read them changes nothing
+
+    def _ref(self, name: str) -> str:
+        return json.dumps({"namespace": self.template.namespace, "name": name})
+
+
+def _pod_outcome(pods: list[Any]) -> tuple[int | None, str]:
+    """Exit code and reason of the failed attempt from its pod: OOMKilled, Evicted, ..."""
+    for pod in pods:
+        if pod.status.reason:  # e.g. Evicted, NodeLost, Shutdown, DeletedByController
+            return None, f"{pod.status.reason}: {pod.status.message or ''}".strip(": ")
+        for status in (pod.status.container_statuses or []):
+            term = status.state.terminated if status.state else None
+            if term is not None:
+                detail = term.reason or ""
+                if term.message:
+                    detail = f"{detail}: {term.message}" if detail else term.message
+                return term.exit_code, detail
+    return None, ""
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError):
+        return str(exc.reason)

@@ -1,0 +1,228 @@
+"""An in-process fake of the Kubernetes API server, for the Kubernetes executor's tests.
+
+No API server can run on these machines, so this implements exactly the endpoints the
+executor uses, with real Kubernetes JSON shapes: Job and Pod objects, PodList, metav1.Status
+errors (404 NotFound, 409 AlreadyExists, 403 Forbidden for an exceeded quota, 422 Invalid,
+500), and plain-text pod logs. Created Jobs are validated against the official Kubernetes
+schema, as the real server would. Tests play the Job controller and kubelet through the
+helpers (``start_pod``, ``finish``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import kubernetes_validate
+
+KUBERNETES_VERSION = "1.33"
+JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
+PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_error(code: int, reason: str, message: str, name: str = "",
+                 kind: str = "jobs") -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason,
+            "details": {"name": name, "group": "batch", "kind": kind}, "code": code}
+
+
+class FakeKubernetes:
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.deletions: list[dict[str, Any]] = []
+        self._fail_next: list[tuple[int, str, str]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- test controls -----------------------------------------------------------------
+
+    def fail_next_create(self, code: int, reason: str, message: str) -> None:
+        self._fail_next.append((code, reason, message))
+
+    def start_pod(self, job_name: str, namespace: str = "oppen", log: str = "") -> str:
+        """The Job controller creates a pod, the kubelet starts its container."""
+        pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
+        job = self.jobs[(namespace, job_name)]
+        self.pods[(namespace, pod_name)] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": _now(),
+                         "labels": {**job["spec"]["template"]["metadata"]["labels"],
+                                    "job-name": job_name,
+                                    "batch.kubernetes.io/job-name": job_name}},
+            "spec": job["spec"]["template"]["spec"],
+            "status": {"phase": "Running", "containerStatuses": [{
+                "name": "train", "image": "oppen", "imageID": "", "ready": True,
+                "restartCount": 0, "state": {"running": {"startedAt": _now()}}}]},
+        }
+        self.logs[(namespace, pod_name)] = log
+        job["status"] = {"active": 1, "startTime": _now()}
+        return pod_name
+
+    def wait_on_image(self, job_name: str, namespace: str = "oppen") -> None:
+        pod = self._pod_of(job_name, namespace)
+        pod["status"]["phase"] = "Pending"
+        pod["status"]["containerStatuses"][0]["ready"] = False
+        pod["status"]["containerStatuses"][0]["state"] = {"waiting": {
+            "reason": "ImagePullBackOff",
+            "message": 'Back-off pulling image "oppen:missing"'}}
+
+    def finish(self, job_name: str, exit_code: int, reason: str = "",
+               namespace: str = "oppen") -> None:
+        """The container exits; the Job controller marks the Job Complete or Failed."""
+        pod = self._pod_of(job_name, namespace)
+        pod["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+            "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+            "startedAt": _now(), "finishedAt": _now()}}
+        self._condition(job_name, namespace, exit_code == 0,
+                        "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+
+    def evict(self, job_name: str, namespace: str = "oppen") -> None:
+        pod = self._pod_of(job_name, namespace)
+        pod["status"] = {"phase": "Failed", "reason": "Evicted",
+                         "message": "The node was low on resource: memory."}
+        self._condition(job_name, namespace, False, "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit")
+
+    def deadline(self, job_name: str, namespace: str = "oppen") -> None:
+        self._condition(job_name, namespace, False, "DeadlineExceeded",
+                        "Job was active longer than specified deadline")
+
+    def _condition(self, job_name: str, namespace: str, ok: bool, reason: str, msg: str) -> None:
+        job = self.jobs[(namespace, job_name)]
+        kind = "Complete" if ok else "Failed"
+        conditions = [{"type": kind, "status": "True", "lastProbeTime": _now(),
+                       "lastTransitionTime": _now()}]
+        if not ok:
+            conditions[0].update(reason=reason, message=msg)
+        job["status"] = {"conditions": conditions, "startTime": _now(),
+                         "succeeded" if ok else "failed": 1}
+
+    def _pod_of(self, job_name: str, namespace: str) -> dict[str, Any]:
+        for (ns, _), pod in self.pods.items():
+            if ns == namespace and pod["metadata"]["labels"]["job-name"] == job_name:
+                return pod
+        raise KeyError(f"no pod for job {job_name}")
+
+    # --- server ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict[str, Any]:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_POST(self) -> None:
+                with fake._lock:
+                    fake._route(self, "POST")
+
+            def do_GET(self) -> None:
+                with fake._lock:
+                    fake._route(self, "GET")
+
+            def do_DELETE(self) -> None:
+                with fake._lock:
+                    fake._route(self, "DELETE")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _route(self, h: Any, method: str) -> None:
+        url = urlsplit(h.path)
+        query = parse_qs(url.query)
+        self.requests.append((method, url.path))
+        if m := JOBS.match(url.path):
+            namespace, name = m.groups()
+            if method == "POST" and name is None:
+                return self._create_job(h, namespace, h._body())
+            if name is not None and (namespace, name) not in self.jobs:
+                return h._send(404, status_error(404, "NotFound",
+                                                 f'jobs.batch "{name}" not found', name))
+            if method == "GET" and name is not None:
+                return h._send(200, self.jobs[(namespace, name)])
+            if method == "DELETE" and name is not None:
+                self.deletions.append({"name": name, **h._body()})
+                job = self.jobs.pop((namespace, name))
+                for key in [k for k, p in self.pods.items()
+                            if p["metadata"]["labels"].get("job-name") == name]:
+                    self.pods.pop(key)
+                return h._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Success",
+                                     "details": {"name": name, "group": "batch", "kind": "jobs",
+                                                 "uid": job["metadata"]["uid"]}})
+        if (m := PODS.match(url.path)) and method == "GET":
+            namespace = m.group(1)
+            selector = dict(part.split("=", 1) for part in
+                            query.get("labelSelector", [""])[0].split(",") if "=" in part)
+            items = [p for (ns, _), p in self.pods.items() if ns == namespace and all(
+                p["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+            return h._send(200, {"kind": "PodList", "apiVersion": "v1",
+                                 "metadata": {"resourceVersion": "1"}, "items": items})
+        if (m := POD_LOG.match(url.path)) and method == "GET":
+            key = (m.group(1), m.group(2))
+            if key not in self.logs:
+                return h._send(404, status_error(404, "NotFound", f'pods "{key[1]}" not found',
+                                                 key[1], "pods"))
+            lines = self.logs[key].splitlines()
+            tail = int(query.get("tailLines", [len(lines)])[0])
+            return h._send(200, "\n".join(lines[-tail:] if tail else []), "text/plain")
+        return h._send(404, status_error(404, "NotFound", "the server could not find the "
+                                         "requested resource", kind=""))
+
+    def _create_job(self, h: Any, namespace: str, body: dict[str, Any]) -> None:
+        name = body.get("metadata", {}).get("name", "")
+        if self._fail_next:
+            code, reason, message = self._fail_next.pop(0)
+            return h._send(code, status_error(code, reason, message, name))
+        try:
+            kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            return h._send(422, status_error(422, "Invalid",
+                                             f'Job.batch "{name}" is invalid: {exc.message}', name))
+        if body["metadata"].get("namespace", namespace) != namespace:
+            return h._send(400, status_error(400, "BadRequest", "the namespace of the object "
+                                             "does not match the namespace on the request", name))
+        if (namespace, name) in self.jobs:
+            return h._send(409, status_error(409, "AlreadyExists",
+                                             f'jobs.batch "{name}" already exists', name))
+        stored = json.loads(json.dumps(body))
+        stored["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()),
+                                  creationTimestamp=_now(), resourceVersion="1")
+        stored["status"] = {}
+        self.jobs[(namespace, name)] = stored
+        return h._send(201, stored)
