@@ -102,7 +102,9 @@ def test_claimed_but_unlaunched_job_returns_to_queue(services: Services) -> None
         s.commit()
     d = services.dispatcher()
     d._reconcile(TickReport())
-    assert services.queue.get(job.id).state == "queued"
+    back = services.queue.show(job.id)
+    assert back.job.state == "queued"
+    assert back.events[-1].reason == "dispatcher stopped before launching it"
 
 
 def test_only_one_leader_until_the_lease_expires(services: Services) -> None:
@@ -124,3 +126,35 @@ def test_follower_does_not_dispatch(services: Services) -> None:
     services.queue.submit("waits", FAST)
     report = services.dispatcher().tick()
     assert report.leader is False and report.launched == []
+
+
+def test_attempt_started_by_a_dispatcher_that_died_is_adopted_not_relaunched(
+        services: Services, tmp_path) -> None:
+    """The crash window between starting an attempt and recording it: the next dispatcher
+    finds the attempt by its name and adopts it."""
+    import sys
+
+    from app.core.executors.local import LocalExecutor
+
+    marker = tmp_path / "launches"
+    command = (f"{sys.executable} -c \"open('{marker}', 'a').write('x'); "
+               f"import time; time.sleep(1)\"")
+    executor = LocalExecutor(services.settings.logs_dir, {}, command=command)
+    job = services.queue.submit("crash window", FAST)
+    dead = Dispatcher(services.engine, executor, Lease(services.engine, "dead", 0.5))
+    assert dead._admit() == [job.id]
+    executor.launch(services.queue.get(job.id))  # started ... and the dispatcher dies here
+    assert services.queue.get(job.id).state == "dispatching"
+    time.sleep(0.6)  # its lease expires
+    heir = Dispatcher(services.engine, LocalExecutor(services.settings.logs_dir, {},
+                                                     command=command),
+                      Lease(services.engine, "heir", 30))
+    assert heir.tick().adopted == [job.id]
+    deadline = time.monotonic() + 30
+    while services.queue.get(job.id).state != "succeeded":
+        assert time.monotonic() < deadline
+        heir.tick()
+        time.sleep(0.2)
+    assert marker.read_text() == "x"  # launched exactly once
+    assert services.queue.get(job.id).attempts == 1
+

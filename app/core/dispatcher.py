@@ -56,7 +56,9 @@ class TickReport:
 class Dispatcher:
     def __init__(self, engine: Engine, executor: Executor, lease: Lease,
                  limits: Limits | None = None, checks: Sequence[AdmissionCheck] = (),
-                 progress: ProgressReader | None = None) -> None:
+                 progress: ProgressReader | None = None,
+                 backoff_base_s: float = 30.0) -> None:
+        self.backoff_base_s = backoff_base_s
         self.engine = engine
         self.executor = executor
         self.lease = lease
@@ -136,7 +138,7 @@ class Dispatcher:
             reason += f" | {last_line}"
         transition(s, job, JobState.FAILED, reason[:500])
         if failure.retryable and job.attempts < job.max_attempts:
-            job.not_before = backoff_until(utcnow(), job.attempts)
+            job.not_before = backoff_until(utcnow(), job.attempts, self.backoff_base_s)
             job.executor_ref = None
             job.progress_step = job.progress_sps = None
             transition(s, job, JobState.QUEUED,

@@ -64,7 +64,7 @@ def classify(status: ExecStatus) -> Failure:
     return Failure(FailureKind.USER, f"the training process failed ({what})")
 
 
-def backoff_until(now: datetime, attempts: int) -> datetime:
-    """30 s after the first failure, doubling each time, at most 30 minutes."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+def backoff_until(now: datetime, attempts: int, base_s: float = BACKOFF_BASE_S) -> datetime:
+    """``base_s`` (30 s) after the first failure, doubling each time, at most 30 minutes."""
+    delay = min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1))
     return now + timedelta(seconds=delay)

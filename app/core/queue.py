@@ -369,7 +369,7 @@ class QueueService:
         waiting.pending = dict(plan.pending)
         for job_id in plan.admitted:
             waiting.pending[job_id] = Pending(PendingReason.NEXT_TICK,
-                                              "fits now; the next dispatcher tick starts it")
+                                              "fits now; starts on the next tick")
         by_id = {c.id: c for c in candidates}
         for job_id, offset_s in starts.items():
             start = now + timedelta(seconds=offset_s)
@@ -422,6 +422,7 @@ class QueueService:
             if job.state != JobState.QUEUED.value:
                 raise InvalidTransitionError(
                     f"job {job_id} is {job.state}; only queued jobs change priority")
+            before = job.priority_class
             result = s.exec(  # type: ignore[call-overload]
                 update(Job).where(col(Job.id) == job_id)
                 .where(col(Job.state) == JobState.QUEUED.value)
@@ -429,7 +430,7 @@ class QueueService:
             if result.rowcount != 1:
                 raise StaleStateError(f"job {job_id} left the queue meanwhile; nothing changed")
             s.add(JobEvent(job_id=job_id, from_state=job.state, to_state=job.state,
-                           reason=f"priority {job.priority_class} -> {priority}"))
+                           reason=f"priority {before} -> {priority}"))
             s.commit()
             s.refresh(job)
             return job

@@ -57,7 +57,7 @@ class Services:
                 "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
             }
             return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
-                                 self.settings.stop_grace_s)
+                                 self.settings.stop_grace_s, self.settings.local_command)
         if self.settings.executor == "kubernetes":
             from app.core.executors.kubernetes import KubernetesExecutor
 
@@ -77,4 +77,5 @@ class Services:
         self.tracker.experiment_id()
         lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
         return Dispatcher(self.engine, self.executor, lease, self.settings.admission_limits(),
-                          progress=self.read_progress)
+                          progress=self.read_progress,
+                          backoff_base_s=self.settings.retry_backoff_s)

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     background_max_gpus: int = Field(default=1, ge=0, description="GPUs background jobs may hold together")
     aging_per_hour: float = Field(default=0.0, ge=0, description="Priority points a queued job gains per hour waited (0: off)")
     max_attempts: int = Field(default=3, ge=1, description="Attempts per job when infrastructure fails it")
+    retry_backoff_s: float = Field(default=30.0, ge=0, description="Wait before the first retry; doubles per attempt, at most 30 min")
+    local_command: str | None = Field(default=None, description="Command for local jobs, {job_id} replaced (shell words); default: oppen train --job-id {job_id}")
     stop_grace_s: float = Field(default=20.0, ge=0, description="SIGTERM-to-SIGKILL grace when stopping a job")
     kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue")
     k8s_spot: bool = Field(default=False, description="Run training Jobs on spot nodes")

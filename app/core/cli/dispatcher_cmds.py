@@ -27,8 +27,12 @@ def dispatcher_run(once: bool, exit_when_idle: bool, interval: float | None) -> 
     def show(report: Any) -> None:
         for job_id in report.launched:
             click.echo(f"launched job {job_id}")
+        for job_id in report.adopted:
+            click.echo(f"found job {job_id} running after a restart")
         for job_id, state in report.finished:
             click.echo(f"job {job_id} {state}")
+        for job_id in report.retried:
+            click.echo(f"job {job_id} failed by infrastructure; queued for a retry")
         if not report.leader:
             click.echo("another dispatcher holds the lease; standing by")
 

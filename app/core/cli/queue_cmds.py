@@ -1,21 +1,36 @@
-"""`oppen queue …`: submit, list, show, cancel and retry jobs."""
+"""`oppen queue …`: submit (one or a batch), list, show, cancel, retry, re-prioritise and
+render jobs."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import click
 
 from app.core.cli import common
+from app.core.priority import PRIORITY_CLASSES
+
+PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
 
 
 @click.group(cls=common.OppenGroup)
 def queue() -> None:
-    """Submit, list, show, cancel and retry training jobs."""
+    """Submit, list, show, cancel, retry and re-prioritise training jobs."""
+
+
+def _eta(value: str | None) -> str:
+    return value.replace("T", " ")[:19] if value else ""
+
+
+def _money(value: str | None) -> str:
+    return f"${float(value):,.4f}" if value is not None else "N/A"
 
 
 @queue.command("submit")
 @click.argument("name")
-@click.option("--priority", type=click.Choice(["urgent", "normal", "background"]),
-              default="normal", show_default=True)
+@click.option("--priority", type=PRIORITY_CHOICE, default="normal", show_default=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML or JSON file of training options")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -23,43 +38,119 @@ def queue() -> None:
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory-mb", type=int, default=1024, show_default=True)
 @click.option("--gpus", type=int, default=0, show_default=True)
+@click.option("--team", default="default", show_default=True)
+@click.option("--project", default="default", show_default=True)
+@click.option("--max-attempts", type=int, default=None,
+              help="Attempts when infrastructure fails the job (default: settings)")
+@click.option("--max-runtime", "max_runtime_s", type=float, default=None,
+              help="Seconds of running after which the job is stopped as a timeout")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON")
 def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[str, ...],
-                 cpus: float, memory_mb: int, gpus: int, as_json: bool) -> None:
+                 cpus: float, memory_mb: int, gpus: int, team: str, project: str,
+                 max_attempts: int | None, max_runtime_s: float | None, as_json: bool) -> None:
     """Queue a training job called NAME."""
     from app.training.config import TrainConfig
 
     config = TrainConfig.from_file(config_file).to_dict() if config_file else {}
     config.update(common.parse_sets(sets))
     services = common.services()
-    job = services.queue.submit(name, config, priority, cpus, memory_mb, gpus)
-    view = services.queue.show(job.id)
+    job = services.queue.submit(name, config, priority, cpus, memory_mb, gpus, team=team,
+                                project=project, max_attempts=max_attempts,
+                                max_runtime_s=max_runtime_s)
+    d = services.queue.show(job.id).to_dict()
     if as_json:
-        common.emit_json({"job": view.to_dict()})
+        common.emit_json({"job": d})
     else:
-        click.echo(f"queued job {job.id} '{job.name}' ({priority}), position {view.position}")
+        click.echo(f"queued job {job.id} '{job.name}' ({priority}), position {d['position']}, "
+                   f"estimated {d['estimated_duration_s'] / 60:.1f} min and "
+                   f"{_money(d['estimated_cost_usd'])}")
+
+
+def _read_batch(path: str) -> list[Any]:
+    """A JSON list of jobs, or a TOML file with [[jobs]] tables."""
+    import tomllib
+
+    from app.core.errors import ConfigError
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)["jobs"] if file.suffix == ".toml" else json.loads(text)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{path}: expected a JSON list of jobs or TOML [[jobs]] tables "
+                          f"({exc})") from None
+    if isinstance(data, dict) and "jobs" in data:
+        data = data["jobs"]
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a list of jobs")
+    return data
+
+
+@queue.command("submit-batch")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def queue_submit_batch(file: str, as_json: bool) -> None:
+    """Queue every job in FILE at once, or none of them.
+
+    FILE is a JSON list (or TOML [[jobs]] tables) of objects with name and optionally config,
+    priority, cpus, memory_mb, gpus, team, project, max_attempts, max_runtime_s.
+    """
+    from app.core.queue import BatchError
+
+    items = _read_batch(file)
+    services = common.services()
+    try:
+        ids = services.queue.submit_batch(items)
+    except BatchError as exc:
+        if as_json:
+            common.emit_json({"queued": [], "errors": exc.errors})
+        else:
+            click.echo(f"error: batch rejected, nothing queued ({len(exc.errors)} invalid "
+                       f"of {len(items)}):", err=True)
+            for e in exc.errors:
+                click.echo(f"  item {e['index']} ({e['name']}): {e['error']}", err=True)
+        raise SystemExit(common.EXIT_CONFIG_ERROR) from None
+    if as_json:
+        common.emit_json({"queued": ids, "errors": []})
+    else:
+        click.echo(f"queued {len(ids)} jobs: {ids[0]}..{ids[-1]}")
 
 
 @queue.command("list")
 @click.option("--state", multiple=True,
               type=click.Choice(["queued", "dispatching", "running", "succeeded", "failed",
                                  "cancelled"]))
+@click.option("--team", default=None, help="Only this team's jobs")
+@click.option("--priority", type=PRIORITY_CHOICE, default=None, help="Only this class")
+@click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def queue_list(state: tuple[str, ...], as_json: bool) -> None:
-    """List jobs in queue order (highest priority first, FIFO within a class)."""
-    views = common.services().queue.list(list(state) or None)
+def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, limit: int,
+               offset: int, as_json: bool) -> None:
+    """List jobs in queue order (highest priority first, FIFO within a class), with each
+    waiting job's position, why it waits, and when it should start."""
+    views = common.services().queue.list(list(state) or None, limit=limit, offset=offset,
+                                         team=team, priority_class=priority)
     if as_json:
-        common.emit_json({"jobs": [v.to_dict() for v in views]})
+        common.emit_json({"jobs": [v.to_dict() for v in views], "limit": limit,
+                          "offset": offset})
         return
     from rich.table import Table
 
     table = Table()
-    for col in ("id", "name", "priority", "state", "pos", "reason"):
-        table.add_column(col)
+    for col in ("id", "name", "priority", "state", "pos", "waiting / outcome", "starts",
+                "cost"):
+        table.add_column(col, no_wrap=col != "name", min_width=8 if col == "name" else None)
     for v in views:
-        j = v.job
-        table.add_row(str(j.id), j.name, j.priority_class, j.state,
-                      str(v.position or ""), (j.reason or "")[:50])
+        d = v.to_dict()
+        # The reason's name only; `oppen queue show ID` gives the detail.
+        why = d["pending_reason"] or (d["reason"] or "")[:40]
+        table.add_row(str(d["id"]), d["name"], d["priority_class"], d["state"],
+                      str(d["position"] or ""), why, _eta(d["eta_start"])[11:16],
+                      _money(d["estimated_cost_usd"]))
     common.console().print(table)
 
 
@@ -67,17 +158,68 @@ def queue_list(state: tuple[str, ...], as_json: bool) -> None:
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
 def queue_show(job_id: int, as_json: bool) -> None:
-    """Show one job with its state history."""
+    """Show one job: why it waits, its estimates, and its state history."""
     d = common.services().queue.show(job_id).to_dict()
     if as_json:
         common.emit_json({"job": d})
         return
-    click.echo(f"job {d['id']} '{d['name']}': {d['state']} ({d['priority_class']})"
+    click.echo(f"job {d['id']} '{d['name']}': {d['state']} ({d['priority_class']}, team "
+               f"{d['team']}, attempt {d['attempts']} of {d['max_attempts']})"
                + (f", position {d['position']}" if d["position"] else ""))
+    if d["pending_reason"]:
+        click.echo(f"  waiting: {d['pending_reason']} ({d['pending_detail']}); "
+                   f"estimated start {_eta(d['eta_start']) or 'N/A'}")
+    click.echo(f"  estimate: {d['estimated_duration_s'] / 60:.1f} min, "
+               f"{_money(d['estimated_cost_usd'])}")
+    if d["progress_step"] is not None:
+        click.echo(f"  progress: step {d['progress_step']:,} at "
+                   f"{d['progress_sps'] or 0:,.0f} steps/s")
     if d["mlflow_run_id"]:
         click.echo(f"  mlflow run: {d['mlflow_run_id']}")
+    if d["state"] in ("failed", "cancelled", "succeeded") and d["reason"]:
+        click.echo(f"  outcome: {d['reason']}")
     for e in d["events"]:
         click.echo(f"  {e['at']}  {e['from'] or '-'} -> {e['to']}  {e['reason']}")
+
+
+@queue.command("logs")
+@click.argument("job_id", type=int)
+@click.option("-n", "--lines", type=click.IntRange(1, 10000), default=50, show_default=True)
+def queue_logs(job_id: int, lines: int) -> None:
+    """Print the last lines of a job's current (or last) attempt."""
+    from app.core.errors import ConfigError
+
+    services = common.services()
+    job = services.queue.get(job_id)
+    if job.executor_ref is None:
+        raise ConfigError(f"job {job_id} has no attempt with logs yet ({job.state})")
+    click.echo(services.executor.logs(job.executor_ref, lines))
+
+
+@queue.command("priority")
+@click.argument("job_id", type=int)
+@click.argument("priority", type=PRIORITY_CHOICE)
+def queue_priority(job_id: int, priority: str) -> None:
+    """Move a queued job to another priority class."""
+    services = common.services()
+    job = services.queue.set_priority(job_id, priority)
+    click.echo(f"job {job.id}: {job.priority_class}, position "
+               f"{services.queue.show(job.id).position}")
+
+
+@queue.command("render")
+@click.argument("job_id", type=int)
+def queue_render(job_id: int) -> None:
+    """Print the Kubernetes Job manifest the job's next attempt would run as (YAML)."""
+    import yaml
+
+    from app.core.executors.k8s_manifest import render_job
+
+    services = common.services()
+    job = services.queue.get(job_id)
+    if job.state == "queued":
+        job.attempts += 1  # the attempt that admission would start
+    click.echo(yaml.safe_dump(render_job(job, services.job_template()), sort_keys=False), nl=False)
 
 
 @queue.command("cancel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -48,8 +49,9 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, logs_dir: Path, env: dict[str, str], python: str | None = None,
-                 grace_s: float = 20.0) -> None:
+                 grace_s: float = 20.0, command: str | None = None) -> None:
         self.grace_s = grace_s
+        self.command = command
         self.logs_dir = logs_dir
         self.env = env
         self.python = python or sys.executable
@@ -68,8 +70,7 @@ class LocalExecutor:
         pid_path.unlink(missing_ok=True)
         cmd = [
             self.python, "-m", "app.core.executors.runner", "--status", str(status_path),
-            "--pidfile", str(pid_path), "--",
-            self.python, "-m", "app", "train", "--job-id", str(job.id),
+            "--pidfile", str(pid_path), "--", *self.job_command(job),
         ]
         with open(log_path, "ab") as log:
             # A new session: the job outlives the dispatcher, and stop() signals its group.
@@ -78,6 +79,11 @@ class LocalExecutor:
                                     start_new_session=True)
         self._children[proc.pid] = proc
         return self._ref(proc.pid, process_start_ticks(proc.pid), status_path, log_path)
+
+    def job_command(self, job: Job) -> list[str]:
+        if self.command:
+            return shlex.split(self.command.replace("{job_id}", str(job.id)))
+        return [self.python, "-m", "app", "train", "--job-id", str(job.id)]
 
     @staticmethod
     def _ref(pid: int, start: int | None, status_path: Path, log_path: Path) -> str:
