@@ -8,11 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from app.core.db import init_db, make_engine
+from app.core.queue import QueueService
 from app.core.services import Services
 from app.core.settings import load_settings
 
@@ -90,3 +94,21 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def oppen_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "app", *args]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueService]:
+    """The queue service on a fresh SQLite or PostgreSQL database."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    else:
+        server = request.getfixturevalue("postgres_url")
+        name = f"t_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        engine = make_engine(server.rsplit("/", 1)[0] + f"/{name}")
+    init_db(engine)
+    yield QueueService(engine)
+    engine.dispose()

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
-from app.core.db import init_db, make_engine
 from app.core.errors import ConfigError, InvalidTransitionError, NotFoundError, StaleStateError
 from app.core.models import Job
 from app.core.queue import QueueService, transition
 from app.core.states import JobState
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueService]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
-    else:
-        server = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        engine = make_engine(server.rsplit("/", 1)[0] + f"/{name}")
-    init_db(engine)
-    yield QueueService(engine)
-    engine.dispose()
 
 
 def test_priority_order_then_fifo_with_positions(queue: QueueService) -> None:
