@@ -31,7 +31,6 @@ from app.core.executors.base import ExecStatus, Phase
 from app.core.lease import Lease
 from app.core.models import Job, JobEvent
 from app.core.queue import QueueService
-from app.core.settings import load_settings
 from app.core.timeutil import as_utc
 from tests.conftest import REPO
 
@@ -39,15 +38,28 @@ pytestmark = pytest.mark.slow
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
+    """The subprocesses' environment: this home and its database, nothing inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPPEN_")}
-    env.update(OPPEN_HOME=str(home), MLFLOW_LOGGING_LEVEL="WARNING", **extra)
+    env.update(OPPEN_HOME=str(home), OPPEN_DATABASE_URL=_db_url(home),
+               MLFLOW_LOGGING_LEVEL="WARNING", **extra)
     return env
 
 
+def _db_url(home: Path) -> str:
+    return f"sqlite:///{home / 'oppen.db'}"
+
+
+def _engine(home: Path):  # type: ignore[no-untyped-def]
+    home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(_db_url(home))
+    init_db(engine)
+    return engine
+
+
 def _dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    log = open(Path(env["OPPEN_HOME"]) / "dispatchers.log", "ab")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "app", "dispatcher", "run", *args],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -59,9 +71,7 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(tmp_path: Path)
                f"time.sleep(random.uniform(0.1, 0.6))\"")
     env = _env(home, OPPEN_LOCAL_COMMAND=job_cmd, OPPEN_LEASE_TTL_S="1.5",
                OPPEN_DISPATCH_INTERVAL_S="0.1", OPPEN_MAX_CONCURRENT_JOBS="4")
-    settings = load_settings(home=home, database_url=None)
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
+    engine = _engine(home)
     queue = QueueService(engine)
     ids = queue.submit_batch([{"name": f"short-{i}", "priority": random.choice(
         ["urgent", "normal", "background"])} for i in range(100)])
@@ -83,7 +93,8 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(tmp_path: Path)
         jobs = s.exec(select(Job).where(Job.id.in_(ids))).all()
         events = s.exec(select(JobEvent)).all()
     states = Counter(j.state for j in jobs)
-    launched = Counter(int(line) for line in launches.read_text().split())
+    launched = Counter(int(line) for line in launches.read_text().split()) \
+        if launches.exists() else Counter()
     adopted = sum(1 for e in events if "found again" in e.reason)
     requeued = sum(1 for e in events if "stopped before launching" in e.reason)
     print(f"\n[reliability-1] {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: {dict(states)}; "
@@ -190,9 +201,7 @@ def test_two_dispatchers_one_leads_and_the_other_takes_over(tmp_path: Path) -> N
     home = tmp_path / "home"
     ttl = 2.0
     env = _env(home, OPPEN_LEASE_TTL_S=str(ttl), OPPEN_DISPATCH_INTERVAL_S="0.2")
-    settings = load_settings(home=home, database_url=None)
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
+    engine = _engine(home)
     first, second = _dispatcher(env), _dispatcher(env)
     try:
         deadline = time.monotonic() + 60
@@ -225,9 +234,7 @@ def test_killed_training_is_retried_and_succeeds(tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     env = _env(home, OPPEN_RETRY_BACKOFF_S="0.5", OPPEN_DISPATCH_INTERVAL_S="0.3")
-    settings = load_settings(home=home, database_url=None)
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine)
+    engine = _engine(home)
     queue = QueueService(engine)
     job = queue.submit("killed once", {"total_timesteps": 60_000, "num_envs": 2,
                                         "rollout_steps": 256, "num_hosts": 8})

@@ -54,6 +54,7 @@ class Candidate:
     team: str = "default"
     project: str = "default"
     estimated_cost_micros: int | None = None
+    estimated_duration_s: float | None = None
 
 
 @dataclass
@@ -122,51 +123,80 @@ def _quota_shortfall(c: Candidate, usage: Usage, limits: Limits) -> str | None:
     return None
 
 
-def plan_admission(candidates: Iterable[Candidate], usage: Usage, limits: Limits,
-                   now: datetime, checks: Sequence[AdmissionCheck] = ()) -> Plan:
-    """Decides every candidate against one snapshot of usage (which it updates in memory).
+class Planner:
+    """Decides candidates fed in admission order against one snapshot of usage (which it
+    updates in memory), so the dispatcher can read the queue in chunks and stop as soon as
+    nothing more can start.
 
     A job that does not fit the overall quota holds back everything behind it, so large
     jobs are not starved by a stream of small ones; a job held by its class's GPU quota, its
     budget or a retry backoff does not hold back others.
     """
-    plan = Plan()
-    blocker: int | None = None
-    for c in admission_order(candidates, now, limits.aging_per_hour):
+
+    def __init__(self, usage: Usage, limits: Limits, now: datetime,
+                 checks: Sequence[AdmissionCheck] = ()) -> None:
+        self.usage, self.limits, self.now, self.checks = usage, limits, now, checks
+        self.plan = Plan()
+        self.blocker: int | None = None
+        self.fed: list[Candidate] = []
+        self._seen: set[int] = set()
+
+    @property
+    def saturated(self) -> bool:
+        """Nothing further in the queue can be admitted on this tick."""
+        return self.blocker is not None or self.usage.jobs >= self.limits.max_concurrent
+
+    def feed(self, ordered: Iterable[Candidate]) -> None:
+        for c in ordered:
+            if c.id not in self._seen:
+                self._seen.add(c.id)
+                self.fed.append(c)
+                self._decide(c)
+
+    def _decide(self, c: Candidate) -> None:
+        plan, usage, limits = self.plan, self.usage, self.limits
         plan.order.append(c.id)
-        if c.not_before is not None and c.not_before > now:
-            plan.pending[c.id] = Pending(PendingReason.BACKOFF,
-                                         f"retry not before {c.not_before.isoformat(timespec='seconds')}")
-            continue
-        if blocker is not None:
+        if c.not_before is not None and c.not_before > self.now:
+            plan.pending[c.id] = Pending(
+                PendingReason.BACKOFF,
+                f"retry not before {c.not_before.isoformat(timespec='seconds')}")
+            return
+        if self.blocker is not None:
             plan.pending[c.id] = Pending(PendingReason.AHEAD,
-                                         f"job {blocker} is first in line for resources")
-            continue
+                                         f"job {self.blocker} is first in line for resources")
+            return
         if usage.jobs >= limits.max_concurrent:
             plan.pending[c.id] = Pending(PendingReason.CONCURRENCY,
                                          f"{usage.jobs} of {limits.max_concurrent} jobs running")
-            continue
+            return
         class_quota = limits.class_gpu_quota.get(c.priority_class)
         held = usage.gpus_by_class.get(c.priority_class, 0)
         if class_quota is not None and c.gpus > 0 and held + c.gpus > class_quota:
             plan.pending[c.id] = Pending(
                 PendingReason.CLASS_QUOTA,
                 f"{c.priority_class} jobs may hold {class_quota} GPU(s); {held} held")
-            continue
+            return
         shortfall = _quota_shortfall(c, usage, limits)
         if shortfall:
             plan.pending[c.id] = Pending(PendingReason.QUOTA, shortfall)
-            blocker = c.id
-            continue
-        refusal = next((why for check in checks if (why := check.refuse(c))), None)
+            self.blocker = c.id
+            return
+        refusal = next((why for check in self.checks if (why := check.refuse(c))), None)
         if refusal:
             plan.pending[c.id] = Pending(PendingReason.BUDGET, refusal)
-            continue
-        for check in checks:
+            return
+        for check in self.checks:
             check.admit(c)
         usage.add(c)
         plan.admitted.append(c.id)
-    return plan
+
+
+def plan_admission(candidates: Iterable[Candidate], usage: Usage, limits: Limits,
+                   now: datetime, checks: Sequence[AdmissionCheck] = ()) -> Plan:
+    """Decides every candidate (in any order given) against one snapshot of usage."""
+    planner = Planner(usage, limits, now, checks)
+    planner.feed(admission_order(candidates, now, limits.aging_per_hour))
+    return planner.plan
 
 
 def estimate_starts(running_remaining_s: Iterable[float], queued: Sequence[tuple[int, float]],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,18 +22,19 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from app.core.admission import AdmissionCheck, Limits, plan_admission
+from app.core.admission import AdmissionCheck, Limits
 from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
 from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import Lease
 from app.core.models import Job, JobEvent
-from app.core.queue import ACTIVE_STATES, active_usage, queued_candidates, transition
+from app.core.queue import ACTIVE_STATES, active_usage, plan_queue, transition
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 10.0
 # Reads (global_step, steps_per_second) of an MLflow run; None when it has reported nothing.
 ProgressReader = Callable[[str], "tuple[int, float] | None"]
 
@@ -65,6 +67,7 @@ class Dispatcher:
         self.limits = limits or Limits()
         self.checks = checks
         self.progress = progress
+        self._progress_read_at: dict[int, float] = {}
 
     def tick(self) -> TickReport:
         if not self.lease.acquire():
@@ -87,9 +90,11 @@ class Dispatcher:
             for job in jobs:
                 try:
                     self._reconcile_one(s, job, report)
-                    s.commit()
+                    if s.dirty or s.new:  # most running jobs change nothing on a tick
+                        s.commit()
                 except StaleStateError:
                     s.rollback()  # changed meanwhile (a cancel); the next tick sees it
+            s.commit()
 
     def _reconcile_one(self, s: Session, job: Job, report: TickReport) -> None:
         if job.executor_ref is None:
@@ -118,7 +123,6 @@ class Dispatcher:
                                     f"ran past its limit of {job.max_runtime_s:g} s")
             else:
                 self._read_progress(job)
-                s.add(job)
                 return
         job.exit_code = status.exit_code
         if status.phase is Phase.EXITED and status.exit_code == 0:
@@ -160,6 +164,11 @@ class Dispatcher:
     def _read_progress(self, job: Job) -> None:
         if self.progress is None or job.mlflow_run_id is None:
             return
+        # One MLflow query per running job per tick would dominate the tick; ETAs need less.
+        now = time.monotonic()
+        if now - self._progress_read_at.get(job.id, -1e9) < PROGRESS_EVERY_S:
+            return
+        self._progress_read_at[job.id] = now
         try:
             seen = self.progress(job.mlflow_run_id)
         except Exception as exc:  # noqa: BLE001 - progress is for ETAs; never fail a tick on it
@@ -182,7 +191,7 @@ class Dispatcher:
             usage, _ = active_usage(s)
             if usage.jobs >= self.limits.max_concurrent:
                 return []
-            plan = plan_admission(queued_candidates(s), usage, self.limits, now, self.checks)
+            plan = plan_queue(s, usage, self.limits, now, self.checks).plan
             ids = plan.admitted
             if not ids:
                 return []

@@ -12,18 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from app.core.admission import (
+    AdmissionCheck,
     Candidate,
     Limits,
     Pending,
     PendingReason,
+    Planner,
     Usage,
+    admission_order,
     estimate_starts,
-    plan_admission,
 )
 from app.core.errors import ConfigError, InvalidTransitionError, NotFoundError, StaleStateError
 from app.core.estimate import estimate_job
@@ -73,8 +75,8 @@ def transition(session: Session, job: Job, target: JobState, reason: str = "") -
 
 
 def queue_order() -> tuple[Any, ...]:
-    """Higher priority first; FIFO (by id) within a class."""
-    return (col(Job.priority).desc(), col(Job.id).asc())
+    """Higher priority first; FIFO (submission time, then id) within a class, as admission."""
+    return (col(Job.priority).desc(), col(Job.created_at).asc(), col(Job.id).asc())
 
 
 class BatchError(ConfigError):
@@ -169,19 +171,47 @@ def candidate_of(row: Any) -> Candidate:
                      created_at=as_utc(row.created_at), cpus=row.cpus, memory_mb=row.memory_mb,
                      gpus=row.gpus, not_before=as_utc(row.not_before) if row.not_before else None,
                      team=row.team, project=row.project,
-                     estimated_cost_micros=row.estimated_cost_micros)
+                     estimated_cost_micros=row.estimated_cost_micros,
+                     estimated_duration_s=row.estimated_duration_s)
 
 
 CANDIDATE_COLUMNS = (Job.id, Job.priority_class, Job.priority, Job.created_at, Job.cpus,
                      Job.memory_mb, Job.gpus, Job.not_before, Job.team, Job.project,
-                     Job.estimated_cost_micros)
+                     Job.estimated_cost_micros, Job.estimated_duration_s)
+# Queued jobs are read in queue order this many at a time until nothing more can start.
+CHUNK = 256
 
 
-def queued_candidates(session: Session) -> list[Candidate]:
-    """Every queued job, reading only the columns admission needs."""
-    rows = session.exec(select(*CANDIDATE_COLUMNS)  # type: ignore[call-overload]
-                        .where(Job.state == JobState.QUEUED.value)).all()
-    return [candidate_of(r) for r in rows]
+def queued_candidates(session: Session, limit: int | None = None,
+                      offset: int = 0) -> list[Candidate]:
+    """Queued jobs in queue order, reading only the columns admission needs."""
+    stmt = (select(*CANDIDATE_COLUMNS)  # type: ignore[call-overload]
+            .where(Job.state == JobState.QUEUED.value).order_by(*queue_order()))
+    if limit is not None:
+        stmt = stmt.offset(offset).limit(limit)
+    return [candidate_of(r) for r in session.exec(stmt).all()]
+
+
+def plan_queue(session: Session, usage: Usage, limits: Limits, now: datetime,
+               checks: Sequence[AdmissionCheck] = (), upto: int | None = None) -> Planner:
+    """Runs admission over the queue. Without aging, SQL order is admission order, so the
+    queue is read in chunks: until nothing more can start, or (``upto``) until that many
+    jobs are placed. With aging, every queued job is read and ordered here."""
+    planner = Planner(usage, limits, now, checks)
+    if limits.aging_per_hour > 0:
+        planner.feed(admission_order(queued_candidates(session), now, limits.aging_per_hour))
+        return planner
+    offset = 0
+    while True:
+        enough = planner.saturated if upto is None else len(planner.plan.order) >= upto
+        if enough:
+            return planner
+        size = CHUNK if upto is None else max(CHUNK, upto - offset)
+        chunk = queued_candidates(session, size, offset)
+        planner.feed(chunk)
+        offset += len(chunk)
+        if len(chunk) < size:
+            return planner
 
 
 def active_usage(session: Session) -> tuple[Usage, list[tuple[Job, float]]]:
@@ -296,13 +326,14 @@ class QueueService:
         """One transaction: the jobs, then their first history event."""
         now = utcnow()
         rows = [self._row(spec, now) for spec in specs]
-        with Session(self.engine) as s:
-            result = s.execute(insert(Job).returning(Job.id, sort_by_parameter_order=True), rows)
+        jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
+        with self.engine.begin() as conn:
+            result = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True),
+                                  rows)
             ids = [row[0] for row in result]
-            s.execute(insert(JobEvent), [
+            conn.execute(events.insert(), [
                 dict(job_id=job_id, at=now, from_state=None, to_state=JobState.QUEUED.value,
                      reason="submitted") for job_id in ids])
-            s.commit()
         return ids
 
     # --- reading ---------------------------------------------------------------------------
@@ -333,8 +364,10 @@ class QueueService:
             if priority_class:
                 stmt = stmt.where(Job.priority_class == priority_class)
             jobs = s.exec(stmt.order_by(*queue_order()).offset(offset).limit(limit)).all()
-            status = self._waiting(s) if any(j.state == JobState.QUEUED.value for j in jobs) \
-                else _Waiting()
+            # Without aging, the jobs shown are the first in admission order: plan only those.
+            upto = None if self.limits.aging_per_hour > 0 else offset + limit
+            status = self._waiting(s, upto) \
+                if any(j.state == JobState.QUEUED.value for j in jobs) else _Waiting()
             return [JobView(j, status.positions.get(j.id), [], status.pending.get(j.id),
                             status.eta.get(j.id)) for j in jobs]
 
@@ -352,17 +385,17 @@ class QueueService:
         with Session(self.engine) as s:
             return dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all())
 
-    def _waiting(self, s: Session) -> _Waiting:
-        """Position, pending reason and estimated start of every queued job, from the same
-        admission rules the dispatcher applies."""
+    def _waiting(self, s: Session, upto: int | None = None) -> _Waiting:
+        """Position, pending reason and estimated start of queued jobs (the first ``upto``
+        in queue order, or all), from the same admission rules the dispatcher applies."""
         now = utcnow()
         usage, running = active_usage(s)
-        candidates = queued_candidates(s)
-        plan = plan_admission(candidates, usage, self.limits, now)
-        durations = dict(s.exec(select(Job.id, Job.estimated_duration_s)  # type: ignore[call-overload]
-                                .where(Job.state == JobState.QUEUED.value)).all())
+        planner = plan_queue(s, usage, self.limits, now, upto=upto if upto else 10**9)
+        plan = planner.plan
+        durations = {c.id: c for c in planner.fed}
         starts = estimate_starts([r for _, r in running],
-                                 [(i, durations.get(i) or 0.0) for i in plan.order],
+                                 [(i, durations[i].estimated_duration_s or 0.0)
+                                  for i in plan.order],
                                  self.limits.max_concurrent)
         waiting = _Waiting()
         waiting.positions = {job_id: i + 1 for i, job_id in enumerate(plan.order)}
@@ -370,10 +403,9 @@ class QueueService:
         for job_id in plan.admitted:
             waiting.pending[job_id] = Pending(PendingReason.NEXT_TICK,
                                               "fits now; starts on the next tick")
-        by_id = {c.id: c for c in candidates}
         for job_id, offset_s in starts.items():
             start = now + timedelta(seconds=offset_s)
-            not_before = by_id[job_id].not_before
+            not_before = durations[job_id].not_before
             waiting.eta[job_id] = max(start, not_before) if not_before else start
         return waiting
 

@@ -7,6 +7,7 @@ current directory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,9 +58,23 @@ class Tracker:
         with open(db.with_suffix(".init.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if not db.exists():
+                    self._create_store(db)
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _create_store(db: Path) -> None:
+        """Builds a fresh store beside the real path and renames it into place, so a process
+        killed while MLflow migrates (the dispatcher's first start, say) leaves no
+        half-migrated store behind, only a temporary file the next start replaces."""
+        from mlflow.tracking import MlflowClient
+
+        tmp = db.with_name(f".{db.name}.creating")
+        tmp.unlink(missing_ok=True)
+        MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates it
+        os.replace(tmp, db)
 
     def _experiment_id(self) -> str:
         client = self._client()

@@ -51,6 +51,32 @@ def bench_sim(seconds: float, repeats: int, trace_path: str | None, as_json: boo
         click.echo(f"EASY replay of {r.easy_replay_jobs:,} jobs: {r.easy_replay_ms:.1f} ms")
 
 
+@bench.command("queue")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--database-url", default=None,
+              help="Benchmark this (empty) PostgreSQL database instead of a temporary SQLite")
+@click.option("--json", "as_json", is_flag=True)
+def bench_queue(repeats: int, database_url: str | None, as_json: bool) -> None:
+    """Queue and dispatcher with 10,000 jobs: batch submit, tick, list, status."""
+    from app.bench.queue import run
+
+    r = run(repeats, database_url)
+    if as_json:
+        common.emit_json({"benchmark": "queue", **r})
+        return
+    m, ok = r["median_ms"], r["meets_targets"]
+    mark = {True: "ok", False: "MISSED"}
+    click.echo(f"{r['database']}, {r['jobs']:,} jobs, medians of {r['repeats']}:")
+    click.echo(f"  batch submit      {m['submit_batch_10k']:9.1f} ms  (< 1000: "
+               f"{mark[ok['submit_batch_10k']]}); one at a time {m['submit_one_ms']:.2f} ms/job "
+               f"-> batch {r['baseline']['batch_speedup']}x faster")
+    click.echo(f"  tick, 10k queued  {m['tick_10k_queued']:9.1f} ms  (< 50: "
+               f"{mark[ok['tick_10k_queued']]})")
+    click.echo(f"  tick, 100 running {m['tick_100_running']:9.1f} ms")
+    click.echo(f"  list (200 shown)  {m['list_10k']:9.1f} ms  (< 100: {mark[ok['list_10k']]})")
+    click.echo(f"  status counts     {m['status_10k']:9.1f} ms  (< 100: {mark[ok['status_10k']]})")
+
+
 @bench.command("infer")
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
               help="A place-mode checkpoint (default: an untrained policy of the same shape)")
