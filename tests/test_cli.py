@@ -141,3 +141,49 @@ def test_dispatcher_stops_gracefully_on_sigterm(oppen_home: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batch_priority_render_and_pending_reasons_from_the_command_line(
+        oppen_home: Path, tmp_path: Path) -> None:
+    import yaml
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"name": "fine"}, {"name": "x", "gpus": -1},
+                               {"name": "y", "config": {"gamma": 9}}]))
+    proc = run("queue", "submit-batch", str(bad))
+    assert_clean_error(proc, "batch rejected, nothing queued (2 invalid of 3)")
+    assert "item 1 (x)" in proc.stderr and "item 2 (y)" in proc.stderr and proc.returncode == 2
+    assert json.loads(run("queue", "list", "--json").stdout)["jobs"] == []
+
+    good = tmp_path / "jobs.toml"
+    good.write_text('[[jobs]]\nname = "a"\npriority = "background"\ngpus = 1\n\n'
+                    '[[jobs]]\nname = "b"\nconfig = { total_timesteps = 8192 }\n')
+    out = json.loads(run("queue", "submit-batch", str(good), "--json").stdout)
+    assert out["errors"] == [] and len(out["queued"]) == 2
+    a, b = out["queued"]
+    assert run("queue", "priority", str(a), "urgent").returncode == 0
+    jobs = json.loads(run("queue", "list", "--state", "queued", "--json").stdout)["jobs"]
+    assert [j["id"] for j in jobs] == [a, b]
+    assert all(j["pending_reason"] == "next-tick" and j["eta_start"] for j in jobs)
+    shown = run("queue", "show", str(a)).stdout
+    assert "waiting: next-tick" in shown and "priority background -> urgent" in shown
+
+    manifest = yaml.safe_load(run("queue", "render", str(a)).stdout)
+    assert manifest["kind"] == "Job"
+    assert manifest["spec"]["template"]["spec"]["priorityClassName"] == "oppen-urgent"
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"][
+        "nvidia.com/gpu"] == "1"
+    assert_clean_error(run("queue", "logs", str(a)), "has no attempt with logs yet")
+    assert_clean_error(run("queue", "priority", "999", "urgent"), "no job with id 999")
+
+
+def test_bench_queue_reports_figures_against_targets(oppen_home: Path) -> None:
+    proc = run("bench", "queue", "--repeats", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["benchmark"] == "queue" and doc["jobs"] == 10_000
+    figures = doc["median_ms"]
+    for key in ("submit_batch_10k", "tick_10k_queued", "list_10k", "status_10k"):
+        assert figures[key] > 0
+    print(f"\n[bench-queue] {figures} batch x{doc['baseline']['batch_speedup']}")
+    assert doc["baseline"]["batch_speedup"] > 1
