@@ -96,19 +96,23 @@ def oppen_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "app", *args]
 
 
+def fresh_postgres_database(server_url: str) -> str:
+    """Creates an empty database on the test server; returns its URL."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueService]:
     """The queue service on a fresh SQLite or PostgreSQL database."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
     else:
-        server = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        engine = make_engine(server.rsplit("/", 1)[0] + f"/{name}")
+        engine = make_engine(fresh_postgres_database(request.getfixturevalue("postgres_url")))
     init_db(engine)
     yield QueueService(engine)
     engine.dispose()

@@ -24,15 +24,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from app.bench.queue import RecordingExecutor
 from app.core.admission import Limits
 from app.core.db import init_db, make_engine
 from app.core.dispatcher import Dispatcher
-from app.core.executors.base import ExecStatus, Phase
 from app.core.lease import Lease
 from app.core.models import Job, JobEvent
 from app.core.queue import QueueService
 from app.core.timeutil import as_utc
-from tests.conftest import REPO
+from tests.conftest import REPO, fresh_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -118,49 +118,13 @@ def _submit_many(url: str, worker: int, count: int) -> None:
         queue.submit(f"w{worker}-{i}", priority=rng.choice(["urgent", "normal", "background"]))
 
 
-class InstantExecutor:
-    """Launches nothing: each attempt is reported finished on the next poll, so the test
-    measures the queue and dispatcher alone."""
-
-    name = "instant"
-
-    def __init__(self) -> None:
-        self.launched: list[int] = []
-
-    def launch(self, job: Job) -> str:
-        self.launched.append(job.id)
-        return str(job.id)
-
-    def find(self, job: Job) -> str | None:
-        return None
-
-    def poll(self, ref: str) -> ExecStatus:
-        return ExecStatus(Phase.EXITED, 0)
-
-    def stop(self, ref: str) -> None:
-        pass
-
-    def logs(self, ref: str, lines: int = 50) -> str:
-        return ""
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_submitters_then_strict_priority_fifo_admission(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'contention.db'}"
     else:
-        base = request.getfixturevalue("postgres_url")
-        import uuid
-
-        from sqlalchemy import create_engine, text
-
-        name = f"contention_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = base.rsplit("/", 1)[0] + f"/{name}"
+        url = fresh_postgres_database(request.getfixturevalue("postgres_url"))
     engine = make_engine(url)
     init_db(engine)
     started = time.monotonic()
@@ -173,7 +137,7 @@ def test_concurrent_submitters_then_strict_priority_fifo_admission(
         assert w.exitcode == 0
     submit_s = time.monotonic() - started
 
-    executor = InstantExecutor()
+    executor = RecordingExecutor(finish_at_once=True)
     dispatcher = Dispatcher(engine, executor, Lease(engine, "contention", 60),
                             Limits(max_concurrent=64))
     while True:

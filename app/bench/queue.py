@@ -33,12 +33,14 @@ TARGETS_MS = {"submit_batch_10k": 1000.0, "tick_10k_queued": 50.0, "list_10k": 1
 
 
 class RecordingExecutor:
-    """Starts nothing and reports every attempt running: the benchmark times Oppen's own
-    work, not process start-up."""
+    """Starts nothing and reports every attempt running (or, with ``finish_at_once``,
+    succeeded on its first poll): benchmarks and tests time Oppen's own work, not process
+    start-up."""
 
     name = "recording"
 
-    def __init__(self) -> None:
+    def __init__(self, finish_at_once: bool = False) -> None:
+        self.finish_at_once = finish_at_once
         self.launched: list[int] = []
 
     def launch(self, job: Job) -> str:
@@ -49,7 +51,7 @@ class RecordingExecutor:
         return None
 
     def poll(self, ref: str) -> ExecStatus:
-        return ExecStatus(Phase.RUNNING)
+        return ExecStatus(Phase.EXITED, 0) if self.finish_at_once else ExecStatus(Phase.RUNNING)
 
     def stop(self, ref: str) -> None:
         pass
