@@ -27,11 +27,11 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def cand(i: int, cls: str = "normal", gpus: int = 0, cpus: float = 1.0, age_h: float = 0.0,
-         not_before: datetime | None = None) -> Candidate:
+         not_before: datetime | None = None, attempts: int = 0) -> Candidate:
     value = {"urgent": 1000, "normal": 100, "background": 10}[cls]
     return Candidate(id=i, priority_class=cls, priority=value,
                      created_at=NOW - timedelta(hours=age_h, seconds=-i), cpus=cpus,
-                     memory_mb=1024, gpus=gpus, not_before=not_before)
+                     memory_mb=1024, gpus=gpus, not_before=not_before, attempts=attempts)
 
 
 def test_priority_then_fifo_and_the_concurrency_limit() -> None:
@@ -60,11 +60,13 @@ def test_total_quota_holds_the_line_class_quota_does_not() -> None:
     assert usage.gpus == 2  # the snapshot was updated in memory while deciding
 
 
-def test_backoff_waits_without_blocking_others() -> None:
-    plan = plan_admission([cand(1, "urgent", not_before=NOW + timedelta(seconds=30)), cand(2)],
-                          Usage(), Limits(), NOW)
+def test_backoff_and_scheduled_starts_wait_without_blocking_others() -> None:
+    later = NOW + timedelta(seconds=30)
+    plan = plan_admission([cand(1, "urgent", not_before=later, attempts=1),
+                           cand(3, "urgent", not_before=later), cand(2)], Usage(), Limits(), NOW)
     assert plan.admitted == [2]
     assert plan.pending[1].reason is PendingReason.BACKOFF
+    assert plan.pending[3].reason is PendingReason.SCHEDULED
 
 
 def test_aging_lifts_long_waiting_background_work_up_to_urgent() -> None:
@@ -214,9 +216,9 @@ def test_schema_comes_from_migrations_and_matches_the_models(queue: QueueService
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    from app.core.db import schema_revision
+    from app.core.db import _head_revision, schema_revision
 
-    assert schema_revision(queue.engine) == "0002"
+    assert schema_revision(queue.engine) == _head_revision()
     assert "alembic_version" in inspect(queue.engine).get_table_names()
     with queue.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
@@ -227,7 +229,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path) -> Non
     from alembic import command
     from sqlalchemy import text
 
-    from app.core.db import _alembic_config, init_db, make_engine, schema_revision
+    from app.core.db import _alembic_config, _head_revision, init_db, make_engine, schema_revision
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:
@@ -238,7 +240,7 @@ def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path) -> Non
             "gpus, created_at, attempts, cancel_requested) VALUES ('old', 'queued', 'normal', "
             "100, '{}', 1.0, 1024, 0, '2026-01-01 00:00:00', 0, 0)"))
     init_db(engine)
-    assert schema_revision(engine) == "0002"
+    assert schema_revision(engine) == _head_revision()
     with Session(engine) as s:
         old = s.get(Job, 1)
         assert old.name == "old" and old.team == "default" and old.max_attempts == 3

@@ -25,6 +25,7 @@ class PendingReason(StrEnum):
     BUDGET = "budget"
     AHEAD = "higher-priority-ahead"
     BACKOFF = "backoff"
+    SCHEDULED = "scheduled-start"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Candidate:
     project: str = "default"
     estimated_cost_micros: int | None = None
     estimated_duration_s: float | None = None
+    attempts: int = 0
 
 
 @dataclass
@@ -157,9 +159,10 @@ class Planner:
         plan, usage, limits = self.plan, self.usage, self.limits
         plan.order.append(c.id)
         if c.not_before is not None and c.not_before > self.now:
-            plan.pending[c.id] = Pending(
-                PendingReason.BACKOFF,
-                f"retry not before {c.not_before.isoformat(timespec='seconds')}")
+            when = c.not_before.isoformat(timespec="seconds")
+            plan.pending[c.id] = (Pending(PendingReason.BACKOFF, f"retry not before {when}")
+                                  if c.attempts else
+                                  Pending(PendingReason.SCHEDULED, f"asked to start at {when}"))
             return
         if self.blocker is not None:
             plan.pending[c.id] = Pending(PendingReason.AHEAD,

@@ -35,6 +35,10 @@ from app.core.timeutil import as_utc, utcnow
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10.0
+# Admission checks (budgets) for one tick, reading through the tick's session.
+ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
+# The cost in micro-dollars of a job's attempt from its start until the given time.
+AttemptPricer = Callable[[Job, datetime], int]
 # Reads (global_step, steps_per_second) of an MLflow run; None when it has reported nothing.
 ProgressReader = Callable[[str], "tuple[int, float] | None"]
 
@@ -57,15 +61,16 @@ class TickReport:
 
 class Dispatcher:
     def __init__(self, engine: Engine, executor: Executor, lease: Lease,
-                 limits: Limits | None = None, checks: Sequence[AdmissionCheck] = (),
+                 limits: Limits | None = None, checks_for: ChecksFactory | None = None,
                  progress: ProgressReader | None = None,
-                 backoff_base_s: float = 30.0) -> None:
+                 backoff_base_s: float = 30.0, price: AttemptPricer | None = None) -> None:
+        self.checks_for = checks_for
+        self.price = price
         self.backoff_base_s = backoff_base_s
         self.engine = engine
         self.executor = executor
         self.lease = lease
         self.limits = limits or Limits()
-        self.checks = checks
         self.progress = progress
         self._progress_read_at: dict[int, float] = {}
 
@@ -110,6 +115,7 @@ class Dispatcher:
             return
         if job.cancel_requested:
             self.executor.stop(job.executor_ref)
+            self._charge(job)
             transition(s, job, JobState.CANCELLED, "cancelled while running; stopped")
             report.finished.append((job.id, JobState.CANCELLED.value))
             return
@@ -125,6 +131,7 @@ class Dispatcher:
                 self._read_progress(job)
                 return
         job.exit_code = status.exit_code
+        self._charge(job)
         if status.phase is Phase.EXITED and status.exit_code == 0:
             transition(s, job, JobState.SUCCEEDED, "exit code 0")
             report.finished.append((job.id, JobState.SUCCEEDED.value))
@@ -155,6 +162,11 @@ class Dispatcher:
                 job.reason = f"{reason[:400]} (gave up after {job.attempts} attempts)"
                 s.add(job)
             report.finished.append((job.id, JobState.FAILED.value))
+
+    def _charge(self, job: Job) -> None:
+        """Adds what the ending attempt cost to the job."""
+        if self.price is not None and job.started_at is not None:
+            job.cost_micros = (job.cost_micros or 0) + self.price(job, utcnow())
 
     def _over_time(self, job: Job) -> bool:
         if job.max_runtime_s is None or job.started_at is None:
@@ -191,7 +203,8 @@ class Dispatcher:
             usage, _ = active_usage(s)
             if usage.jobs >= self.limits.max_concurrent:
                 return []
-            plan = plan_queue(s, usage, self.limits, now, self.checks).plan
+            checks = self.checks_for(s, now) if self.checks_for else ()
+            plan = plan_queue(s, usage, self.limits, now, checks).plan
             ids = plan.admitted
             if not ids:
                 return []

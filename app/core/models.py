@@ -51,6 +51,11 @@ class Job(SQLModel, table=True):
     # Live progress read from MLflow by the dispatcher, for ETAs.
     progress_step: int | None = Field(default=None, sa_column=Column(BigInteger))
     progress_sps: float | None = None
+    # Run on spot capacity (cheaper, interruptible).
+    spot: bool = False
+    # What the job's attempts have cost so far, priced when each attempt ends.
+    cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                         server_default="0"))
 
 
 class JobEvent(SQLModel, table=True):
@@ -75,3 +80,25 @@ class DispatcherLease(SQLModel, table=True):
     holder: str
     expires_at: datetime = Field(sa_column=_utc_column(False))
     heartbeat_at: datetime = Field(sa_column=_utc_column(False))
+
+
+class Budget(SQLModel, table=True):
+    """A spending limit on a scope (everything, a team or a project) over a period."""
+
+    __tablename__ = "budgets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    scope: str = "global"  # global | team | project
+    scope_value: str = "*"  # the team or project name; "*" for global
+    period: str = "monthly"  # weekly | monthly | custom
+    starts_at: datetime | None = Field(default=None, sa_column=_utc_column())  # custom only
+    ends_at: datetime | None = Field(default=None, sa_column=_utc_column())  # custom only
+    limit_micros: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hard: bool = True
+    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.8, 1.0],
+                                    sa_column=Column(JSON, nullable=False))
+    # Bumped by every admission decision against this budget: the row lock that serialises
+    # concurrent submitters, so they cannot together commit more than the limit.
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))

@@ -8,7 +8,7 @@ All state changes go through :func:`transition`, which checks the state machine 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,12 +28,14 @@ from app.core.admission import (
     estimate_starts,
 )
 from app.core.errors import ConfigError, InvalidTransitionError, NotFoundError, StaleStateError
-from app.core.estimate import estimate_job
+from app.core.estimate import Estimate, estimate_job
 from app.core.models import Job, JobEvent
 from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import TERMINAL, JobState, check_transition
 from app.core.timeutil import as_utc, utcnow
+from app.costs.budgets import BudgetExceeded, BudgetService, Decision, money
 from app.costs.pricing import Pricing, load_pricing
+from app.costs.windows import next_off_peak
 from app.training.config import TrainConfig
 
 ACTIVE_STATES = (JobState.DISPATCHING.value, JobState.RUNNING.value)
@@ -104,6 +106,8 @@ class JobSpec:
     project: str
     max_attempts: int
     max_runtime_s: float | None
+    spot: bool = False
+    not_before: datetime | None = None  # start no earlier (an off-peak start, say)
 
 
 def _dollars(micros: int | None) -> str | None:
@@ -172,12 +176,12 @@ def candidate_of(row: Any) -> Candidate:
                      gpus=row.gpus, not_before=as_utc(row.not_before) if row.not_before else None,
                      team=row.team, project=row.project,
                      estimated_cost_micros=row.estimated_cost_micros,
-                     estimated_duration_s=row.estimated_duration_s)
+                     estimated_duration_s=row.estimated_duration_s, attempts=row.attempts)
 
 
 CANDIDATE_COLUMNS = (Job.id, Job.priority_class, Job.priority, Job.created_at, Job.cpus,
                      Job.memory_mb, Job.gpus, Job.not_before, Job.team, Job.project,
-                     Job.estimated_cost_micros, Job.estimated_duration_s)
+                     Job.estimated_cost_micros, Job.estimated_duration_s, Job.attempts)
 # Queued jobs are read in queue order this many at a time until nothing more can start.
 CHUNK = 256
 
@@ -240,6 +244,7 @@ class QueueService:
     limits: Limits = field(default_factory=Limits)
     pricing: Pricing | None = None
     default_max_attempts: int = 3
+    budgets: BudgetService | None = None
 
     def _pricing(self) -> Pricing:
         if self.pricing is None:
@@ -251,7 +256,8 @@ class QueueService:
     def validate(self, name: str, config: dict[str, Any] | None = None,
                  priority: str = "normal", cpus: float = 1.0, memory_mb: int = 1024,
                  gpus: int = 0, team: str = "default", project: str = "default",
-                 max_attempts: int | None = None, max_runtime_s: float | None = None) -> JobSpec:
+                 max_attempts: int | None = None, max_runtime_s: float | None = None,
+                 spot: bool = False, start_after: datetime | str | None = None) -> JobSpec:
         """Checks one submission completely, touching nothing; raises ConfigError."""
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a job needs a non-empty name")
@@ -274,14 +280,29 @@ class QueueService:
                 raise ConfigError(f"{label} must be a non-empty name")
         if config is not None and not isinstance(config, dict):
             raise ConfigError("config must be a table of training options")
+        if not isinstance(spot, bool):
+            raise ConfigError("spot must be true or false")
+        if isinstance(start_after, str):
+            try:
+                start_after = datetime.fromisoformat(start_after)
+            except ValueError:
+                raise ConfigError(f"start_after {start_after!r} is not an ISO time") from None
+        if start_after is not None and start_after.tzinfo is None:
+            start_after = start_after.replace(tzinfo=self._pricing().zone)
         train_config = TrainConfig.from_dict(config or {})
         return JobSpec(name.strip(), train_config.to_dict(), priority, float(cpus),
                        int(memory_mb), int(gpus), team.strip(), project.strip(), attempts,
-                       float(max_runtime_s) if max_runtime_s is not None else None)
+                       float(max_runtime_s) if max_runtime_s is not None else None, spot,
+                       start_after)
+
+    def estimate(self, spec: JobSpec, now: datetime | None = None) -> Estimate:
+        start = max(now or utcnow(), spec.not_before) if spec.not_before else now
+        return estimate_job(int(spec.config["total_timesteps"]), spec.cpus, spec.memory_mb,
+                            spec.gpus, spec.priority_class, self._pricing(),
+                            spot=spec.spot, start=start)
 
     def _row(self, spec: JobSpec, now: datetime) -> dict[str, Any]:
-        estimate = estimate_job(int(spec.config["total_timesteps"]), spec.cpus, spec.memory_mb,
-                                spec.gpus, spec.priority_class, self._pricing())
+        estimate = self.estimate(spec, now)
         return dict(name=spec.name, state=JobState.QUEUED.value,
                     priority_class=spec.priority_class,
                     priority=PRIORITY_CLASSES[spec.priority_class], config=spec.config,
@@ -289,7 +310,8 @@ class QueueService:
                     attempts=0, cancel_requested=False, team=spec.team, project=spec.project,
                     max_attempts=spec.max_attempts, max_runtime_s=spec.max_runtime_s,
                     estimated_duration_s=estimate.duration_s,
-                    estimated_cost_micros=estimate.cost_micros)
+                    estimated_cost_micros=estimate.cost_micros, spot=spec.spot,
+                    not_before=spec.not_before, cost_micros=0)
 
     def submit(self, name: str, config: dict[str, Any] | None = None, priority: str = "normal",
                cpus: float = 1.0, memory_mb: int = 1024, gpus: int = 0, **more: Any) -> Job:
@@ -304,7 +326,7 @@ class QueueService:
         specs: list[JobSpec] = []
         errors: list[dict[str, Any]] = []
         allowed = {"name", "config", "priority", "cpus", "memory_mb", "gpus", "team", "project",
-                   "max_attempts", "max_runtime_s"}
+                   "max_attempts", "max_runtime_s", "spot", "start_after"}
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
@@ -323,18 +345,89 @@ class QueueService:
         return self._store(specs)
 
     def _store(self, specs: Sequence[JobSpec]) -> list[int]:
-        """One transaction: the jobs, then their first history event."""
+        """One transaction: the budget check (locking the budgets involved), the jobs, then
+        their first history event. A hard budget's refusal stores nothing."""
         now = utcnow()
         rows = [self._row(spec, now) for spec in specs]
         jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
-        with self.engine.begin() as conn:
+        with Session(self.engine) as s:
+            decision = self._check_budgets(s, rows, now)
+            if decision.refusals:
+                s.rollback()
+                raise BudgetExceeded(self._refusal(specs, rows, decision.refusals))
+            reason = "submitted" + "".join(f"; soft budget warning: {w}"
+                                           for w in decision.warnings)
+            conn = s.connection()
             result = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True),
                                   rows)
             ids = [row[0] for row in result]
             conn.execute(events.insert(), [
                 dict(job_id=job_id, at=now, from_state=None, to_state=JobState.QUEUED.value,
-                     reason="submitted") for job_id in ids])
+                     reason=reason[:1000]) for job_id in ids])
+            s.commit()
         return ids
+
+    def _check_budgets(self, s: Session, rows: list[dict[str, Any]], now: datetime) -> Decision:
+        decision = Decision()
+        if self.budgets is None:
+            return decision
+        extra: dict[tuple[str, str], int] = {}
+        for row in rows:
+            key = (row["team"], row["project"])
+            extra[key] = extra.get(key, 0) + row["estimated_cost_micros"]
+        for (team, project), micros in sorted(extra.items()):
+            found = self.budgets.lock_and_check(s, team, project, micros, now)
+            decision.warnings += found.warnings
+            decision.refusals += found.refusals
+        return decision
+
+    def _refusal(self, specs: Sequence[JobSpec], rows: list[dict[str, Any]],
+                 refusals: list[str]) -> str:
+        what = "job" if len(specs) == 1 else f"batch of {len(specs)} jobs"
+        message = f"{what} refused, nothing queued: " + "; ".join(refusals)
+        if len(specs) == 1 and self.budgets is not None:
+            fits = self.suggest(specs[0])
+            if fits:
+                message += ". What would fit: " + "; ".join(fits)
+        return message
+
+    def suggest(self, spec: JobSpec) -> list[str]:
+        """Variants of a refused job that fit the room left under its hard budgets."""
+        assert self.budgets is not None
+        now = utcnow()
+        with Session(self.engine) as s:
+            room = self.budgets.headroom(s, spec.team, spec.project, now)
+        if room is None or room <= 0:
+            return []
+        out: list[str] = []
+        variants = [
+            ("background priority", replace(spec, priority_class="background")),
+            ("spot capacity", replace(spec, spot=True)),
+            ("background on spot", replace(spec, priority_class="background", spot=True)),
+        ]
+        off_peak = next_off_peak(self._pricing(), now)
+        if off_peak > now:
+            variants.append((f"starting off-peak at {off_peak.isoformat(timespec='minutes')}",
+                             replace(spec, not_before=off_peak)))
+        for label, variant in variants:
+            cost = self.estimate(variant, now).cost_micros
+            if cost <= room:
+                out.append(f"{label} ({money(cost)})")
+        steps = self._fitting_timesteps(spec, room, now)
+        if steps:
+            out.append(f"total_timesteps={steps:,} ({money(self.estimate(replace(spec, config={**spec.config, 'total_timesteps': steps}), now).cost_micros)})")
+        return out
+
+    def _fitting_timesteps(self, spec: JobSpec, room: int, now: datetime) -> int | None:
+        lo, hi = 0, int(spec.config["total_timesteps"])
+        while lo < hi:  # the most timesteps whose estimate fits
+            mid = (lo + hi + 1) // 2
+            trial = replace(spec, config={**spec.config, "total_timesteps": mid})
+            if self.estimate(trial, now).cost_micros <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo or None
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from app.core.lease import Lease, new_holder_id
 from app.core.queue import QueueService
 from app.core.settings import Settings, load_settings
 from app.core.tracking import Tracker
+from app.costs.budgets import BudgetAdmission, BudgetService
+from app.costs.pricing import Pricing, load_pricing
 
 
 class Services:
@@ -29,9 +31,18 @@ class Services:
         return engine
 
     @cached_property
+    def pricing(self) -> Pricing:
+        return load_pricing(self.settings.pricing_file)
+
+    @cached_property
+    def budgets(self) -> BudgetService:
+        return BudgetService(self.engine, self.pricing)
+
+    @cached_property
     def queue(self) -> QueueService:
-        return QueueService(self.engine, self.settings.admission_limits(),
-                            default_max_attempts=self.settings.max_attempts)
+        return QueueService(self.engine, self.settings.admission_limits(), self.pricing,
+                            default_max_attempts=self.settings.max_attempts,
+                            budgets=self.budgets)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -77,5 +88,7 @@ class Services:
         self.tracker.experiment_id()
         lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
         return Dispatcher(self.engine, self.executor, lease, self.settings.admission_limits(),
+                          checks_for=lambda s, now: [BudgetAdmission(self.budgets, s, now)],
                           progress=self.read_progress,
-                          backoff_base_s=self.settings.retry_backoff_s)
+                          backoff_base_s=self.settings.retry_backoff_s,
+                          price=self.budgets.attempt_cost)

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=30.0, ge=0, description="Wait before the first retry; doubles per attempt, at most 30 min")
     local_command: str | None = Field(default=None, description="Command for local jobs, {job_id} replaced (shell words); default: oppen train --job-id {job_id}")
     stop_grace_s: float = Field(default=20.0, ge=0, description="SIGTERM-to-SIGKILL grace when stopping a job")
+    pricing_file: Path | None = Field(default=None, description="Price list (TOML); default: the bundled OpenCost-based one")
     kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue")
     k8s_spot: bool = Field(default=False, description="Run training Jobs on spot nodes")
     k8s_database_secret: str = Field(default="oppen-database", description="Secret whose database-url key training pods read")

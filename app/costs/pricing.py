@@ -2,13 +2,12 @@
 from a TOML file as exact decimals.
 
 The default file (``default_pricing.toml`` beside this module) documents where each number
-comes from; ``OPPEN_PRICING_FILE`` names another. The Kubernetes platform ships the same file
+comes from; the ``pricing_file`` setting (``OPPEN_PRICING_FILE``) names another. The Kubernetes platform ships the same file
 as a ConfigMap.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time
@@ -171,9 +170,9 @@ def parse_pricing(data: dict[str, Any], where: str) -> Pricing:
 
 
 def load_pricing(path: Path | None = None) -> Pricing:
-    """Reads the price list; errors name the file and the key."""
-    named = os.environ.get("OPPEN_PRICING_FILE")
-    path = path or (Path(named) if named else DEFAULT_PRICING_FILE)
+    """Reads the price list (default: the bundled one); errors name the file and the key.
+    Settings carry the configured path (``OPPEN_PRICING_FILE``)."""
+    path = path or DEFAULT_PRICING_FILE
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
