@@ -33,8 +33,8 @@ from app.core.models import Job, JobEvent
 from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import TERMINAL, JobState, check_transition
 from app.core.timeutil import as_utc, utcnow
-from app.costs.budgets import BudgetExceeded, BudgetService, Decision, money
-from app.costs.pricing import Pricing, load_pricing
+from app.costs.budgets import BudgetAdmission, BudgetExceeded, BudgetService, Decision, money
+from app.costs.pricing import Pricing, load_pricing, usd_text
 from app.costs.windows import next_off_peak
 from app.training.config import TrainConfig
 
@@ -111,7 +111,7 @@ class JobSpec:
 
 
 def _dollars(micros: int | None) -> str | None:
-    return None if micros is None else f"{micros / 1_000_000:.6f}"
+    return None if micros is None else usd_text(micros)
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,8 @@ class JobView:
             "max_runtime_s": j.max_runtime_s,
             "estimated_duration_s": j.estimated_duration_s,
             "estimated_cost_usd": _dollars(j.estimated_cost_micros),
+            "cost_usd": _dollars(j.cost_micros),
+            "spot": j.spot,
             "progress_step": j.progress_step,
             "progress_sps": j.progress_sps,
             "exit_code": j.exit_code,
@@ -483,7 +485,8 @@ class QueueService:
         in queue order, or all), from the same admission rules the dispatcher applies."""
         now = utcnow()
         usage, running = active_usage(s)
-        planner = plan_queue(s, usage, self.limits, now, upto=upto if upto else 10**9)
+        checks = [BudgetAdmission(self.budgets, s, now)] if self.budgets is not None else []
+        planner = plan_queue(s, usage, self.limits, now, checks, upto=upto if upto else 10**9)
         plan = planner.plan
         durations = {c.id: c for c in planner.fed}
         starts = estimate_starts([r for _, r in running],

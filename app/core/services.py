@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -17,6 +18,9 @@ from app.core.settings import Settings, load_settings
 from app.core.tracking import Tracker
 from app.costs.budgets import BudgetAdmission, BudgetService
 from app.costs.pricing import Pricing, load_pricing
+
+if TYPE_CHECKING:
+    from app.costs.service import CostService
 
 
 class Services:
@@ -37,6 +41,12 @@ class Services:
     @cached_property
     def budgets(self) -> BudgetService:
         return BudgetService(self.engine, self.pricing)
+
+    @cached_property
+    def costs(self) -> CostService:
+        from app.costs.service import CostService
+
+        return CostService(self.pricing, self.queue, self.budgets, self.tracker)
 
     @cached_property
     def queue(self) -> QueueService:

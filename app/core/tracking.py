@@ -99,9 +99,11 @@ class Tracker:
         The caller ends it with mlflow.end_run()."""
         import mlflow
 
+        # System metrics (CPU and memory use every 10 s) feed the right-sizing advice.
         if run_id is not None:
-            return mlflow.start_run(run_id=run_id)
-        return mlflow.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags)
+            return mlflow.start_run(run_id=run_id, log_system_metrics=True)
+        return mlflow.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
+                                log_system_metrics=True)
 
     def run_summary(self, run_id: str) -> RunSummary:
         run = self._client().get_run(run_id)

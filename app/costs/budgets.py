@@ -31,7 +31,7 @@ from app.core.models import Budget, Job
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.costs.calculator import Shape, interval_cost
-from app.costs.pricing import Pricing, dollars, to_micros
+from app.costs.pricing import Pricing, dollars, to_micros, usd_text
 
 SCOPES = ("global", "team", "project")
 PERIODS = ("weekly", "monthly", "custom")
@@ -43,7 +43,9 @@ class BudgetExceeded(ConfigError):
 
 
 def money(micros: int) -> str:
-    return f"${dollars(micros):,.2f}"
+    """Cents for dollar amounts; hundredths of a cent below a dollar, where small jobs live."""
+    amount = dollars(micros)
+    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.4f}"
 
 
 def shape_of(job: Job | Candidate) -> Shape:
@@ -91,14 +93,14 @@ class BudgetStatus:
         b = self.budget
         return {
             "name": b.name, "scope": b.scope, "scope_value": b.scope_value, "period": b.period,
-            "hard": b.hard, "limit_usd": str(dollars(b.limit_micros)),
+            "hard": b.hard, "limit_usd": usd_text(b.limit_micros),
             "window_start": self.window[0].isoformat(), "window_end": self.window[1].isoformat(),
-            "spent_usd": str(dollars(self.spent_micros)),
-            "committed_usd": str(dollars(self.committed_micros)),
-            "remaining_usd": str(dollars(b.limit_micros - self.committed_micros)),
+            "spent_usd": usd_text(self.spent_micros),
+            "committed_usd": usd_text(self.committed_micros),
+            "remaining_usd": usd_text(b.limit_micros - self.committed_micros),
             "used_fraction": round(self.used_fraction, 4),
             "thresholds": b.thresholds, "crossed": self.crossed,
-            "burn_per_day_usd": str(dollars(self.burn_per_day_micros)),
+            "burn_per_day_usd": usd_text(self.burn_per_day_micros),
             "runs_out_at": self.runs_out_at.isoformat() if self.runs_out_at else None,
         }
 

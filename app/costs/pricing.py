@@ -88,6 +88,11 @@ def dollars(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-6)
 
 
+def usd_text(micros: int) -> str:
+    """Exact dollars as plain text for JSON: "6", "0.038339", never an exponent."""
+    return format(dollars(micros).normalize(), "f")
+
+
 def _decimal(data: dict[str, Any], key: str, where: str, default: str | None = None,
              at_most: Decimal | None = None) -> Decimal:
     if key not in data:

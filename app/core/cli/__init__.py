@@ -12,6 +12,7 @@ from app.core.cli.agent_cmds import ask, chat
 from app.core.cli.bench_cmds import bench
 from app.core.cli.common import OppenGroup
 from app.core.cli.config_cmds import config
+from app.core.cli.cost_cmds import budget, cost
 from app.core.cli.dashboard_cmds import dashboard
 from app.core.cli.demo_cmds import demo
 from app.core.cli.dispatcher_cmds import dispatcher
@@ -27,8 +28,8 @@ def cli() -> None:
     """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
 
 
-for command in (ask, bench, chat, config, dashboard, demo, dispatcher, eval_cmd, policy, queue,
-                sim, train):
+for command in (ask, bench, budget, chat, config, cost, dashboard, demo, dispatcher, eval_cmd,
+                policy, queue, sim, train):
     cli.add_command(command)
 
 

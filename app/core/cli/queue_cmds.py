@@ -44,10 +44,14 @@ def _money(value: str | None) -> str:
               help="Attempts when infrastructure fails the job (default: settings)")
 @click.option("--max-runtime", "max_runtime_s", type=float, default=None,
               help="Seconds of running after which the job is stopped as a timeout")
+@click.option("--spot", is_flag=True, help="Run on spot capacity (cheaper, interruptible)")
+@click.option("--start-after", default=None,
+              help="Do not start before this ISO time (pricing zone if no offset)")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON")
 def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[str, ...],
                  cpus: float, memory_mb: int, gpus: int, team: str, project: str,
-                 max_attempts: int | None, max_runtime_s: float | None, as_json: bool) -> None:
+                 max_attempts: int | None, max_runtime_s: float | None, spot: bool,
+                 start_after: str | None, as_json: bool) -> None:
     """Queue a training job called NAME."""
     from app.training.config import TrainConfig
 
@@ -56,7 +60,7 @@ def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[
     services = common.services()
     job = services.queue.submit(name, config, priority, cpus, memory_mb, gpus, team=team,
                                 project=project, max_attempts=max_attempts,
-                                max_runtime_s=max_runtime_s)
+                                max_runtime_s=max_runtime_s, spot=spot, start_after=start_after)
     d = services.queue.show(job.id).to_dict()
     if as_json:
         common.emit_json({"job": d})
@@ -64,6 +68,9 @@ def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[
         click.echo(f"queued job {job.id} '{job.name}' ({priority}), position {d['position']}, "
                    f"estimated {d['estimated_duration_s'] / 60:.1f} min and "
                    f"{_money(d['estimated_cost_usd'])}")
+        for event in d["events"][:1]:
+            for warning in event["reason"].split("; soft budget warning: ")[1:]:
+                click.echo(f"warning: {warning}", err=True)
 
 
 def _read_batch(path: str) -> list[Any]:

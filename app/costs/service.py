@@ -1,0 +1,408 @@
+"""Cost before, during and after a job: estimates, forecasts, reports, advice, comparisons.
+
+A thin layer over the pricing calculator, the budgets, the queue and MLflow; the CLI, the
+dashboard and the agent's tools call it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.core.errors import ConfigError
+from app.core.models import Job
+from app.core.queue import ACTIVE_STATES, QueueService, remaining_seconds
+from app.core.states import JobState
+from app.core.timeutil import as_utc, utcnow
+from app.core.tracking import Tracker
+from app.costs.budgets import BudgetService, shape_of
+from app.costs.calculator import Shape, interval_cost
+from app.costs.forecast import Throughput, forecast, forecast_new_job, prior_throughput
+from app.costs.history import comparable_throughput, live_progress
+from app.costs.pricing import Pricing, usd_text
+from app.costs.windows import next_off_peak
+from app.training.config import TrainConfig
+
+PERIODS = ("day", "week", "month")
+GROUPS = ("team", "project", "priority", "status")
+QUALITY_METRIC = "eval/ppo_vs_best_heuristic_wait_ratio"
+REWARD_METRIC = "charts/episodic_return"
+
+
+def usd(micros: int) -> str:
+    return usd_text(micros)
+
+
+@dataclass
+class CostService:
+    pricing: Pricing
+    queue: QueueService
+    budgets: BudgetService
+    tracker: Tracker | None = None
+
+    # --- throughput --------------------------------------------------------------------------
+
+    def throughput(self, config: dict[str, Any]) -> Throughput:
+        if self.tracker is not None:
+            try:
+                found = comparable_throughput(self.tracker, config)
+            except Exception:  # noqa: BLE001 - no store yet, or unreachable: use the prior
+                found = None
+            if found is not None:
+                return found
+        return prior_throughput()
+
+    # --- estimates ---------------------------------------------------------------------------
+
+    def estimate_shape(self, shape: Shape, start: datetime | None = None,
+                       hours: float | None = None, timesteps: int | None = None,
+                       config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Price a resource shape for a duration, or for a number of timesteps (duration
+        from comparable runs, with an interval)."""
+        start = start or utcnow()
+        if (hours is None) == (timesteps is None):
+            raise ConfigError("give either hours or timesteps")
+        if hours is not None:
+            if hours <= 0:
+                raise ConfigError("hours must be positive")
+            cost = interval_cost(self.pricing, start, start + timedelta(hours=hours), shape)
+            return {"start": start.isoformat(timespec="seconds"), "hours": hours,
+                    "cost_usd": usd(cost.micros), "peak_hours": str(cost.peak_hours),
+                    "off_peak_hours": str(cost.off_peak_hours), **self._shape_dict(shape)}
+        if timesteps is None or timesteps <= 0:
+            raise ConfigError("timesteps must be positive")
+        cfg = TrainConfig.from_dict({**(config or {}), "total_timesteps": timesteps}).to_dict()
+        rate = self.throughput(cfg)
+        if shape.spot:
+            factor = float(self.pricing.spot.duration_factor())
+            rate = replace(rate, sps=rate.sps / factor, low=rate.low / factor,
+                           high=rate.high / factor)
+        fc = forecast_new_job(self.pricing, shape, start, timesteps, rate)
+        return {"start": start.isoformat(timespec="seconds"), "timesteps": timesteps,
+                **fc.to_dict(), **self._shape_dict(shape)}
+
+    def estimate_job(self, job_id: int) -> dict[str, Any]:
+        job = self.queue.get(job_id)
+        start = self._expected_start(job)
+        out = self.estimate_shape(shape_of(job), start,
+                                  timesteps=int(job.config["total_timesteps"]),
+                                  config=job.config)
+        return {"job_id": job_id, "state": job.state, **out}
+
+    def _expected_start(self, job: Job) -> datetime:
+        if job.state == JobState.QUEUED.value:
+            eta = self.queue.show(job.id).eta_start
+            if eta:
+                return eta
+        return utcnow()
+
+    @staticmethod
+    def _shape_dict(shape: Shape) -> dict[str, Any]:
+        return {"cpus": shape.cpus, "memory_gb": shape.memory_gb, "gpus": shape.gpus,
+                "priority": shape.priority_class, "spot": shape.spot}
+
+    # --- forecasts ---------------------------------------------------------------------------
+
+    def forecast_job(self, job_id: int) -> dict[str, Any]:
+        """A running job: remaining time and final cost with a 95% interval, from its live
+        progress in MLflow. A queued job: from comparable runs, starting at its ETA."""
+        job = self.queue.get(job_id)
+        now = utcnow()
+        total = int(job.config["total_timesteps"])
+        if job.state in ACTIVE_STATES:
+            spent = job.cost_micros + self.budgets.attempt_cost(job, now)
+            live = None
+            if job.mlflow_run_id and self.tracker is not None:
+                live = live_progress(self.tracker, job.mlflow_run_id)
+            if live is not None:
+                step, rate = live
+                fc = forecast(self.pricing, shape_of(job), now, total - step, rate, spent)
+                return {"job_id": job_id, "state": job.state, "global_step": step,
+                        "spent_usd": usd(spent), **fc.to_dict()}
+            fc = forecast(self.pricing, shape_of(job), now, total, self.throughput(job.config),
+                          spent)
+            return {"job_id": job_id, "state": job.state, "global_step": 0,
+                    "spent_usd": usd(spent), **fc.to_dict()}
+        if job.state == JobState.QUEUED.value:
+            start = self._expected_start(job)
+            fc = forecast_new_job(self.pricing, shape_of(job), start, total,
+                                  self.throughput(job.config))
+            return {"job_id": job_id, "state": job.state, "start_at": start.isoformat(
+                timespec="seconds"), **fc.to_dict()}
+        return {"job_id": job_id, "state": job.state, "final_cost_usd": usd(job.cost_micros),
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+
+    def forecast_queue(self) -> list[dict[str, Any]]:
+        """When each waiting job should start and finish, and what it will cost."""
+        out = []
+        for view in self.queue.list(["queued"], limit=1000):
+            job = view.job
+            start = view.eta_start or utcnow()
+            fc = forecast_new_job(self.pricing, shape_of(job), start,
+                                  int(job.config["total_timesteps"]),
+                                  self.throughput(job.config))
+            out.append({"job_id": job.id, "name": job.name, "position": view.position,
+                        "pending_reason": view.pending.reason.value if view.pending else None,
+                        "start_at": start.isoformat(timespec="seconds"), **fc.to_dict()})
+        return out
+
+    # --- reports -------------------------------------------------------------------------------
+
+    def report(self, period: str = "week", group_by: str = "team",
+               now: datetime | None = None) -> dict[str, Any]:
+        """Spend in the current day, week or month, grouped, with averages per run and the
+        change against the previous period. Each job's cost counts on the day it finished
+        (running jobs: today, so far)."""
+        if period not in PERIODS:
+            raise ConfigError(f"unknown period {period!r}; choose one of {', '.join(PERIODS)}")
+        if group_by not in GROUPS:
+            raise ConfigError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPS)}")
+        now = now or utcnow()
+        start, end = self._period(period, now)
+        previous = self._period(period, start - timedelta(seconds=1))
+        rows = self._costed_jobs(previous[0], end, now)
+        current = [r for r in rows if start <= r["at"] < end]
+        before = [r for r in rows if previous[0] <= r["at"] < previous[1]]
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in current:
+            groups[r[group_by]].append(r)
+        by_day: dict[date, int] = defaultdict(int)
+        for r in current:
+            by_day[r["at"].astimezone(self.pricing.zone).date()] += r["micros"]
+        day, days = start.astimezone(self.pricing.zone).date(), []
+        while day < end.astimezone(self.pricing.zone).date():
+            days.append({"date": day.isoformat(), "cost_usd": usd(by_day.get(day, 0))})
+            day += timedelta(days=1)
+        total, total_before = sum(r["micros"] for r in current), sum(r["micros"] for r in before)
+        runs = [r for r in current if r["micros"] > 0]
+        return {
+            "period": period, "start": start.isoformat(), "end": end.isoformat(),
+            "group_by": group_by, "total_usd": usd(total), "runs": len(runs),
+            "average_per_run_usd": usd(int(total / len(runs))) if runs else "0",
+            "previous_total_usd": usd(total_before),
+            "change_vs_previous": (round((total - total_before) / total_before, 4)
+                                   if total_before else None),
+            "groups": [{"key": key, "cost_usd": usd(sum(r["micros"] for r in items)),
+                        "runs": len(items),
+                        "average_per_run_usd": usd(int(sum(r["micros"] for r in items)
+                                                       / len(items)))}
+                       for key, items in sorted(groups.items(),
+                                                key=lambda kv: -sum(r["micros"] for r in kv[1]))],
+            "by_day": days,
+        }
+
+    def _period(self, period: str, at: datetime) -> tuple[datetime, datetime]:
+        local = at.astimezone(self.pricing.zone).date()
+        if period == "day":
+            first, following = local, local + timedelta(days=1)
+        elif period == "week":
+            first = local - timedelta(days=local.weekday())
+            following = first + timedelta(days=7)
+        else:
+            first = local.replace(day=1)
+            following = (first + timedelta(days=32)).replace(day=1)
+        zone = self.pricing.zone
+        return (datetime.combine(first, time(0), tzinfo=zone).astimezone(at.tzinfo),
+                datetime.combine(following, time(0), tzinfo=zone).astimezone(at.tzinfo))
+
+    def _costed_jobs(self, since: datetime, until: datetime, now: datetime) -> list[dict[str, Any]]:
+        with Session(self.queue.engine) as s:
+            jobs = s.exec(select(Job).where(
+                (col(Job.finished_at) >= since) | col(Job.state).in_(ACTIVE_STATES))).all()
+        rows = []
+        for job in jobs:
+            running = job.state in ACTIVE_STATES
+            at = now if running else as_utc(job.finished_at)  # type: ignore[arg-type]
+            micros = job.cost_micros + (self.budgets.attempt_cost(job, now) if running else 0)
+            if at < until:
+                rows.append({"id": job.id, "at": at, "micros": micros, "team": job.team,
+                             "project": job.project, "priority": job.priority_class,
+                             "status": job.state})
+        return rows
+
+    def report_chart(self, report: dict[str, Any], path: Path) -> Path:
+        """A PNG bar chart of the period's spend per day."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        days = [d["date"][5:] for d in report["by_day"]]
+        values = [float(d["cost_usd"]) for d in report["by_day"]]
+        fig, ax = plt.subplots(figsize=(max(4, len(days) * 0.45), 3))
+        ax.bar(days, values, color="#4a7fb0")
+        ax.set_ylabel(f"spend ({self.pricing.currency})")
+        ax.set_title(f"Spend per day, {report['period']} from {report['start'][:10]} "
+                     f"(total ${float(report['total_usd']):,.2f})")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    # --- recommendations -----------------------------------------------------------------------
+
+    def recommend(self, job_id: int) -> list[dict[str, Any]]:
+        """Ways to spend less on a job, each with the saving computed for it."""
+        job = self.queue.get(job_id)
+        shape = shape_of(job)
+        duration = self._duration(job)
+        start = self._expected_start(job) if job.state == JobState.QUEUED.value else \
+            (as_utc(job.started_at) if job.started_at else utcnow())
+        base = interval_cost(self.pricing, start, start + duration, shape).micros
+        advice: list[dict[str, Any]] = []
+
+        def add(kind: str, text: str, cost: int, **extra: Any) -> None:
+            if cost < base:
+                advice.append({"kind": kind, "advice": text, "saving_usd": usd(base - cost),
+                               "saving_fraction": round((base - cost) / base, 4) if base else 0,
+                               **extra})
+
+        off = next_off_peak(self.pricing, start)
+        if off > start:
+            add("off-peak", f"start at {off.isoformat(timespec='minutes')} (off-peak)",
+                interval_cost(self.pricing, off, off + duration, shape).micros,
+                start_at=off.isoformat(timespec="minutes"))
+        if not shape.spot:
+            longer = duration * float(self.pricing.spot.duration_factor())
+            add("spot", "run on spot capacity (interruptions lengthen it "
+                f"{(float(self.pricing.spot.duration_factor()) - 1) * 100:.1f}%; the trainer "
+                "resumes from checkpoints)",
+                interval_cost(self.pricing, start, start + longer, replace(shape, spot=True)).micros)
+        if shape.priority_class != "background":
+            add("priority", "submit at background priority (waits behind other work)",
+                interval_cost(self.pricing, start, start + duration,
+                              replace(shape, priority_class="background")).micros)
+        advice += self._run_advice(job, shape, start, duration, base)
+        return sorted(advice, key=lambda a: -float(a["saving_usd"]))
+
+    def _duration(self, job: Job) -> timedelta:
+        if job.started_at is not None and job.finished_at is not None:
+            return as_utc(job.finished_at) - as_utc(job.started_at)
+        if job.state in ACTIVE_STATES:
+            elapsed = utcnow() - as_utc(job.started_at) if job.started_at else timedelta(0)
+            return elapsed + timedelta(seconds=remaining_seconds(job, utcnow()))
+        return timedelta(seconds=job.estimated_duration_s or 0)
+
+    def _run_advice(self, job: Job, shape: Shape, start: datetime, duration: timedelta,
+                    base: int) -> list[dict[str, Any]]:
+        """Advice that needs the job's MLflow run: early stopping, right-sizing, batch size."""
+        if self.tracker is None or job.mlflow_run_id is None:
+            return []
+        client = self.tracker._client()
+        out: list[dict[str, Any]] = []
+        curve = [(m.step, m.value) for m in sorted(
+            client.get_metric_history(job.mlflow_run_id, REWARD_METRIC), key=lambda m: m.step)]
+        total = int(job.config["total_timesteps"])
+        plateau = plateau_step(curve)
+        if plateau is not None and plateau < total:
+            frac = plateau / total
+            cost = interval_cost(self.pricing, start, start + duration * frac, shape).micros
+            out.append({"kind": "early-stopping",
+                        "advice": f"the reward curve flattens at step {plateau:,}; stop there "
+                                  f"(set total_timesteps={plateau:,} or early stopping)",
+                        "plateau_step": plateau, "saving_usd": usd(base - cost),
+                        "saving_fraction": round(1 - frac, 4)})
+        cpu = [m.value for m in client.get_metric_history(
+            job.mlflow_run_id, "system/cpu_utilization_percentage")]
+        if cpu and shape.cpus > 1:
+            used = statistics.mean(cpu) / 100 * (_machine_cores() or shape.cpus)
+            needed = max(1.0, round(used + 0.5))
+            if needed < shape.cpus:
+                smaller = replace(shape, cpus=needed)
+                cost = interval_cost(self.pricing, start, start + duration, smaller).micros
+                out.append({"kind": "right-size",
+                            "advice": f"it used about {used:.1f} of {shape.cpus:g} CPUs "
+                                      f"(MLflow system metrics); request {needed:g}",
+                            "saving_usd": usd(base - cost),
+                            "saving_fraction": round((base - cost) / base, 4) if base else 0})
+        batch = int(job.config.get("num_envs", 8)) * int(job.config.get("rollout_steps", 128))
+        if batch < 2048 and self.tracker is not None:
+            bigger = dict(job.config, num_envs=max(16, int(job.config.get("num_envs", 8))))
+            mine, theirs = self.throughput(job.config), self.throughput(bigger)
+            if theirs.sps > mine.sps * 1.05 and theirs.samples and mine.samples:
+                cost = interval_cost(self.pricing, start,
+                                     start + duration * (mine.sps / theirs.sps), shape).micros
+                out.append({"kind": "batch-size",
+                            "advice": f"num_envs={bigger['num_envs']} ran at "
+                                      f"{theirs.sps:,.0f} steps/s in comparable runs vs "
+                                      f"{mine.sps:,.0f}",
+                            "saving_usd": usd(base - cost),
+                            "saving_fraction": round((base - cost) / base, 4) if base else 0})
+        return out
+
+    # --- comparison ----------------------------------------------------------------------------
+
+    def compare(self, configs: list[dict[str, Any]], shape: Shape,
+                start: datetime | None = None) -> list[dict[str, Any]]:
+        """Estimated cost, duration and expected quality of each config, side by side."""
+        if not configs:
+            raise ConfigError("nothing to compare")
+        start = start or utcnow()
+        rows = []
+        for index, raw in enumerate(configs):
+            try:
+                cfg = TrainConfig.from_dict(raw).to_dict()
+            except ConfigError as exc:
+                raise ConfigError(f"config {index}: {exc}") from None
+            fc = forecast_new_job(self.pricing, shape, start, cfg["total_timesteps"],
+                                  self.throughput(cfg))
+            rows.append({"index": index, "config": raw, **fc.to_dict(),
+                         "expected_quality": self._expected_quality(cfg)})
+        return rows
+
+    def _expected_quality(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Median PPO/best-heuristic wait ratio of comparable finished runs (< 1 beats it)."""
+        if self.tracker is None:
+            return {"wait_ratio_vs_best_heuristic": None, "runs": 0}
+        try:
+            client = self.tracker._client()
+            runs = client.search_runs([self.tracker.experiment_id()],
+                                      filter_string=f"params.mode = '{cfg['mode']}' and "
+                                                    "attributes.status = 'FINISHED'",
+                                      max_results=200)
+        except Exception:  # noqa: BLE001 - quality is an extra; no store means no history
+            return {"wait_ratio_vs_best_heuristic": None, "runs": 0}
+        values = [r.data.metrics[QUALITY_METRIC] for r in runs
+                  if QUALITY_METRIC in r.data.metrics
+                  and r.data.params.get("num_hosts") == str(cfg["num_hosts"])
+                  and abs(int(r.data.params.get("total_timesteps", 0)) - cfg["total_timesteps"])
+                  <= cfg["total_timesteps"]]
+        return {"wait_ratio_vs_best_heuristic": round(statistics.median(values), 4)
+                if values else None, "runs": len(values)}
+
+
+def plateau_step(curve: list[tuple[int, float]], tolerance: float = 0.02,
+                 min_points: int = 6) -> int | None:
+    """The first step after which the curve never improves by more than ``tolerance`` of its
+    overall range: where more training stopped paying. None for a curve still rising."""
+    if len(curve) < min_points:
+        return None
+    values = [v for _, v in curve]
+    span = max(values) - min(values)
+    if span <= 0:
+        return curve[0][0]
+    best_after = values[-1]
+    candidate = None
+    for i in range(len(values) - 1, -1, -1):
+        best_after = max(best_after, values[i])
+        if best_after - values[i] > tolerance * span:
+            break
+        candidate = i
+    if candidate is None or candidate >= len(values) - 2:
+        return None  # still improving at the end
+    return curve[candidate][0]
+
+
+def _machine_cores() -> int | None:
+    """MLflow's CPU figure is a percentage of the whole machine; local jobs ran on this one."""
+    import os
+
+    return os.cpu_count()
