@@ -187,3 +187,36 @@ def test_bench_queue_reports_figures_against_targets(oppen_home: Path) -> None:
         assert figures[key] > 0
     print(f"\n[bench-queue] {figures} batch x{doc['baseline']['batch_speedup']}")
     assert doc["baseline"]["batch_speedup"] > 1
+
+
+def test_cost_and_budget_commands(oppen_home: Path, tmp_path: Path) -> None:
+    est = json.loads(run("cost", "estimate", "--gpus", "1", "--cpus", "0", "--memory-gb", "0",
+                         "--hours", "2", "--start", "2026-11-24T17:30", "--json").stdout)
+    assert est["estimate"]["cost_usd"] == "1.1875"
+    assert run("budget", "set", "ml", "--limit", "0.01", "--scope", "team", "--team", "ml"
+               ).returncode == 0
+    refused = run("queue", "submit", "huge", "--team", "ml", "--gpus", "1", "--set",
+                  "total_timesteps=50000000")
+    assert_clean_error(refused, "budget 'ml' (team ml, monthly)")
+    assert refused.returncode == 2 and "What would fit" in refused.stderr
+    ok = run("queue", "submit", "small", "--team", "ml", "--set", "total_timesteps=1000")
+    assert ok.returncode == 0, ok.stderr
+    shown = json.loads(run("budget", "show", "--json").stdout)["budgets"][0]
+    assert shown["name"] == "ml" and float(shown["committed_usd"]) > 0
+    forecast = json.loads(run("cost", "forecast", "1", "--json").stdout)["forecast"]
+    low, high = forecast["final_cost_interval_usd"]
+    assert float(low) <= float(forecast["final_cost_usd"]) <= float(high)
+    advice = json.loads(run("cost", "recommend", "1", "--json").stdout)["recommendations"]
+    assert {"spot", "priority"} <= {a["kind"] for a in advice}
+    chart = tmp_path / "spend.png"
+    report = json.loads(run("cost", "report", "--chart", str(chart), "--json").stdout)
+    assert report["report"]["period"] == "week" and chart.read_bytes()[:4] == b"\x89PNG"
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps([{"total_timesteps": 1000}, {"total_timesteps": 4000}]))
+    rows = json.loads(run("cost", "compare", str(configs), "--json").stdout)["comparison"]
+    assert float(rows[0]["final_cost_usd"]) < float(rows[1]["final_cost_usd"])
+    assert_clean_error(run("budget", "set", "x", "--limit", "-5"), "at least $0")
+    assert_clean_error(run("budget", "set", "x", "--limit", "5", "--period", "custom",
+                           "--start", "2026-12-01", "--end", "2026-11-01"), "before it starts")
+    assert_clean_error(run("cost", "estimate", "--gpus", "1"), "--hours or --timesteps")
+    assert_clean_error(run("cost", "report", "--by", "colour"), "Invalid value for '--by'")

@@ -49,6 +49,12 @@ def test_job_runs_to_success_and_mlflow_holds_its_metrics(services: Services) ->
                 "eval/best_fit/mean_wait_s", "charts/episodic_return"):
         assert key in run.metrics, key
     assert set(services.tracker.artifacts(run.run_id)) == {"checkpoints", "evaluation", "plots"}
+    # Priced when it ended, and its throughput kept for the next estimates of its kind.
+    assert view.job.cost_micros > 0
+    assert view.job.progress_sps == run.metrics["charts/SPS"]
+    later = services.queue.submit("same kind", FAST)
+    expected = 30 + 512 / run.metrics["charts/SPS"]
+    assert later.estimated_duration_s == pytest.approx(expected)
 
 
 def test_concurrency_limit_and_priority_order(services: Services) -> None:

@@ -133,6 +133,7 @@ class Dispatcher:
         job.exit_code = status.exit_code
         self._charge(job)
         if status.phase is Phase.EXITED and status.exit_code == 0:
+            self._read_progress(job, final=True)  # its throughput informs later estimates
             transition(s, job, JobState.SUCCEEDED, "exit code 0")
             report.finished.append((job.id, JobState.SUCCEEDED.value))
             return
@@ -173,12 +174,12 @@ class Dispatcher:
             return False
         return utcnow() - as_utc(job.started_at) > timedelta(seconds=job.max_runtime_s)
 
-    def _read_progress(self, job: Job) -> None:
+    def _read_progress(self, job: Job, final: bool = False) -> None:
         if self.progress is None or job.mlflow_run_id is None:
             return
         # One MLflow query per running job per tick would dominate the tick; ETAs need less.
         now = time.monotonic()
-        if now - self._progress_read_at.get(job.id, -1e9) < PROGRESS_EVERY_S:
+        if not final and now - self._progress_read_at.get(job.id, -1e9) < PROGRESS_EVERY_S:
             return
         self._progress_read_at[job.id] = now
         try:

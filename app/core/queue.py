@@ -7,7 +7,7 @@ All state changes go through :func:`transition`, which checks the state machine 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from app.core.admission import (
     estimate_starts,
 )
 from app.core.errors import ConfigError, InvalidTransitionError, NotFoundError, StaleStateError
-from app.core.estimate import Estimate, estimate_job
+from app.core.estimate import PRIOR_STEPS_PER_SECOND, Estimate, estimate_job
 from app.core.models import Job, JobEvent
 from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import TERMINAL, JobState, check_transition
@@ -247,6 +247,9 @@ class QueueService:
     pricing: Pricing | None = None
     default_max_attempts: int = 3
     budgets: BudgetService | None = None
+    # Steps per second of comparable past runs for a config (the costs service, from MLflow).
+    throughput: Callable[[dict[str, Any]], float] | None = None
+    _sps_cache: dict[Any, float] = field(default_factory=dict, repr=False)
 
     def _pricing(self) -> Pricing:
         if self.pricing is None:
@@ -301,7 +304,18 @@ class QueueService:
         start = max(now or utcnow(), spec.not_before) if spec.not_before else now
         return estimate_job(int(spec.config["total_timesteps"]), spec.cpus, spec.memory_mb,
                             spec.gpus, spec.priority_class, self._pricing(),
+                            steps_per_second=self._steps_per_second(spec.config),
                             spot=spec.spot, start=start)
+
+    def _steps_per_second(self, config: dict[str, Any]) -> float:
+        """Throughput of comparable finished jobs, else the stated prior. Looked up once per
+        kind of run within one submission, so a batch of thousands asks once."""
+        if self.throughput is None:
+            return PRIOR_STEPS_PER_SECOND
+        key = (config.get("mode"), config.get("num_hosts"), config.get("device"))
+        if key not in self._sps_cache:
+            self._sps_cache[key] = self.throughput(config)
+        return self._sps_cache[key]
 
     def _row(self, spec: JobSpec, now: datetime) -> dict[str, Any]:
         estimate = self.estimate(spec, now)
@@ -350,6 +364,7 @@ class QueueService:
         """One transaction: the budget check (locking the budgets involved), the jobs, then
         their first history event. A hard budget's refusal stores nothing."""
         now = utcnow()
+        self._sps_cache.clear()
         rows = [self._row(spec, now) for spec in specs]
         jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
         with Session(self.engine) as s:

@@ -50,9 +50,22 @@ class Services:
 
     @cached_property
     def queue(self) -> QueueService:
-        return QueueService(self.engine, self.settings.admission_limits(), self.pricing,
-                            default_max_attempts=self.settings.max_attempts,
-                            budgets=self.budgets)
+        queue = QueueService(self.engine, self.settings.admission_limits(), self.pricing,
+                             default_max_attempts=self.settings.max_attempts,
+                             budgets=self.budgets)
+        # Submission estimates use the throughput of comparable finished jobs.
+        queue.throughput = self._own_throughput
+        return queue
+
+    def _own_throughput(self, config: dict) -> float:
+        from sqlmodel import Session
+
+        from app.core.estimate import PRIOR_STEPS_PER_SECOND
+        from app.costs.history import job_history_throughput
+
+        with Session(self.engine) as s:
+            found = job_history_throughput(s, config)
+        return found.sps if found is not None else PRIOR_STEPS_PER_SECOND
 
     @cached_property
     def tracker(self) -> Tracker:

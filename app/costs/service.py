@@ -24,7 +24,7 @@ from app.core.tracking import Tracker
 from app.costs.budgets import BudgetService, shape_of
 from app.costs.calculator import Shape, interval_cost
 from app.costs.forecast import Throughput, forecast, forecast_new_job, prior_throughput
-from app.costs.history import comparable_throughput, live_progress
+from app.costs.history import comparable_throughput, job_history_throughput, live_progress
 from app.costs.pricing import Pricing, usd_text
 from app.costs.windows import next_off_peak
 from app.training.config import TrainConfig
@@ -49,6 +49,12 @@ class CostService:
     # --- throughput --------------------------------------------------------------------------
 
     def throughput(self, config: dict[str, Any]) -> Throughput:
+        """Oppen's own finished jobs of the same kind first (what the queue's estimates use),
+        then comparable MLflow runs (ad-hoc `oppen train` runs too), then the prior."""
+        with Session(self.queue.engine) as s:
+            own = job_history_throughput(s, config)
+        if own is not None:
+            return own
         if self.tracker is not None:
             try:
                 found = comparable_throughput(self.tracker, config)

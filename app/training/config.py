@@ -4,6 +4,7 @@ MLflow config (CleanRL style). Validation turns bad input into one clear error."
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -106,13 +107,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         # Every field is a scalar but eval_seeds; a shallow copy is exact, and far quicker
         # than dataclasses.asdict when a batch validates thousands of configs.
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {name: getattr(self, name) for name in _fields_by_name()}
         d["eval_seeds"] = list(self.eval_seeds)
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name: f for f in fields(cls)}
+        known = _fields_by_name()
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
@@ -134,6 +135,12 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a table of options")
         return cls.from_dict(data)
+
+
+@functools.cache
+def _fields_by_name() -> dict[str, dataclasses.Field[Any]]:
+    # dataclasses.fields() rebuilds its tuple on every call; batches validate thousands.
+    return {f.name: f for f in fields(TrainConfig)}
 
 
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
