@@ -68,7 +68,7 @@ def test_submit_list_show_json_round_trip(oppen_home: Path) -> None:
     shown = run("queue", "show", str(job["id"]))
     assert "cli-job" in shown.stdout and "-> queued" in shown.stdout
     dash = json.loads(run("dashboard", "--json").stdout)
-    assert dash["schema_version"] == 1 and dash["counts"]["queued"] == 1
+    assert dash["schema_version"] == 2 and dash["counts"]["queued"] == 1
     assert dash["queued"][0]["name"] == "cli-job"
     assert "cli-job" in run("dashboard").stdout
 

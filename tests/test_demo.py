@@ -23,7 +23,7 @@ def test_demo_runs_three_jobs_of_different_priorities(oppen_home: Path) -> None:
     print(f"oppen demo took {elapsed:.1f}s")
     assert elapsed < DEMO_BUDGET_S
     dash = json.loads(run("dashboard", "--json").stdout)
-    finished = dash["finished"]
+    finished = dash["recent"]
     assert len(finished) == 3 and {j["state"] for j in finished} == {"succeeded"}
     assert {j["priority_class"] for j in finished} == {"urgent", "normal", "background"}
     services = Services(load_settings())

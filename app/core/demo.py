@@ -7,8 +7,9 @@ import time
 from rich.console import Console
 
 from app.core.agent.agent import Agent
-from app.core.dashboard import gather, render
 from app.core.services import Services
+from app.dashboard.data import gather
+from app.dashboard.render import render
 
 
 def run_demo(services: Services, console: Console, timesteps: int = 2048) -> bool:
@@ -36,8 +37,8 @@ def run_demo(services: Services, console: Console, timesteps: int = 2048) -> boo
     dispatcher.run(services.settings.dispatch_interval_s, exit_when_idle=True, on_tick=progress)
     console.print("[bold]you>[/] how is the queue?")
     console.print(f"[bold]oppen>[/] {agent.ask('What is the queue status?', lambda _r: False).answer}")
-    render(gather(services.engine), console)
-    data = {r.id: r for r in gather(services.engine, recent=50).finished}
+    render(gather(services), console)
+    data = {r.id: r for r in gather(services, recent=50).recent}
     ok = all(data.get(i) is not None and data[i].state == "succeeded" for i in demo_ids)
     console.print(f"demo {'finished' if ok else 'FAILED'} in {time.monotonic() - start:.0f}s")
     return ok

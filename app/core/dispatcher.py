@@ -39,8 +39,20 @@ PROGRESS_EVERY_S = 10.0
 ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
 # The cost in micro-dollars of a job's attempt from its start until the given time.
 AttemptPricer = Callable[[Job, datetime], int]
-# Reads (global_step, steps_per_second) of an MLflow run; None when it has reported nothing.
-ProgressReader = Callable[[str], "tuple[int, float] | None"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run has reported: for ETAs, the dashboard's sparkline and the final verdict."""
+
+    global_step: int
+    steps_per_second: float
+    rewards: list[float] = field(default_factory=list)  # the most recent, oldest first
+    eval_ratio: float | None = None  # PPO's mean wait / the best heuristic's, at the end
+
+
+# Reads an MLflow run's progress; None when it has reported nothing.
+ProgressReader = Callable[[str], "Progress | None"]
 
 
 @dataclass
@@ -187,8 +199,14 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - progress is for ETAs; never fail a tick on it
             log.warning("progress of job %s unavailable: %s", job.id, exc)
             return
-        if seen is not None:
-            job.progress_step, job.progress_sps = int(seen[0]), float(seen[1])
+        if seen is None:
+            return
+        if seen.global_step != job.progress_step:
+            job.progress_at = utcnow()
+        job.progress_step, job.progress_sps = seen.global_step, seen.steps_per_second
+        job.reward_curve = list(seen.rewards)
+        if seen.eval_ratio is not None:
+            job.eval_ratio = seen.eval_ratio
 
     # --- 2. admit ------------------------------------------------------------------------
 

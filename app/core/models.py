@@ -51,6 +51,12 @@ class Job(SQLModel, table=True):
     # Live progress read from MLflow by the dispatcher, for ETAs.
     progress_step: int | None = Field(default=None, sa_column=Column(BigInteger))
     progress_sps: float | None = None
+    # When progress last moved (stalled jobs are flagged), the recent reward curve (for the
+    # dashboard's sparkline) and the final evaluation against the best heuristic.
+    progress_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    reward_curve: list[float] = Field(default_factory=list,
+                                      sa_column=Column(JSON, nullable=False, server_default="[]"))
+    eval_ratio: float | None = None
     # Run on spot capacity (cheaper, interruptible).
     spot: bool = False
     # What the job's attempts have cost so far, priced when each attempt ends.

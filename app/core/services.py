@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 from app.core.db import init_db, make_engine
-from app.core.dispatcher import Dispatcher
+from app.core.dispatcher import Dispatcher, Progress
 from app.core.errors import ConfigError
 from app.core.executors.base import Executor
 from app.core.executors.k8s_manifest import JobTemplate
@@ -21,6 +21,10 @@ from app.costs.pricing import Pricing, load_pricing
 
 if TYPE_CHECKING:
     from app.costs.service import CostService
+
+
+# Recent rewards kept per running job for the dashboard's sparkline.
+SPARKLINE_POINTS = 24
 
 
 class Services:
@@ -98,12 +102,16 @@ class Services:
             return KubernetesExecutor(self.job_template())
         raise ConfigError(f"unknown executor {self.settings.executor!r}")
 
-    def read_progress(self, run_id: str) -> tuple[int, float] | None:
-        """Latest global step and steps per second an MLflow run reported."""
-        metrics = self.tracker.run_summary(run_id).metrics
+    def read_progress(self, run_id: str) -> Progress | None:
+        """Latest step, steps per second, recent rewards and final evaluation of a run."""
+        summary = self.tracker.run_summary(run_id)
+        metrics = summary.metrics
         if "charts/global_step" not in metrics:
             return None
-        return int(metrics["charts/global_step"]), float(metrics.get("charts/SPS", 0.0))
+        history = self.tracker._client().get_metric_history(run_id, "charts/episodic_return")
+        rewards = [m.value for m in sorted(history, key=lambda m: m.step)][-SPARKLINE_POINTS:]
+        return Progress(int(metrics["charts/global_step"]), float(metrics.get("charts/SPS", 0.0)),
+                        rewards, metrics.get("eval/ppo_vs_best_heuristic_wait_ratio"))
 
     def dispatcher(self) -> Dispatcher:
         # Create the MLflow store and experiment once, here: jobs started together would

@@ -9,9 +9,9 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from app.core.dashboard import gather
 from app.core.errors import OppenError
 from app.core.services import Services
+from app.dashboard.data import gather
 from app.tools.schemas import JobIdArgs, ListJobsArgs, NoArgs, QueueTrainingJobArgs
 
 # Tools that spend money or destroy work: the agent asks a person before running them.
@@ -29,7 +29,7 @@ def build_tools(services: Services) -> list[BaseTool]:
                 f"position {view.position}.", view.to_dict())
 
     def queue_status() -> tuple[str, dict[str, Any]]:
-        data = gather(services.engine)
+        data = gather(services, probe_cluster=False)
         c = data.counts
         text = (f"{c['queued']} queued, {c['dispatching'] + c['running']} running, "
                 f"{c['succeeded']} succeeded, {c['failed']} failed, {c['cancelled']} cancelled.")

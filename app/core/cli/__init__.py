@@ -13,7 +13,7 @@ from app.core.cli.bench_cmds import bench
 from app.core.cli.common import OppenGroup
 from app.core.cli.config_cmds import config
 from app.core.cli.cost_cmds import budget, cost
-from app.core.cli.dashboard_cmds import dashboard
+from app.core.cli.dashboard_cmds import dashboard, ui
 from app.core.cli.demo_cmds import demo
 from app.core.cli.dispatcher_cmds import dispatcher
 from app.core.cli.policy_cmds import eval_cmd, policy
@@ -29,7 +29,7 @@ def cli() -> None:
 
 
 for command in (ask, bench, budget, chat, config, cost, dashboard, demo, dispatcher, eval_cmd,
-                policy, queue, sim, train):
+                policy, queue, sim, train, ui):
     cli.add_command(command)
 
 

@@ -1,0 +1,224 @@
+"""Everything the dashboard shows, gathered in one call from the database (and a few cheap
+probes). MLflow is not queried here: the dispatcher copies each running job's progress,
+reward curve and final evaluation onto its row, so a render stays fast with many jobs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.core.models import Job
+from app.core.queue import ACTIVE_STATES, remaining_seconds
+from app.core.states import TERMINAL, JobState
+from app.core.timeutil import as_utc, utcnow
+from app.costs.budgets import shape_of
+from app.costs.calculator import interval_cost
+from app.costs.pricing import usd_text
+from app.dashboard import health
+from app.dashboard.cluster import Cluster, kubernetes_cluster, local_cluster
+
+SCHEMA_VERSION = 2
+QUEUE_ROWS = 50
+STALLED_AFTER_S = 600.0
+FAILED_WITHIN = timedelta(hours=24)
+
+
+@dataclass
+class QueuedRow:
+    position: int | None
+    id: int
+    name: str
+    priority_class: str
+    pending_reason: str | None
+    pending_detail: str | None
+    eta_start: str | None
+    estimated_cost_usd: str | None
+
+
+@dataclass
+class RunningRow:
+    id: int
+    name: str
+    priority_class: str
+    state: str
+    progress: float | None  # 0..1
+    global_step: int | None
+    total_timesteps: int
+    steps_per_second: float | None
+    elapsed_s: float | None
+    eta_s: float | None
+    cost_so_far_usd: str
+    forecast_cost_usd: str
+    reward_curve: list[float]
+    mlflow_run_id: str | None
+
+
+@dataclass
+class RecentRow:
+    id: int
+    name: str
+    priority_class: str
+    state: str
+    duration_s: float | None
+    cost_usd: str
+    eval_ratio: float | None  # PPO's mean wait / the best heuristic's (< 1: better)
+    reason: str | None
+    mlflow_run_id: str | None
+
+
+@dataclass
+class Alert:
+    level: str  # warn | error
+    kind: str  # budget | failed | stalled | dispatcher
+    message: str
+
+
+@dataclass
+class DashboardData:
+    schema_version: int
+    generated_at: str
+    counts: dict[str, int]
+    cluster: Cluster
+    queue_by_class: dict[str, int]
+    queued: list[QueuedRow] = field(default_factory=list)
+    running: list[RunningRow] = field(default_factory=list)
+    recent: list[RecentRow] = field(default_factory=list)
+    costs: dict[str, Any] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    health: list[health.Check] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gather(services: Any, recent: int = 10, now: datetime | None = None,
+           probe_cluster: bool = True) -> DashboardData:
+    now = now or utcnow()
+    engine = services.engine
+    with Session(engine) as s:
+        counts = {state.value: 0 for state in JobState}
+        counts.update(dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all()))
+        by_class = dict(s.exec(select(Job.priority_class, func.count())
+                               .where(Job.state == JobState.QUEUED.value)
+                               .group_by(Job.priority_class)).all())
+        running = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))
+                         .order_by(col(Job.id))).all()
+        finished = s.exec(select(Job).where(col(Job.state).in_([t.value for t in TERMINAL]))
+                          .order_by(col(Job.finished_at).desc()).limit(recent)).all()
+        failed_recently = s.exec(select(Job).where(Job.state == JobState.FAILED.value)
+                                 .where(col(Job.finished_at) >= now - FAILED_WITHIN)
+                                 .order_by(col(Job.finished_at).desc()).limit(5)).all()
+    data = DashboardData(SCHEMA_VERSION, now.isoformat(timespec="seconds"), counts,
+                         _cluster(services, running, probe_cluster),
+                         {k: by_class.get(k, 0) for k in ("urgent", "normal", "background")})
+    data.queued = [QueuedRow(v.position, v.job.id, v.job.name, v.job.priority_class,
+                             d["pending_reason"], d["pending_detail"], d["eta_start"],
+                             d["estimated_cost_usd"])
+                   for v in services.queue.list(["queued"], limit=QUEUE_ROWS)
+                   for d in [v.to_dict()]]
+    data.running = [_running_row(services, j, now) for j in running]
+    data.recent = [RecentRow(j.id, j.name, j.priority_class, j.state,
+                             (as_utc(j.finished_at) - as_utc(j.started_at)).total_seconds()
+                             if j.started_at and j.finished_at else None,
+                             usd_text(j.cost_micros), j.eval_ratio, j.reason, j.mlflow_run_id)
+                   for j in finished]
+    data.costs = _costs(services, running, now)
+    data.health = _health(services, counts)
+    data.alerts = _alerts(data, running, failed_recently, now)
+    return data
+
+
+def _running_row(services: Any, job: Job, now: datetime) -> RunningRow:
+    total = int(job.config.get("total_timesteps", 0))
+    so_far = job.cost_micros + services.budgets.attempt_cost(job, now)
+    left = remaining_seconds(job, now)
+    rest = interval_cost(services.pricing, now, now + timedelta(seconds=left),
+                         shape_of(job)).micros
+    return RunningRow(
+        job.id, job.name, job.priority_class, job.state,
+        min(1.0, job.progress_step / total) if job.progress_step is not None and total else None,
+        job.progress_step, total, job.progress_sps,
+        (now - as_utc(job.started_at)).total_seconds() if job.started_at else None,
+        left if job.started_at else None, usd_text(so_far), usd_text(so_far + rest),
+        list(job.reward_curve or []), job.mlflow_run_id)
+
+
+def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
+    settings = services.settings
+    if settings.executor == "kubernetes":
+        if not probe:
+            return Cluster("kubernetes", [], "not probed")
+        from app.core.executors.kubernetes import default_api_client
+
+        try:
+            api = getattr(services.executor, "_api_client", None) or default_api_client()
+        except Exception as exc:  # noqa: BLE001 - no kubeconfig: shown, never fatal
+            return Cluster("kubernetes", [], f"N/A: {type(exc).__name__}: {exc}"[:120])
+        return kubernetes_cluster(api, settings.k8s_namespace)
+    return local_cluster(sum(j.cpus for j in running), sum(j.memory_mb for j in running),
+                         sum(j.gpus for j in running))
+
+
+def _costs(services: Any, running: list[Job], now: datetime) -> dict[str, Any]:
+    zone = services.pricing.zone
+    local = now.astimezone(zone).date()
+    day_start = datetime.combine(local, time(0), tzinfo=zone)
+    month_start = datetime.combine(local.replace(day=1), time(0), tzinfo=zone)
+    live = sum(j.cost_micros + services.budgets.attempt_cost(j, now) for j in running)
+    with Session(services.engine) as s:
+        def finished_since(start: datetime) -> int:
+            return int(s.exec(select(func.coalesce(func.sum(Job.cost_micros), 0))
+                              .where(col(Job.finished_at) >= start)).one())
+
+        today, month = finished_since(day_start), finished_since(month_start)
+    budgets = [services.budgets.status(b, now).to_dict() for b in services.budgets.list()]
+    return {"today_usd": usd_text(today + live), "month_usd": usd_text(month + live),
+            "currency": services.pricing.currency, "budgets": budgets}
+
+
+def _health(services: Any, counts: dict[str, int]) -> list[health.Check]:
+    settings = services.settings
+    busy = counts.get("queued", 0) + counts.get("running", 0) + counts.get("dispatching", 0) > 0
+    from app.core.lease import Lease
+
+    current = Lease(services.engine, "dashboard", settings.lease_ttl_s).current()
+    probe = None
+    if settings.executor == "kubernetes":
+        def probe() -> None:
+            from kubernetes import client
+
+            client.BatchV1Api(services.executor._apis()[0].api_client).list_namespaced_job(
+                settings.k8s_namespace, limit=1, _request_timeout=2)
+    return [health.database(services.engine), health.tracking(settings.resolved_tracking_uri),
+            health.lease(current, settings.lease_ttl_s, busy),
+            health.executor(settings.executor, settings.logs_dir, probe)]
+
+
+def _alerts(data: DashboardData, running: list[Job], failed: list[Job],
+            now: datetime) -> list[Alert]:
+    alerts = []
+    for b in data.costs.get("budgets", []):
+        if b["crossed"]:
+            top = max(b["crossed"])
+            alerts.append(Alert("error" if top >= 1 else "warn", "budget",
+                                f"budget {b['name']} at {b['used_fraction'] * 100:.0f}% "
+                                f"of ${b['limit_usd']} (past {top * 100:.0f}%)"))
+    for job in failed:
+        alerts.append(Alert("warn", "failed", f"job {job.id} '{job.name}' failed: "
+                                              f"{(job.reason or '')[:80]}"))
+    for job in running:
+        last = job.progress_at or job.started_at
+        if job.state == JobState.RUNNING.value and last is not None:
+            quiet = (now - as_utc(last)).total_seconds()
+            if quiet > STALLED_AFTER_S:
+                alerts.append(Alert("warn", "stalled", f"job {job.id} '{job.name}' has made no "
+                                                       f"progress for {quiet / 60:.0f} min"))
+    dispatcher = next(c for c in data.health if c.component == "dispatcher")
+    if dispatcher.status == "error":
+        alerts.append(Alert("error", "dispatcher", f"{dispatcher.detail}; queued jobs will "
+                                                   "not start (oppen dispatcher run)"))
+    return alerts
