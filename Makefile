@@ -37,7 +37,7 @@ test-python: setup
 test: setup test-rust test-python
 
 lint: setup
-	$(BIN)/ruff check app tests simrs/python
+	$(BIN)/ruff check app tests scripts simrs/python
 	cd simrs && cargo clippy --quiet -- -D warnings
 
 clean:

@@ -22,6 +22,10 @@ BRIGHT = ["#5c6370", "#ff7b86", "#b5e890", "#ffd68a", "#82c4ff", "#de9af0", "#7f
 BACKGROUND, FOREGROUND = "#1e1e1e", "#dcdfe4"
 
 
+def _hex(red: int, green: int, blue: int) -> str:
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
 def _xterm256(n: int) -> str:
     if n < 8:
         return BASIC[n]
@@ -30,9 +34,9 @@ def _xterm256(n: int) -> str:
     if n < 232:
         n -= 16
         steps = [0, 95, 135, 175, 215, 255]
-        return "#%02x%02x%02x" % (steps[n // 36], steps[(n // 6) % 6], steps[n % 6])
+        return _hex(steps[n // 36], steps[(n // 6) % 6], steps[n % 6])
     grey = 8 + (n - 232) * 10
-    return "#%02x%02x%02x" % (grey, grey, grey)
+    return _hex(grey, grey, grey)
 
 
 def parse(line: str) -> list[tuple[str, str, bool]]:
@@ -60,7 +64,7 @@ def parse(line: str) -> list[tuple[str, str, bool]]:
             elif c == 38 and i + 2 < len(codes) and codes[i + 1] == 5:
                 colour, i = _xterm256(codes[i + 2]), i + 2
             elif c == 38 and i + 4 < len(codes) and codes[i + 1] == 2:
-                colour, i = "#%02x%02x%02x" % tuple(codes[i + 2:i + 5]), i + 4
+                colour, i = _hex(*codes[i + 2:i + 5]), i + 4
             i += 1
         pos = match.end()
     runs.append((line[pos:], colour, bold))
