@@ -24,6 +24,7 @@ import kubernetes_validate
 KUBERNETES_VERSION = "1.33"
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+NODES = "/api/v1/nodes"
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 
 
@@ -46,6 +47,8 @@ class FakeKubernetes:
         self.requests: list[tuple[str, str]] = []
         self.deletions: list[dict[str, Any]] = []
         self._fail_next: list[tuple[int, str, str]] = []
+        self.nodes: list[dict[str, Any]] = []
+        self.nodes_forbidden = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -73,6 +76,17 @@ class FakeKubernetes:
         self.logs[(namespace, pod_name)] = log
         job["status"] = {"active": 1, "startTime": _now()}
         return pod_name
+
+    def add_node(self, name: str, cpu: str, memory: str, gpus: int = 0) -> None:
+        allocatable = {"cpu": cpu, "memory": memory, "pods": "110"}
+        if gpus:
+            allocatable["nvidia.com/gpu"] = str(gpus)
+        self.nodes.append({"apiVersion": "v1", "kind": "Node",
+                           "metadata": {"name": name, "uid": str(uuid.uuid4())},
+                           "status": {"allocatable": allocatable, "capacity": allocatable}})
+
+    def schedule(self, pod_name: str, node: str, namespace: str = "oppen") -> None:
+        self.pods[(namespace, pod_name)]["spec"]["nodeName"] = node
 
     def wait_on_image(self, job_name: str, namespace: str = "oppen") -> None:
         pod = self._pod_of(job_name, namespace)
@@ -193,6 +207,14 @@ class FakeKubernetes:
                 p["metadata"]["labels"].get(k) == v for k, v in selector.items())]
             return h._send(200, {"kind": "PodList", "apiVersion": "v1",
                                  "metadata": {"resourceVersion": "1"}, "items": items})
+        if url.path == NODES and method == "GET":
+            if self.nodes_forbidden:
+                return h._send(403, status_error(
+                    403, "Forbidden", 'nodes is forbidden: User "system:serviceaccount:oppen:'
+                    'oppen-dispatcher" cannot list resource "nodes" in API group "" at the '
+                    "cluster scope", kind="nodes"))
+            return h._send(200, {"kind": "NodeList", "apiVersion": "v1",
+                                 "metadata": {"resourceVersion": "1"}, "items": self.nodes})
         if (m := POD_LOG.match(url.path)) and method == "GET":
             key = (m.group(1), m.group(2))
             if key not in self.logs:

@@ -122,3 +122,27 @@ def test_render_with_10000_jobs_and_100_running_is_fast(services) -> None:  # ty
     print(f"\n[dashboard] 10,000 jobs (100 running): gather + render median {median * 1000:.0f} ms "
           f"over 5")
     assert median < 0.3
+
+
+def test_oppen_ui_serves_mlflow_on_the_tracking_store(oppen_home) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen(oppen_cmd("ui", "--port", str(port)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "the MLflow UI did not come up"
+                time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)

@@ -199,3 +199,23 @@ def test_dispatcher_runs_a_job_on_kubernetes_end_to_end(fake: FakeKubernetes,
     assert [e["to"] for e in final.to_dict()["events"]] == [
         "queued", "dispatching", "running", "failed", "queued", "dispatching", "running",
         "succeeded"]
+
+
+def test_dashboard_cluster_section_reads_nodes_and_oppen_pods(fake: FakeKubernetes,
+                                                              executor: KubernetesExecutor) -> None:
+    from app.dashboard.cluster import kubernetes_cluster
+
+    fake.add_node("gpu-a", "7910m", "31Gi", gpus=1)
+    fake.add_node("cpu-a", "15890m", "60Gi")
+    executor.launch(make_job(gpus=1))
+    fake.schedule(fake.start_pod("oppen-job-7-a1"), "gpu-a")
+    cluster = kubernetes_cluster(executor._api_client, "oppen")
+    nodes = {n.name: n for n in cluster.nodes}
+    assert nodes["gpu-a"].cpu_allocatable == pytest.approx(7.91)
+    assert nodes["gpu-a"].memory_allocatable_mb == 31 * 1024
+    assert (nodes["gpu-a"].cpu_requested, nodes["gpu-a"].memory_requested_mb,
+            nodes["gpu-a"].gpu_requested) == (2.5, 3072, 1)
+    assert nodes["cpu-a"].gpu_allocatable == 0 and nodes["cpu-a"].cpu_requested == 0
+    fake.nodes_forbidden = True  # the dispatcher's Role may not list nodes
+    denied = kubernetes_cluster(executor._api_client, "oppen")
+    assert denied.nodes == [] and "HTTP 403" in denied.detail
