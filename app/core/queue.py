@@ -248,7 +248,7 @@ class QueueService:
     default_max_attempts: int = 3
     budgets: BudgetService | None = None
     # Steps per second of comparable past runs for a config (the costs service, from MLflow).
-    throughput: Callable[[dict[str, Any]], float] | None = None
+    throughput: Callable[[dict[str, Any], float, int], float] | None = None
     _sps_cache: dict[Any, float] = field(default_factory=dict, repr=False)
 
     def _pricing(self) -> Pricing:
@@ -304,17 +304,19 @@ class QueueService:
         start = max(now or utcnow(), spec.not_before) if spec.not_before else now
         return estimate_job(int(spec.config["total_timesteps"]), spec.cpus, spec.memory_mb,
                             spec.gpus, spec.priority_class, self._pricing(),
-                            steps_per_second=self._steps_per_second(spec.config),
+                            steps_per_second=self._steps_per_second(spec),
                             spot=spec.spot, start=start)
 
-    def _steps_per_second(self, config: dict[str, Any]) -> float:
+    def _steps_per_second(self, spec: JobSpec) -> float:
         """Throughput of comparable finished jobs, else the stated prior. Looked up once per
         kind of run within one submission, so a batch of thousands asks once."""
         if self.throughput is None:
             return PRIOR_STEPS_PER_SECOND
-        key = (config.get("mode"), config.get("num_hosts"), config.get("device"))
+        config = spec.config
+        key = (config.get("mode"), config.get("num_hosts"), config.get("device"), spec.cpus,
+               spec.gpus)
         if key not in self._sps_cache:
-            self._sps_cache[key] = self.throughput(config)
+            self._sps_cache[key] = self.throughput(config, spec.cpus, spec.gpus)
         return self._sps_cache[key]
 
     def _row(self, spec: JobSpec, now: datetime) -> dict[str, Any]:

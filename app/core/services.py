@@ -61,14 +61,14 @@ class Services:
         queue.throughput = self._own_throughput
         return queue
 
-    def _own_throughput(self, config: dict) -> float:
+    def _own_throughput(self, config: dict, cpus: float, gpus: int) -> float:
         from sqlmodel import Session
 
         from app.core.estimate import PRIOR_STEPS_PER_SECOND
         from app.costs.history import job_history_throughput
 
         with Session(self.engine) as s:
-            found = job_history_throughput(s, config)
+            found = job_history_throughput(s, config, cpus, gpus)
         return found.sps if found is not None else PRIOR_STEPS_PER_SECOND
 
     @cached_property

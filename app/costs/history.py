@@ -24,12 +24,18 @@ def _comparable(config: dict[str, Any], mode: Any, hosts: Any, device: Any) -> b
             and str(device) == str(config.get("device", "auto")))
 
 
-def job_history_throughput(session: Session, config: dict[str, Any]) -> Throughput | None:
-    """The final steps/s of Oppen's own succeeded jobs of the same kind (the dispatcher
-    records it when a job ends): fast, no MLflow query."""
-    rows = session.exec(select(Job.config, Job.progress_sps)  # type: ignore[call-overload]
-                        .where(Job.state == "succeeded").where(col(Job.progress_sps).is_not(None))
-                        .order_by(col(Job.finished_at).desc()).limit(MAX_RUNS)).all()
+def job_history_throughput(session: Session, config: dict[str, Any],
+                           cpus: float | None = None, gpus: int | None = None) -> Throughput | None:
+    """The final steps/s of Oppen's own succeeded jobs of the same kind — same mode and
+    device, a similar host count and, when given, the same CPUs and GPUs (the dispatcher
+    records the rate when a job ends): fast, no MLflow query."""
+    stmt = (select(Job.config, Job.progress_sps)  # type: ignore[call-overload]
+            .where(Job.state == "succeeded").where(col(Job.progress_sps).is_not(None)))
+    if cpus is not None:
+        stmt = stmt.where(Job.cpus == cpus)
+    if gpus is not None:
+        stmt = stmt.where(Job.gpus == gpus)
+    rows = session.exec(stmt.order_by(col(Job.finished_at).desc()).limit(MAX_RUNS)).all()
     rates = [sps for cfg, sps in rows
              if _comparable(config, cfg.get("mode", "place"), cfg.get("num_hosts", 4),
                             cfg.get("device", "auto"))]

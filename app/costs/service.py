@@ -48,11 +48,12 @@ class CostService:
 
     # --- throughput --------------------------------------------------------------------------
 
-    def throughput(self, config: dict[str, Any]) -> Throughput:
+    def throughput(self, config: dict[str, Any], cpus: float | None = None,
+                   gpus: int | None = None) -> Throughput:
         """Oppen's own finished jobs of the same kind first (what the queue's estimates use),
         then comparable MLflow runs (ad-hoc `oppen train` runs too), then the prior."""
         with Session(self.queue.engine) as s:
-            own = job_history_throughput(s, config)
+            own = job_history_throughput(s, config, cpus, gpus)
         if own is not None:
             return own
         if self.tracker is not None:
@@ -84,7 +85,7 @@ class CostService:
         if timesteps is None or timesteps <= 0:
             raise ConfigError("timesteps must be positive")
         cfg = TrainConfig.from_dict({**(config or {}), "total_timesteps": timesteps}).to_dict()
-        rate = self.throughput(cfg)
+        rate = self.throughput(cfg, shape.cpus, shape.gpus)
         if shape.spot:
             factor = float(self.pricing.spot.duration_factor())
             rate = replace(rate, sps=rate.sps / factor, low=rate.low / factor,
@@ -131,14 +132,14 @@ class CostService:
                 fc = forecast(self.pricing, shape_of(job), now, total - step, rate, spent)
                 return {"job_id": job_id, "state": job.state, "global_step": step,
                         "spent_usd": usd(spent), **fc.to_dict()}
-            fc = forecast(self.pricing, shape_of(job), now, total, self.throughput(job.config),
-                          spent)
+            fc = forecast(self.pricing, shape_of(job), now, total,
+                          self.throughput(job.config, job.cpus, job.gpus), spent)
             return {"job_id": job_id, "state": job.state, "global_step": 0,
                     "spent_usd": usd(spent), **fc.to_dict()}
         if job.state == JobState.QUEUED.value:
             start = self._expected_start(job)
             fc = forecast_new_job(self.pricing, shape_of(job), start, total,
-                                  self.throughput(job.config))
+                                  self.throughput(job.config, job.cpus, job.gpus))
             return {"job_id": job_id, "state": job.state, "start_at": start.isoformat(
                 timespec="seconds"), **fc.to_dict()}
         return {"job_id": job_id, "state": job.state, "final_cost_usd": usd(job.cost_micros),
@@ -152,7 +153,7 @@ class CostService:
             start = view.eta_start or utcnow()
             fc = forecast_new_job(self.pricing, shape_of(job), start,
                                   int(job.config["total_timesteps"]),
-                                  self.throughput(job.config))
+                                  self.throughput(job.config, job.cpus, job.gpus))
             out.append({"job_id": job.id, "name": job.name, "position": view.position,
                         "pending_reason": view.pending.reason.value if view.pending else None,
                         "start_at": start.isoformat(timespec="seconds"), **fc.to_dict()})
@@ -359,7 +360,7 @@ class CostService:
             except ConfigError as exc:
                 raise ConfigError(f"config {index}: {exc}") from None
             fc = forecast_new_job(self.pricing, shape, start, cfg["total_timesteps"],
-                                  self.throughput(cfg))
+                                  self.throughput(cfg, shape.cpus, shape.gpus))
             rows.append({"index": index, "config": raw, **fc.to_dict(),
                          "expected_quality": self._expected_quality(cfg)})
         return rows
