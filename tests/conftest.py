@@ -96,6 +96,20 @@ def oppen_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "app", *args]
 
 
+def run_in_processes(target, argument_tuples) -> None:  # type: ignore[no-untyped-def]
+    """Runs ``target`` once per argument tuple, each in its own spawned process, all at once;
+    fails if any of them fails."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=target, args=args) for args in argument_tuples]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+        assert w.exitcode == 0, f"a worker process failed (exit code {w.exitcode})"
+
+
 def fresh_postgres_database(server_url: str) -> str:
     """Creates an empty database on the test server; returns its URL."""
     name = f"t_{uuid.uuid4().hex[:10]}"

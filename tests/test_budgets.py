@@ -3,7 +3,6 @@ advice."""
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from app.costs.calculator import Shape
 from app.costs.forecast import Throughput, forecast
 from app.costs.pricing import DEFAULT_PRICING_FILE, load_pricing
 from app.costs.service import CostService, plateau_step
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, run_in_processes
 
 PRICING = load_pricing(DEFAULT_PRICING_FILE)
 SMALL = {"total_timesteps": 80_000}  # ~40 s of 1 CPU + 1 GB: a few hundredths of a cent
@@ -95,13 +94,7 @@ def test_sixteen_concurrent_submitters_never_commit_past_a_hard_budget(
     per_job = queue.estimate(queue.validate("x", SMALL)).cost_micros
     limit = per_job * 40 + per_job // 2  # room for 40 jobs, not 41
     queue.budgets.set("global", limit / 1e6)
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_submit_until_refused, args=(url, w, 6)) for w in range(16)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
-        assert w.exitcode == 0
+    run_in_processes(_submit_until_refused, [(url, w, 6) for w in range(16)])
     with Session(engine) as s:
         jobs = s.exec(select(Job)).all()
     committed = sum(j.estimated_cost_micros for j in jobs)

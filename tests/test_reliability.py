@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -32,7 +31,7 @@ from app.core.lease import Lease
 from app.core.models import Job, JobEvent
 from app.core.queue import QueueService
 from app.core.timeutil import as_utc
-from tests.conftest import REPO, fresh_postgres_database
+from tests.conftest import REPO, fresh_postgres_database, run_in_processes
 
 pytestmark = pytest.mark.slow
 
@@ -128,13 +127,7 @@ def test_concurrent_submitters_then_strict_priority_fifo_admission(
     engine = make_engine(url)
     init_db(engine)
     started = time.monotonic()
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_submit_many, args=(url, w, 500)) for w in range(8)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
-        assert w.exitcode == 0
+    run_in_processes(_submit_many, [(url, w, 500) for w in range(8)])
     submit_s = time.monotonic() - started
 
     executor = RecordingExecutor(finish_at_once=True)
