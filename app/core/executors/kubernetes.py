@@ -135,7 +135,9 @@ class KubernetesExecutor:
                                             label_selector=f"job-name={info['name']}").items
             if not pods:
                 return ""
-            newest = max(pods, key=lambda p: p.metadata.creation_timestamp or 0)
+            # The latest pod; one without a timestamp yet sorts first, never compared to one.
+            newest = max(pods, key=lambda p: (p.metadata.creation_timestamp is not None,
+                                              p.metadata.creation_timestamp or 0))
             return core.read_namespaced_pod_log(newest.metadata.name, info["namespace"],
                                                 tail_lines=lines) or ""
         except ApiException:
