@@ -3,13 +3,15 @@
     python scripts/terminal_png.py capture.ans docs/img/dashboard.png
 
 Used for the screenshot in docs/dashboard.md; needs Pillow (installed with matplotlib) and the
-DejaVu Sans Mono font (Debian's fonts-dejavu-core), or any monospace TTF named by --font.
+DejaVu Sans Mono font (Debian's fonts-dejavu-core, found through fontconfig's fc-match), or
+any monospace TTF named by --font.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -71,6 +73,15 @@ def parse(line: str) -> list[tuple[str, str, bool]]:
     return runs
 
 
+def monospace_font() -> str:
+    """The font file fontconfig picks for DejaVu Sans Mono (or its monospace fallback)."""
+    found = subprocess.run(["fc-match", "-f", "%{file}", "DejaVu Sans Mono"],
+                           capture_output=True, text=True, check=False)
+    if found.returncode != 0 or not found.stdout.endswith(".ttf"):
+        raise SystemExit("no monospace TrueType font found; pass --font PATH")
+    return found.stdout
+
+
 def render(text: str, out: Path, font_path: str, size: int = 15) -> None:
     font = ImageFont.truetype(font_path, size)
     bold_path = font_path.replace("Mono.ttf", "Mono-Bold.ttf")
@@ -94,9 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("capture", type=Path)
     parser.add_argument("png", type=Path)
-    parser.add_argument("--font", default="/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
+    parser.add_argument("--font", default=None,
+                        help="monospace TTF (default: fontconfig's DejaVu Sans Mono)")
     args = parser.parse_args()
-    render(args.capture.read_text(errors="replace"), args.png, args.font)
+    render(args.capture.read_text(errors="replace"), args.png, args.font or monospace_font())
 
 
 if __name__ == "__main__":

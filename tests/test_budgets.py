@@ -150,7 +150,8 @@ def test_periods_start_monday_and_on_the_first_in_the_pricing_zone() -> None:
 
 
 def test_budget_status_burn_rate_and_run_out_date(q: QueueService) -> None:
-    now = utcnow()
+    # 2.5 days into the month, so the projected run-out falls inside it.
+    now = datetime(2026, 11, 3, 12, tzinfo=UTC)
     with Session(q.engine) as s:  # $2 spent by jobs that finished this month
         start = period_window(Budget(name="x", period="monthly", limit_micros=1), now,
                               PRICING)[0]
@@ -164,9 +165,9 @@ def test_budget_status_burn_rate_and_run_out_date(q: QueueService) -> None:
     days = max((now - start).total_seconds() / 86400, 1 / 24)
     assert status.burn_per_day_micros == int(2_000_000 / days)
     assert status.crossed == [0.5]
-    if status.runs_out_at is not None:  # $1 left at the burn rate, if before the month ends
-        expected = now + timedelta(days=1_000_000 / status.burn_per_day_micros)
-        assert abs((status.runs_out_at - expected).total_seconds()) < 1
+    # $1 left at the burn rate.
+    expected = now + timedelta(days=1_000_000 / status.burn_per_day_micros)
+    assert abs((status.runs_out_at - expected).total_seconds()) < 1
 
 
 # --- forecasts -------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_live_forecast_follows_the_run_and_adapts_when_its_speed_changes(service
     assert first["remaining_s"] == pytest.approx(60.0)
     low, high = first["remaining_interval_s"]
     assert low <= 60.0 <= high
-    client = tracker._client()
+    client = tracker.client()
     for i in range(12):  # it speeds up to 4,000 steps/s
         step = 40_000 + 2_000 * (i + 1)
         client.log_metric(run_id, "charts/SPS", 4000.0, step=step)

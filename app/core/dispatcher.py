@@ -131,8 +131,6 @@ class Dispatcher:
             transition(s, job, JobState.CANCELLED, "cancelled while running; stopped")
             report.finished.append((job.id, JobState.CANCELLED.value))
             return
-        if job.state == JobState.DISPATCHING.value:
-            transition(s, job, JobState.RUNNING, "launch recorded after a restart")
         status = self.executor.poll(job.executor_ref)
         if status.phase is Phase.RUNNING:
             if self._over_time(job):

@@ -110,6 +110,10 @@ class JobSpec:
     not_before: datetime | None = None  # start no earlier (an off-peak start, say)
 
 
+def _with_timesteps(spec: JobSpec, steps: int) -> JobSpec:
+    return replace(spec, config={**spec.config, "total_timesteps": steps})
+
+
 def _dollars(micros: int | None) -> str | None:
     return None if micros is None else usd_text(micros)
 
@@ -434,15 +438,15 @@ class QueueService:
                 out.append(f"{label} ({money(cost)})")
         steps = self._fitting_timesteps(spec, room, now)
         if steps:
-            out.append(f"total_timesteps={steps:,} ({money(self.estimate(replace(spec, config={**spec.config, 'total_timesteps': steps}), now).cost_micros)})")
+            cost = self.estimate(_with_timesteps(spec, steps), now).cost_micros
+            out.append(f"total_timesteps={steps:,} ({money(cost)})")
         return out
 
     def _fitting_timesteps(self, spec: JobSpec, room: int, now: datetime) -> int | None:
         lo, hi = 0, int(spec.config["total_timesteps"])
         while lo < hi:  # the most timesteps whose estimate fits
             mid = (lo + hi + 1) // 2
-            trial = replace(spec, config={**spec.config, "total_timesteps": mid})
-            if self.estimate(trial, now).cost_micros <= room:
+            if self.estimate(_with_timesteps(spec, mid), now).cost_micros <= room:
                 lo = mid
             else:
                 hi = mid - 1

@@ -108,7 +108,7 @@ class Services:
         metrics = summary.metrics
         if "charts/global_step" not in metrics:
             return None
-        history = self.tracker._client().get_metric_history(run_id, "charts/episodic_return")
+        history = self.tracker.client().get_metric_history(run_id, "charts/episodic_return")
         rewards = [m.value for m in sorted(history, key=lambda m: m.step)][-SPARKLINE_POINTS:]
         return Progress(int(metrics["charts/global_step"]), float(metrics.get("charts/SPS", 0.0)),
                         rewards, metrics.get("eval/ppo_vs_best_heuristic_wait_ratio"))

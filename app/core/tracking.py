@@ -32,7 +32,7 @@ class Tracker:
         self.artifacts_dir = artifacts_dir
         self.experiment = experiment
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -77,7 +77,7 @@ class Tracker:
         os.replace(tmp, db)
 
     def _experiment_id(self) -> str:
-        client = self._client()
+        client = self.client()
         exp = client.get_experiment_by_name(self.experiment)
         if exp is not None:
             return exp.experiment_id
@@ -106,9 +106,9 @@ class Tracker:
                                 log_system_metrics=True)
 
     def run_summary(self, run_id: str) -> RunSummary:
-        run = self._client().get_run(run_id)
+        run = self.client().get_run(run_id)
         return RunSummary(run.info.run_id, run.info.status, dict(run.data.params),
                           dict(run.data.metrics), dict(run.data.tags))
 
     def artifacts(self, run_id: str) -> list[str]:
-        return [f.path for f in self._client().list_artifacts(run_id)]
+        return [f.path for f in self.client().list_artifacts(run_id)]

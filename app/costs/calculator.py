@@ -55,10 +55,6 @@ class Cost:
     off_peak_hours: Decimal
     pieces: tuple[Piece, ...]
 
-    @property
-    def dollars(self) -> Decimal:
-        return Decimal(self.micros).scaleb(-6)
-
 
 def peak_spans(pricing: Pricing, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """Peak windows (UTC) overlapping [start, end), from the local calendar of the zone."""

@@ -45,7 +45,7 @@ def job_history_throughput(session: Session, config: dict[str, Any],
 def comparable_throughput(tracker: Tracker, config: dict[str, Any]) -> Throughput | None:
     """Median and 95% interval of the final steps/s of finished runs with the same mode and
     device and a host count within a factor of two."""
-    client = tracker._client()
+    client = tracker.client()
     mode = str(config.get("mode", "place")).replace("'", "")
     runs = client.search_runs([tracker.experiment_id()],
                               filter_string=f"params.mode = '{mode}' and "
@@ -64,7 +64,7 @@ def comparable_throughput(tracker: Tracker, config: dict[str, Any]) -> Throughpu
 def live_progress(tracker: Tracker, run_id: str) -> tuple[int, Throughput] | None:
     """(global step, rate over the last reports) of a running run, or None before its
     first report."""
-    client = tracker._client()
+    client = tracker.client()
     steps = client.get_metric_history(run_id, STEP_METRIC)
     rates = client.get_metric_history(run_id, SPS_METRIC)
     if not steps or not rates:

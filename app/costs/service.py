@@ -25,7 +25,8 @@ from app.costs.budgets import BudgetService, shape_of
 from app.costs.calculator import Shape, interval_cost
 from app.costs.forecast import Throughput, forecast, forecast_new_job, prior_throughput
 from app.costs.history import comparable_throughput, job_history_throughput, live_progress
-from app.costs.pricing import Pricing, usd_text
+from app.costs.pricing import Pricing
+from app.costs.pricing import usd_text as usd
 from app.costs.windows import next_off_peak
 from app.training.config import TrainConfig
 
@@ -33,10 +34,6 @@ PERIODS = ("day", "week", "month")
 GROUPS = ("team", "project", "priority", "status")
 QUALITY_METRIC = "eval/ppo_vs_best_heuristic_wait_ratio"
 REWARD_METRIC = "charts/episodic_return"
-
-
-def usd(micros: int) -> str:
-    return usd_text(micros)
 
 
 @dataclass
@@ -303,7 +300,7 @@ class CostService:
         """Advice that needs the job's MLflow run: early stopping, right-sizing, batch size."""
         if self.tracker is None or job.mlflow_run_id is None:
             return []
-        client = self.tracker._client()
+        client = self.tracker.client()
         out: list[dict[str, Any]] = []
         curve = [(m.step, m.value) for m in sorted(
             client.get_metric_history(job.mlflow_run_id, REWARD_METRIC), key=lambda m: m.step)]
@@ -370,7 +367,7 @@ class CostService:
         if self.tracker is None:
             return {"wait_ratio_vs_best_heuristic": None, "runs": 0}
         try:
-            client = self.tracker._client()
+            client = self.tracker.client()
             runs = client.search_runs([self.tracker.experiment_id()],
                                       filter_string=f"params.mode = '{cfg['mode']}' and "
                                                     "attributes.status = 'FINISHED'",

@@ -8,10 +8,6 @@ from app.costs.calculator import peak_spans
 from app.costs.pricing import Pricing
 
 
-def is_peak(pricing: Pricing, at: datetime) -> bool:
-    return bool(peak_spans(pricing, at, at + timedelta(microseconds=1)))
-
-
 def next_off_peak(pricing: Pricing, now: datetime) -> datetime:
     """``now`` if it is off-peak, else the end of the current peak window."""
     spans = peak_spans(pricing, now, now + timedelta(days=2))

@@ -152,10 +152,8 @@ def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
     if settings.executor == "kubernetes":
         if not probe:
             return Cluster("kubernetes", [], "not probed")
-        from app.core.executors.kubernetes import default_api_client
-
         try:
-            api = getattr(services.executor, "_api_client", None) or default_api_client()
+            api = services.executor.api_client
         except Exception as exc:  # noqa: BLE001 - no kubeconfig: shown, never fatal
             return Cluster("kubernetes", [], f"N/A: {type(exc).__name__}: {exc}"[:120])
         return kubernetes_cluster(api, settings.k8s_namespace)
@@ -186,13 +184,7 @@ def _health(services: Any, counts: dict[str, int]) -> list[health.Check]:
     from app.core.lease import Lease
 
     current = Lease(services.engine, "dashboard", settings.lease_ttl_s).current()
-    probe = None
-    if settings.executor == "kubernetes":
-        def probe() -> None:
-            from kubernetes import client
-
-            client.BatchV1Api(services.executor._apis()[0].api_client).list_namespaced_job(
-                settings.k8s_namespace, limit=1, _request_timeout=2)
+    probe = services.executor.ping if settings.executor == "kubernetes" else None
     return [health.database(services.engine), health.tracking(settings.resolved_tracking_uri),
             health.lease(current, settings.lease_ttl_s, busy),
             health.executor(settings.executor, settings.logs_dir, probe)]

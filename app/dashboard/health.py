@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -61,13 +62,9 @@ def lease(current: Any, ttl_s: float, busy: bool) -> Check:
 
 def executor(name: str, logs_dir: Path | None, probe: Any = None) -> Check:
     if name == "local":
-        target = logs_dir if logs_dir and logs_dir.exists() else (logs_dir.parent if logs_dir
-                                                                  else None)
-        if target is None or not target.exists():
+        if logs_dir is None or not logs_dir.exists():
             return Check("executor", "warn", "local; logs folder not created yet")
-        import os
-
-        ok = os.access(target, os.W_OK)
+        ok = os.access(logs_dir, os.W_OK)
         return Check("executor", "ok" if ok else "error", f"local, logs in {logs_dir}")
     try:
         if probe is not None:

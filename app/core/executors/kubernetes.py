@@ -39,9 +39,19 @@ class KubernetesExecutor:
     def _apis(self) -> tuple[Any, Any]:
         from kubernetes import client
 
+        return client.BatchV1Api(self.api_client), client.CoreV1Api(self.api_client)
+
+    @property
+    def api_client(self) -> Any:
+        """The client's connection (in-cluster, kubeconfig, or the one given)."""
         if self._api_client is None:
             self._api_client = default_api_client()
-        return client.BatchV1Api(self._api_client), client.CoreV1Api(self._api_client)
+        return self._api_client
+
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """One cheap read of the namespace's Jobs; raises if the API cannot be reached."""
+        batch, _ = self._apis()
+        batch.list_namespaced_job(self.template.namespace, limit=1, _request_timeout=timeout_s)
 
     def render(self, job: Job) -> dict[str, Any]:
         return render_job(job, self.template)
