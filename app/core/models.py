@@ -17,7 +17,6 @@ def _utc_column(nullable: bool = True) -> Any:
 
 class Job(SQLModel, table=True):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_priority", "state", "priority", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
@@ -62,6 +61,12 @@ class Job(SQLModel, table=True):
     # What the job's attempts have cost so far, priced when each attempt ends.
     cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
                                                          server_default="0"))
+
+
+# Queue order (priority high first, then FIFO) read straight off an index, so listing and
+# admission never sort the whole queue.
+Index("ix_jobs_queue_order", Job.state, Job.priority.desc(),  # type: ignore[attr-defined]
+      Job.created_at, Job.id)
 
 
 class JobEvent(SQLModel, table=True):

@@ -254,6 +254,7 @@ class QueueService:
     # Steps per second of comparable past runs for a config (the costs service, from MLflow).
     throughput: Callable[[dict[str, Any], float, int], float] | None = None
     _sps_cache: dict[Any, float] = field(default_factory=dict, repr=False)
+    _estimate_cache: dict[Any, Estimate] = field(default_factory=dict, repr=False)
 
     def _pricing(self) -> Pricing:
         if self.pricing is None:
@@ -324,7 +325,13 @@ class QueueService:
         return self._sps_cache[key]
 
     def _row(self, spec: JobSpec, now: datetime) -> dict[str, Any]:
-        estimate = self.estimate(spec, now)
+        # A batch is mostly alike jobs: each distinct kind is priced once per submission.
+        key = (spec.config["total_timesteps"], spec.config.get("mode"),
+               spec.config.get("num_hosts"), spec.config.get("device"), spec.cpus,
+               spec.memory_mb, spec.gpus, spec.priority_class, spec.spot, spec.not_before)
+        estimate = self._estimate_cache.get(key)
+        if estimate is None:
+            estimate = self._estimate_cache[key] = self.estimate(spec, now)
         return dict(name=spec.name, state=JobState.QUEUED.value,
                     priority_class=spec.priority_class,
                     priority=PRIORITY_CLASSES[spec.priority_class], config=spec.config,
@@ -371,6 +378,7 @@ class QueueService:
         their first history event. A hard budget's refusal stores nothing."""
         now = utcnow()
         self._sps_cache.clear()
+        self._estimate_cache.clear()
         rows = [self._row(spec, now) for spec in specs]
         jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
         with Session(self.engine) as s:
