@@ -19,7 +19,7 @@ from app.costs.budgets import BudgetExceeded, BudgetService, period_window
 from app.costs.calculator import Shape
 from app.costs.forecast import Throughput, forecast
 from app.costs.pricing import DEFAULT_PRICING_FILE, load_pricing
-from app.costs.service import CostService, plateau_step
+from app.costs.service import CostService, plateau_step, report_chart
 from tests.conftest import fresh_postgres_database, run_in_processes
 
 PRICING = load_pricing(DEFAULT_PRICING_FILE)
@@ -249,7 +249,7 @@ def test_report_groups_averages_trend_and_chart(services, tmp_path: Path) -> Non
     assert [(g["key"], g["cost_usd"], g["runs"]) for g in report["groups"]] == [
         ("a", "4", 2), ("b", "2", 1)]
     assert len(report["by_day"]) == 7 and report["by_day"][2]["cost_usd"] == "3"
-    png = services.costs.report_chart(report, tmp_path / "spend.png")
+    png = report_chart(report, tmp_path / "spend.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="unknown grouping"):
         services.costs.report("week", "colour")

@@ -280,12 +280,11 @@ class Dispatcher:
 
     # --- running --------------------------------------------------------------------------
 
-    def run(self, interval_s: float, exit_when_idle: bool = False,
-            on_tick: Any = None) -> None:
-        """Ticks on an APScheduler interval until SIGTERM/SIGINT (or until idle if asked)."""
+    def start_background(self, interval_s: float,
+                         on_tick: Callable[[TickReport], None] | None = None) -> Any:
+        """Ticks on an APScheduler interval in a background thread (what `oppen serve` runs
+        beside the API); stop it with stop_background."""
         from apscheduler.schedulers.background import BackgroundScheduler
-
-        stop = threading.Event()
 
         def job() -> None:
             try:
@@ -295,8 +294,6 @@ class Dispatcher:
                 return
             if on_tick is not None:
                 on_tick(report)
-            if exit_when_idle and report.leader and report.idle:
-                stop.set()
 
         scheduler = BackgroundScheduler(timezone="UTC")
         # Coalesce missed ticks into one, never two at once, and skip a tick that is very late
@@ -304,13 +301,31 @@ class Dispatcher:
         scheduler.add_job(job, "interval", seconds=interval_s, coalesce=True, max_instances=1,
                           misfire_grace_time=max(1, int(interval_s * 5)),
                           next_run_time=datetime.now(UTC))  # first tick at once
+        scheduler.start()
+        return scheduler
+
+    def stop_background(self, scheduler: Any) -> None:
+        """Waits for a tick in progress, then gives up leadership at once."""
+        scheduler.shutdown(wait=True)
+        self.lease.release()
+
+    def run(self, interval_s: float, exit_when_idle: bool = False,
+            on_tick: Any = None) -> None:
+        """Ticks on an APScheduler interval until SIGTERM/SIGINT (or until idle if asked)."""
+        stop = threading.Event()
+
+        def tick_done(report: TickReport) -> None:
+            if on_tick is not None:
+                on_tick(report)
+            if exit_when_idle and report.leader and report.idle:
+                stop.set()
+
         previous = {sig: signal.signal(sig, lambda *_: stop.set())
                     for sig in (signal.SIGTERM, signal.SIGINT)}
-        scheduler.start()
+        scheduler = self.start_background(interval_s, tick_done)
         try:
             stop.wait()
         finally:
-            scheduler.shutdown(wait=True)
-            self.lease.release()
+            self.stop_background(scheduler)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

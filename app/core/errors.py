@@ -23,3 +23,11 @@ class DependencyError(OppenError):
 
 class StaleStateError(InvalidTransitionError):
     """Another process changed the job first; the change was not applied."""
+
+
+class AuthenticationError(OppenError):
+    """No token, or one that is unknown or revoked (HTTP 401)."""
+
+
+class PermissionDeniedError(OppenError):
+    """A valid token whose role does not allow the action (HTTP 403)."""

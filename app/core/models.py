@@ -113,3 +113,19 @@ class Budget(SQLModel, table=True):
     # concurrent submitters, so they cannot together commit more than the limit.
     version: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the API server. Only its SHA-256 is kept: the token is shown once,
+    when created. Tokens are 256 random bits, so a fast hash is as safe as a slow one."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    team: str
+    role: str  # viewer | submitter | admin
+    token_hash: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
+    last_used_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc_column())

@@ -169,6 +169,15 @@ class JobView:
         }
 
 
+def _check_label(label: str, value: str, longest: int) -> None:
+    """Names are shown in terminals and stored in any database: bounded, no control
+    characters (PostgreSQL refuses NUL; a terminal obeys escape codes)."""
+    if len(value) > longest:
+        raise ConfigError(f"{label} is longer than {longest} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ConfigError(f"{label} must not contain control characters")
+
+
 def _require(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:
@@ -271,6 +280,7 @@ class QueueService:
         """Checks one submission completely, touching nothing; raises ConfigError."""
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a job needs a non-empty name")
+        _check_label("name", name, 200)
         priority_value(priority)
         for label, value in (("cpus", cpus), ("memory_mb", memory_mb), ("gpus", gpus)):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -288,6 +298,7 @@ class QueueService:
         for label, value in (("team", team), ("project", project)):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{label} must be a non-empty name")
+            _check_label(label, value, 100)
         if config is not None and not isinstance(config, dict):
             raise ConfigError("config must be a table of training options")
         if not isinstance(spot, bool):
@@ -297,6 +308,8 @@ class QueueService:
                 start_after = datetime.fromisoformat(start_after)
             except ValueError:
                 raise ConfigError(f"start_after {start_after!r} is not an ISO time") from None
+        if start_after is not None and not isinstance(start_after, datetime):
+            raise ConfigError("start_after must be an ISO time")
         if start_after is not None and start_after.tzinfo is None:
             start_after = start_after.replace(tzinfo=self._pricing().zone)
         train_config = TrainConfig.from_dict(config or {})
@@ -508,6 +521,20 @@ class QueueService:
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
             return dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all())
+
+    def status_counts(self, team: str | None = None) -> dict[str, Any]:
+        """Jobs per state (every state listed) and queued jobs per priority class."""
+        with Session(self.engine) as s:
+            by_state = select(Job.state, func.count())
+            by_class = (select(Job.priority_class, func.count())
+                        .where(Job.state == JobState.QUEUED.value))
+            if team is not None:
+                by_state, by_class = (by_state.where(Job.team == team),
+                                      by_class.where(Job.team == team))
+            states = dict(s.exec(by_state.group_by(Job.state)).all())
+            classes = dict(s.exec(by_class.group_by(Job.priority_class)).all())
+        return {"counts": {st.value: states.get(st.value, 0) for st in JobState},
+                "queued_by_class": {c: classes.get(c, 0) for c in PRIORITY_CLASSES}}
 
     def _waiting(self, s: Session, upto: int | None = None) -> _Waiting:
         """Position, pending reason and estimated start of queued jobs (the first ``upto``

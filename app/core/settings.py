@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     k8s_ttl_after_finished_s: int = Field(default=86400, ge=0, description="Finished Kubernetes Jobs are deleted after this")
     dispatch_interval_s: float = Field(default=2.0, gt=0, description="Dispatcher tick period")
     lease_ttl_s: float = Field(default=30.0, gt=0, description="Dispatcher leadership lease")
+    server_url: str | None = Field(default=None, description="Oppen API server to talk to (CLI, dashboard, agent); none: open the database directly")
+    token: str | None = Field(default=None, description="Bearer token for the API server (oppen token create)")
+    server_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest request body the API server accepts")
     python_executable: str | None = Field(
         default=None, description="Interpreter for local jobs; default: the running one"
     )

@@ -142,10 +142,11 @@ class CostService:
         return {"job_id": job_id, "state": job.state, "final_cost_usd": usd(job.cost_micros),
                 "finished_at": job.finished_at.isoformat() if job.finished_at else None}
 
-    def forecast_queue(self) -> list[dict[str, Any]]:
-        """When each waiting job should start and finish, and what it will cost."""
+    def forecast_queue(self, team: str | None = None) -> list[dict[str, Any]]:
+        """When each waiting job (of one team, or all) should start and finish, and what it
+        will cost."""
         out = []
-        for view in self.queue.list(["queued"], limit=1000):
+        for view in self.queue.list(["queued"], limit=1000, team=team):
             job = view.job
             start = view.eta_start or utcnow()
             fc = forecast_new_job(self.pricing, shape_of(job), start,
@@ -159,10 +160,10 @@ class CostService:
     # --- reports -------------------------------------------------------------------------------
 
     def report(self, period: str = "week", group_by: str = "team",
-               now: datetime | None = None) -> dict[str, Any]:
-        """Spend in the current day, week or month, grouped, with averages per run and the
-        change against the previous period. Each job's cost counts on the day it finished
-        (running jobs: today, so far)."""
+               now: datetime | None = None, team: str | None = None) -> dict[str, Any]:
+        """Spend in the current day, week or month (of one team, or everyone), grouped, with
+        averages per run and the change against the previous period. Each job's cost counts
+        on the day it finished (running jobs: today, so far)."""
         if period not in PERIODS:
             raise ConfigError(f"unknown period {period!r}; choose one of {', '.join(PERIODS)}")
         if group_by not in GROUPS:
@@ -170,7 +171,8 @@ class CostService:
         now = now or utcnow()
         start, end = self._period(period, now)
         previous = self._period(period, start - timedelta(seconds=1))
-        rows = self._costed_jobs(previous[0], end, now)
+        rows = [r for r in self._costed_jobs(previous[0], end, now)
+                if team is None or r["team"] == team]
         current = [r for r in rows if start <= r["at"] < end]
         before = [r for r in rows if previous[0] <= r["at"] < previous[1]]
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -186,7 +188,8 @@ class CostService:
         total, total_before = sum(r["micros"] for r in current), sum(r["micros"] for r in before)
         runs = [r for r in current if r["micros"] > 0]
         return {
-            "period": period, "start": start.isoformat(), "end": end.isoformat(),
+            "period": period, "team": team, "currency": self.pricing.currency,
+            "start": start.isoformat(), "end": end.isoformat(),
             "group_by": group_by, "total_usd": usd(total), "runs": len(runs),
             "average_per_run_usd": usd(int(total / len(runs))) if runs else "0",
             "previous_total_usd": usd(total_before),
@@ -229,27 +232,6 @@ class CostService:
                              "project": job.project, "priority": job.priority_class,
                              "status": job.state})
         return rows
-
-    def report_chart(self, report: dict[str, Any], path: Path) -> Path:
-        """A PNG bar chart of the period's spend per day."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        days = [d["date"][5:] for d in report["by_day"]]
-        values = [float(d["cost_usd"]) for d in report["by_day"]]
-        fig, ax = plt.subplots(figsize=(max(4, len(days) * 0.45), 3))
-        ax.bar(days, values, color="#4a7fb0")
-        ax.set_ylabel(f"spend ({self.pricing.currency})")
-        ax.set_title(f"Spend per day, {report['period']} from {report['start'][:10]} "
-                     f"(total ${float(report['total_usd']):,.2f})")
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
 
     # --- recommendations -----------------------------------------------------------------------
 
@@ -410,3 +392,25 @@ def _machine_cores() -> int | None:
     import os
 
     return os.cpu_count()
+
+
+def report_chart(report: dict[str, Any], path: Path) -> Path:
+    """A PNG bar chart of the period's spend per day."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = [d["date"][5:] for d in report["by_day"]]
+    values = [float(d["cost_usd"]) for d in report["by_day"]]
+    fig, ax = plt.subplots(figsize=(max(4, len(days) * 0.45), 3))
+    ax.bar(days, values, color="#4a7fb0")
+    ax.set_ylabel(f"spend ({report.get('currency', 'USD')})")
+    ax.set_title(f"Spend per day, {report['period']} from {report['start'][:10]} "
+                 f"(total ${float(report['total_usd']):,.2f})")
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

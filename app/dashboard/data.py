@@ -19,7 +19,7 @@ from app.costs.budgets import shape_of
 from app.costs.calculator import interval_cost
 from app.costs.pricing import usd_text
 from app.dashboard import health
-from app.dashboard.cluster import Cluster, kubernetes_cluster, local_cluster
+from app.dashboard.cluster import Cluster, Node, kubernetes_cluster, local_cluster
 
 SCHEMA_VERSION = 2
 QUEUE_ROWS = 50
@@ -94,31 +94,51 @@ class DashboardData:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DashboardData:
+        """The inverse of to_dict: a dashboard read from the API server renders the same."""
+        cluster = Cluster(d["cluster"]["source"], [Node(**n) for n in d["cluster"]["nodes"]],
+                          d["cluster"].get("detail", ""))
+        return cls(d["schema_version"], d["generated_at"], d["counts"], cluster,
+                   d["queue_by_class"], [QueuedRow(**r) for r in d["queued"]],
+                   [RunningRow(**r) for r in d["running"]],
+                   [RecentRow(**r) for r in d["recent"]], d["costs"],
+                   [Alert(**a) for a in d["alerts"]],
+                   [health.Check(**c) for c in d["health"]])
+
 
 def gather(services: Any, recent: int = 10, now: datetime | None = None,
-           probe_cluster: bool = True) -> DashboardData:
+           probe_cluster: bool = True, team: str | None = None) -> DashboardData:
+    """The whole dashboard; with ``team``, only that team's jobs, spend and budgets (the
+    cluster and health sections are shared)."""
     now = now or utcnow()
     engine = services.engine
+
+    def mine(stmt: Any) -> Any:
+        return stmt if team is None else stmt.where(Job.team == team)
+
     with Session(engine) as s:
         counts = {state.value: 0 for state in JobState}
-        counts.update(dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all()))
-        by_class = dict(s.exec(select(Job.priority_class, func.count())
-                               .where(Job.state == JobState.QUEUED.value)
+        counts.update(dict(s.exec(mine(select(Job.state, func.count())).group_by(Job.state))
+                           .all()))
+        by_class = dict(s.exec(mine(select(Job.priority_class, func.count())
+                                    .where(Job.state == JobState.QUEUED.value))
                                .group_by(Job.priority_class)).all())
-        running = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))
-                         .order_by(col(Job.id))).all()
-        finished = s.exec(select(Job).where(col(Job.state).in_([t.value for t in TERMINAL]))
+        everyone_running = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))
+                                  .order_by(col(Job.id))).all()
+        running = [j for j in everyone_running if team is None or j.team == team]
+        finished = s.exec(mine(select(Job).where(col(Job.state).in_([t.value for t in TERMINAL])))
                           .order_by(col(Job.finished_at).desc()).limit(recent)).all()
-        failed_recently = s.exec(select(Job).where(Job.state == JobState.FAILED.value)
-                                 .where(col(Job.finished_at) >= now - FAILED_WITHIN)
+        failed_recently = s.exec(mine(select(Job).where(Job.state == JobState.FAILED.value)
+                                      .where(col(Job.finished_at) >= now - FAILED_WITHIN))
                                  .order_by(col(Job.finished_at).desc()).limit(5)).all()
     data = DashboardData(SCHEMA_VERSION, now.isoformat(timespec="seconds"), counts,
-                         _cluster(services, running, probe_cluster),
+                         _cluster(services, everyone_running, probe_cluster),
                          {k: by_class.get(k, 0) for k in ("urgent", "normal", "background")})
     data.queued = [QueuedRow(v.position, v.job.id, v.job.name, v.job.priority_class,
                              d["pending_reason"], d["pending_detail"], d["eta_start"],
                              d["estimated_cost_usd"])
-                   for v in services.queue.list(["queued"], limit=QUEUE_ROWS)
+                   for v in services.queue.list(["queued"], limit=QUEUE_ROWS, team=team)
                    for d in [v.to_dict()]]
     data.running = [_running_row(services, j, now) for j in running]
     data.recent = [RecentRow(j.id, j.name, j.priority_class, j.state,
@@ -126,7 +146,7 @@ def gather(services: Any, recent: int = 10, now: datetime | None = None,
                              if j.started_at and j.finished_at else None,
                              usd_text(j.cost_micros), j.eval_ratio, j.reason, j.mlflow_run_id)
                    for j in finished]
-    data.costs = _costs(services, running, now)
+    data.costs = _costs(services, running, now, team)
     data.health = _health(services, counts)
     data.alerts = _alerts(data, running, failed_recently, now)
     return data
@@ -161,7 +181,8 @@ def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
                          sum(j.gpus for j in running))
 
 
-def _costs(services: Any, running: list[Job], now: datetime) -> dict[str, Any]:
+def _costs(services: Any, running: list[Job], now: datetime,
+           team: str | None = None) -> dict[str, Any]:
     zone = services.pricing.zone
     local = now.astimezone(zone).date()
     day_start = datetime.combine(local, time(0), tzinfo=zone)
@@ -169,11 +190,14 @@ def _costs(services: Any, running: list[Job], now: datetime) -> dict[str, Any]:
     live = sum(j.cost_micros + services.budgets.attempt_cost(j, now) for j in running)
     with Session(services.engine) as s:
         def finished_since(start: datetime) -> int:
-            return int(s.exec(select(func.coalesce(func.sum(Job.cost_micros), 0))
-                              .where(col(Job.finished_at) >= start)).one())
+            stmt = (select(func.coalesce(func.sum(Job.cost_micros), 0))
+                    .where(col(Job.finished_at) >= start))
+            return int(s.exec(stmt if team is None else stmt.where(Job.team == team)).one())
 
         today, month = finished_since(day_start), finished_since(month_start)
-    budgets = [services.budgets.status(b, now).to_dict() for b in services.budgets.list()]
+    budgets = [services.budgets.status(b, now).to_dict() for b in services.budgets.list()
+               if team is None or b.scope == "global" or (b.scope == "team"
+                                                          and b.scope_value == team)]
     return {"today_usd": usd_text(today + live), "month_usd": usd_text(month + live),
             "currency": services.pricing.currency, "budgets": budgets}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -169,8 +170,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             if not isinstance(value, str):
                 raise TypeError
             out = value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"training option {name}: expected {kind}, got {value!r}") from None
+    if isinstance(out, float) and not math.isfinite(out):
+        raise ConfigError(f"training option {name}: must be a finite number, got {value!r}")
     if isinstance(out, int | float) and not isinstance(out, bool):
         if "min" in meta and out < meta["min"]:
             raise ConfigError(f"training option {name}: must be >= {meta['min']}, got {out}")

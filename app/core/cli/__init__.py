@@ -18,6 +18,7 @@ from app.core.cli.demo_cmds import demo
 from app.core.cli.dispatcher_cmds import dispatcher
 from app.core.cli.policy_cmds import eval_cmd, policy
 from app.core.cli.queue_cmds import queue
+from app.core.cli.server_cmds import serve, token
 from app.core.cli.sim_cmds import sim
 from app.core.cli.train_cmds import train
 
@@ -29,7 +30,7 @@ def cli() -> None:
 
 
 for command in (ask, bench, budget, chat, config, cost, dashboard, demo, dispatcher, eval_cmd,
-                policy, queue, sim, train, ui):
+                policy, queue, serve, sim, token, train, ui):
     cli.add_command(command)
 
 

@@ -33,6 +33,31 @@ def services() -> Any:
     return Services()
 
 
+def operations() -> Any:
+    """The API server's operations when OPPEN_SERVER_URL is set, else the local database's,
+    so every command reads and behaves the same either way."""
+    from app.core.settings import load_settings
+
+    settings = load_settings()
+    if settings.server_url:
+        from app.api.client import RemoteOperations
+
+        return RemoteOperations(settings.server_url, settings.token)
+    from app.api.operations import LocalOperations
+    from app.core.services import Services
+
+    return LocalOperations(Services(settings))
+
+
+def local_only(what: str) -> None:
+    """For commands that need this machine's database or files, not a server's."""
+    from app.core.settings import load_settings
+
+    if load_settings().server_url:
+        raise ConfigError(f"{what} works on the local database only; unset OPPEN_SERVER_URL "
+                          f"(or run it where the server runs)")
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)

@@ -17,15 +17,16 @@ from app.core.priority import PRIORITY_CLASSES
 PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
 
 
-def _when(value: str | None, zone: Any) -> datetime | None:
-    """An ISO time; without an offset it is read in the pricing time zone."""
+def _check_time(value: str | None, label: str) -> None:
+    """Fails on a time that is not ISO before anything is sent (the operations read a time
+    without an offset in the pricing time zone)."""
     if value is None:
-        return None
+        return
     try:
-        at = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{value!r} is not an ISO time like 2026-11-24T17:30") from None
-    return at if at.tzinfo else at.replace(tzinfo=zone)
+        raise ConfigError(f"{label} {value!r} is not an ISO time like 2026-11-24T17:30") \
+            from None
 
 
 def _print(doc: dict[str, Any], as_json: bool, lines: list[str]) -> None:
@@ -57,17 +58,14 @@ def cost_estimate(job_id: int | None, gpus: int, cpus: float, memory_gb: float,
                   hours: float | None, timesteps: int | None, start: str | None, priority: str,
                   spot: bool, as_json: bool) -> None:
     """Price a queued job (JOB_ID) or a resource shape given directly."""
-    from app.costs.calculator import Shape
-
-    services = common.services()
+    ops = common.operations()
     if job_id is not None:
-        doc = services.costs.estimate_job(job_id)
+        doc = ops.estimate_job_cost(job_id)
     else:
         if hours is None and timesteps is None:
             raise ConfigError("give JOB_ID, or --hours or --timesteps for a resource shape")
-        shape = Shape(cpus, memory_gb, gpus, priority, spot)
-        doc = services.costs.estimate_shape(shape, _when(start, services.pricing.zone), hours,
-                                            timesteps)
+        doc = ops.estimate_shape_cost(cpus, memory_gb, gpus, priority, spot, hours, timesteps,
+                                      start)
     if "cost_usd" in doc:
         lines = [f"${Decimal(doc['cost_usd']):,.4f} for {doc['hours']} h from {doc['start']} "
                  f"({doc['peak_hours']} h peak, {doc['off_peak_hours']} h off-peak)"]
@@ -86,9 +84,9 @@ def cost_estimate(job_id: int | None, gpus: int, cpus: float, memory_gb: float,
 def cost_forecast(job_id: int | None, as_json: bool) -> None:
     """A job's remaining time and final cost (95% interval), or the whole queue's; and each
     budget's burn rate and run-out date."""
-    services = common.services()
+    ops = common.operations()
     if job_id is not None:
-        doc = services.costs.forecast_job(job_id)
+        doc = ops.forecast(job_id)["forecast"]
         if "remaining_s" in doc:
             low, high = doc["final_cost_interval_usd"]
             line = (f"job {job_id} ({doc['state']}): ${Decimal(doc['final_cost_usd']):,.4f} "
@@ -98,8 +96,8 @@ def cost_forecast(job_id: int | None, as_json: bool) -> None:
             line = f"job {job_id} ({doc['state']}): cost ${Decimal(doc['final_cost_usd']):,.4f}"
         _print({"forecast": doc}, as_json, [line])
         return
-    queue = services.costs.forecast_queue()
-    budgets = [services.budgets.status(b).to_dict() for b in services.budgets.list()]
+    found = ops.forecast(None)
+    queue, budgets = found["queue"], found["budgets"]
     lines = [f"job {q['job_id']:>5} {q['name'][:24]:<24} start {q['start_at'][11:16]} "
              f"finish {q['finish_at'][11:16]} ${Decimal(q['final_cost_usd']):,.4f}"
              for q in queue] or ["no queued jobs"]
@@ -120,10 +118,11 @@ def cost_forecast(job_id: int | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def cost_report(period: str, group_by: str, chart: str | None, as_json: bool) -> None:
     """Spend this day, week or month, grouped, against the previous period."""
-    services = common.services()
-    doc = services.costs.report(period, group_by)
+    from app.costs.service import report_chart
+
+    doc = common.operations().cost_report(period, group_by)
     if chart:
-        doc["chart"] = str(services.costs.report_chart(doc, Path(chart)))
+        doc["chart"] = str(report_chart(doc, Path(chart)))
     change = doc["change_vs_previous"]
     trend = "no spend in the previous period" if change is None else \
         f"{change * 100:+.1f}% vs previous {period}"
@@ -141,7 +140,7 @@ def cost_report(period: str, group_by: str, chart: str | None, as_json: bool) ->
 @click.option("--json", "as_json", is_flag=True)
 def cost_recommend(job_id: int, as_json: bool) -> None:
     """Ways to spend less on a job or run, each with its saving."""
-    advice = common.services().costs.recommend(job_id)
+    advice = common.operations().recommend(job_id)["recommendations"]
     lines = [f"save ${Decimal(a['saving_usd']):,.4f} ({a['saving_fraction'] * 100:.0f}%): "
              f"{a['advice']}" for a in advice] or ["nothing to suggest: it is already as cheap "
                                                   "as the rules here can make it"]
@@ -158,8 +157,6 @@ def cost_recommend(job_id: int, as_json: bool) -> None:
 def cost_compare(configs_file: str, gpus: int, cpus: float, memory_gb: float, priority: str,
                  as_json: bool) -> None:
     """Estimated cost, duration and expected quality of configs (a JSON list) side by side."""
-    from app.costs.calculator import Shape
-
     try:
         configs = json.loads(Path(configs_file).read_text())
     except (OSError, ValueError) as exc:
@@ -167,7 +164,7 @@ def cost_compare(configs_file: str, gpus: int, cpus: float, memory_gb: float, pr
             from None
     if not isinstance(configs, list):
         raise ConfigError(f"{configs_file}: expected a JSON list of training configs")
-    rows = common.services().costs.compare(configs, Shape(cpus, memory_gb, gpus, priority))
+    rows = common.operations().compare(configs, cpus, memory_gb, gpus, priority)["comparison"]
     lines = []
     for r in rows:
         q = r["expected_quality"]["wait_ratio_vs_best_heuristic"]
@@ -201,19 +198,19 @@ def budget_set(name: str, limit_usd: str, scope: str, team: str | None, project:
                period: str, start: str | None, end: str | None, soft: bool, alerts: str,
                as_json: bool) -> None:
     """Create or change the budget NAME."""
-    services = common.services()
     try:
         thresholds = [float(x) for x in alerts.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--alerts expects fractions like 0.5,0.8,1.0, got {alerts!r}") from None
-    zone = services.pricing.zone
-    b = services.budgets.set(name, limit_usd, scope, team if scope == "team" else project,
-                             period, _when(start, zone), _when(end, zone), not soft, thresholds)
-    status = services.budgets.status(b).to_dict()
+    for label, value in (("--start", start), ("--end", end)):
+        _check_time(value, label)
+    status = common.operations().set_budget(
+        name, limit_usd, scope, team if scope == "team" else project, period, start, end,
+        not soft, thresholds)["budget"]
     _print({"budget": status}, as_json,
-           [f"budget {b.name}: ${Decimal(status['limit_usd']):,.2f} {b.period} "
-            f"({'hard' if b.hard else 'soft'}, {b.scope} {b.scope_value}); "
-            f"${Decimal(status['committed_usd']):,.2f} committed so far"])
+           [f"budget {status['name']}: ${Decimal(status['limit_usd']):,.2f} {status['period']} "
+            f"({'hard' if status['hard'] else 'soft'}, {status['scope']} "
+            f"{status['scope_value']}); ${Decimal(status['committed_usd']):,.2f} committed so far"])
 
 
 @budget.command("show")
@@ -221,9 +218,7 @@ def budget_set(name: str, limit_usd: str, scope: str, team: str | None, project:
 @click.option("--json", "as_json", is_flag=True)
 def budget_show(name: str | None, as_json: bool) -> None:
     """Every budget (or one): spent, committed, burn rate, projected run-out, alerts."""
-    services = common.services()
-    chosen = [services.budgets.get(name)] if name else services.budgets.list()
-    rows = [services.budgets.status(b).to_dict() for b in chosen]
+    rows = common.operations().list_budgets(name)["budgets"]
     lines = []
     for r in rows:
         out = r["runs_out_at"][:16] if r["runs_out_at"] else "lasts the period"
@@ -240,5 +235,5 @@ def budget_show(name: str | None, as_json: bool) -> None:
 @click.argument("name")
 def budget_delete(name: str) -> None:
     """Remove the budget NAME."""
-    common.services().budgets.delete(name)
+    common.operations().delete_budget(name)
     click.echo(f"budget {name} deleted")

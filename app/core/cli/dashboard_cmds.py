@@ -20,17 +20,18 @@ from app.core.cli import common
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (schema_version 2)")
 def dashboard(watch: bool, interval: float, recent: int, as_json: bool) -> None:
     """Cluster, queue, running and recent jobs, costs, budgets, alerts and health."""
-    from app.dashboard.data import gather
+    from app.dashboard.data import DashboardData
     from app.dashboard.render import render
     from app.dashboard.render import watch as watch_loop
 
-    services = common.services()
+    ops = common.operations()
     if as_json:
-        click.echo(json.dumps(gather(services, recent).to_dict(), default=str, indent=2))
+        click.echo(json.dumps(ops.dashboard(recent), default=str, indent=2))
     elif watch:
-        watch_loop(lambda: gather(services, recent), common.console(), interval)
+        watch_loop(lambda: DashboardData.from_dict(ops.dashboard(recent)), common.console(),
+                   interval)
     else:
-        render(gather(services, recent), common.console())
+        render(DashboardData.from_dict(ops.dashboard(recent)), common.console())
 
 
 @click.command()

@@ -38,7 +38,8 @@ def _money(value: str | None) -> str:
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory-mb", type=int, default=1024, show_default=True)
 @click.option("--gpus", type=int, default=0, show_default=True)
-@click.option("--team", default="default", show_default=True)
+@click.option("--team", default=None,
+              help="Owning team (default: the server token's team; locally 'default')")
 @click.option("--project", default="default", show_default=True)
 @click.option("--max-attempts", type=int, default=None,
               help="Attempts when infrastructure fails the job (default: settings)")
@@ -49,7 +50,7 @@ def _money(value: str | None) -> str:
               help="Do not start before this ISO time (pricing zone if no offset)")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON")
 def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[str, ...],
-                 cpus: float, memory_mb: int, gpus: int, team: str, project: str,
+                 cpus: float, memory_mb: int, gpus: int, team: str | None, project: str,
                  max_attempts: int | None, max_runtime_s: float | None, spot: bool,
                  start_after: str | None, as_json: bool) -> None:
     """Queue a training job called NAME."""
@@ -57,15 +58,15 @@ def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[
 
     config = TrainConfig.from_file(config_file).to_dict() if config_file else {}
     config.update(common.parse_sets(sets))
-    services = common.services()
-    job = services.queue.submit(name, config, priority, cpus, memory_mb, gpus, team=team,
-                                project=project, max_attempts=max_attempts,
-                                max_runtime_s=max_runtime_s, spot=spot, start_after=start_after)
-    d = services.queue.show(job.id).to_dict()
+    item: dict[str, Any] = dict(name=name, config=config, priority=priority, cpus=cpus,
+                                memory_mb=memory_mb, gpus=gpus, team=team, project=project,
+                                max_attempts=max_attempts, max_runtime_s=max_runtime_s,
+                                spot=spot, start_after=start_after)
+    d = common.operations().submit({k: v for k, v in item.items() if v is not None})
     if as_json:
         common.emit_json({"job": d})
     else:
-        click.echo(f"queued job {job.id} '{job.name}' ({priority}), position {d['position']}, "
+        click.echo(f"queued job {d['id']} '{d['name']}' ({priority}), position {d['position']}, "
                    f"estimated {d['estimated_duration_s'] / 60:.1f} min and "
                    f"{_money(d['estimated_cost_usd'])}")
         for event in d["events"][:1]:
@@ -108,9 +109,8 @@ def queue_submit_batch(file: str, as_json: bool) -> None:
     from app.core.queue import BatchError
 
     items = _read_batch(file)
-    services = common.services()
     try:
-        ids = services.queue.submit_batch(items)
+        ids = common.operations().submit_batch(items)["queued"]
     except BatchError as exc:
         if as_json:
             common.emit_json({"queued": [], "errors": exc.errors})
@@ -139,11 +139,9 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
                offset: int, as_json: bool) -> None:
     """List jobs in queue order (highest priority first, FIFO within a class), with each
     waiting job's position, why it waits, and when it should start."""
-    views = common.services().queue.list(list(state) or None, limit=limit, offset=offset,
-                                         team=team, priority_class=priority)
+    page = common.operations().list_jobs(list(state) or None, team, priority, limit, offset)
     if as_json:
-        common.emit_json({"jobs": [v.to_dict() for v in views], "limit": limit,
-                          "offset": offset})
+        common.emit_json(page)
         return
     from rich.table import Table
 
@@ -151,8 +149,7 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
     for col in ("id", "name", "priority", "state", "pos", "waiting / outcome", "starts",
                 "cost"):
         table.add_column(col, no_wrap=col != "name", min_width=8 if col == "name" else None)
-    for v in views:
-        d = v.to_dict()
+    for d in page["jobs"]:
         # The reason's name only; `oppen queue show ID` gives the detail.
         why = d["pending_reason"] or (d["reason"] or "")[:40]
         table.add_row(str(d["id"]), d["name"], d["priority_class"], d["state"],
@@ -166,7 +163,7 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
 @click.option("--json", "as_json", is_flag=True)
 def queue_show(job_id: int, as_json: bool) -> None:
     """Show one job: why it waits, its estimates, and its state history."""
-    d = common.services().queue.show(job_id).to_dict()
+    d = common.operations().show_job(job_id)
     if as_json:
         common.emit_json({"job": d})
         return
@@ -194,13 +191,7 @@ def queue_show(job_id: int, as_json: bool) -> None:
 @click.option("-n", "--lines", type=click.IntRange(1, 10000), default=50, show_default=True)
 def queue_logs(job_id: int, lines: int) -> None:
     """Print the last lines of a job's current (or last) attempt."""
-    from app.core.errors import ConfigError
-
-    services = common.services()
-    job = services.queue.get(job_id)
-    if job.executor_ref is None:
-        raise ConfigError(f"job {job_id} has no attempt with logs yet ({job.state})")
-    click.echo(services.executor.logs(job.executor_ref, lines))
+    click.echo(common.operations().job_logs(job_id, lines)["logs"])
 
 
 @queue.command("priority")
@@ -208,10 +199,8 @@ def queue_logs(job_id: int, lines: int) -> None:
 @click.argument("priority", type=PRIORITY_CHOICE)
 def queue_priority(job_id: int, priority: str) -> None:
     """Move a queued job to another priority class."""
-    services = common.services()
-    job = services.queue.set_priority(job_id, priority)
-    click.echo(f"job {job.id}: {job.priority_class}, position "
-               f"{services.queue.show(job.id).position}")
+    d = common.operations().set_priority(job_id, priority)
+    click.echo(f"job {d['id']}: {d['priority_class']}, position {d['position']}")
 
 
 @queue.command("render")
@@ -222,6 +211,7 @@ def queue_render(job_id: int) -> None:
 
     from app.core.executors.k8s_manifest import render_job
 
+    common.local_only("queue render")
     services = common.services()
     job = services.queue.get(job_id)
     if job.state == "queued":
@@ -233,13 +223,13 @@ def queue_render(job_id: int) -> None:
 @click.argument("job_id", type=int)
 def queue_cancel(job_id: int) -> None:
     """Cancel a job (running jobs stop on the dispatcher's next tick)."""
-    job = common.services().queue.cancel(job_id)
-    click.echo(f"job {job.id}: {job.state} ({job.reason})")
+    d = common.operations().cancel_job(job_id)
+    click.echo(f"job {d['id']}: {d['state']} ({d['reason']})")
 
 
 @queue.command("retry")
 @click.argument("job_id", type=int)
 def queue_retry(job_id: int) -> None:
     """Return a failed job to the queue."""
-    job = common.services().queue.retry(job_id)
-    click.echo(f"job {job.id}: {job.state}")
+    d = common.operations().retry_job(job_id)
+    click.echo(f"job {d['id']}: {d['state']}")

@@ -1,0 +1,363 @@
+"""Everything a person (or the agent) can ask of Oppen, as one interface with two
+implementations: LocalOperations over the services in this process, and RemoteOperations
+(app.api.client) over HTTP against `oppen serve`, whose routes call LocalOperations. So the
+CLI, the dashboard and the agent's tools behave the same either way, and authorization lives
+in one place.
+
+Every method returns plain JSON-able data, raises Oppen's errors (ConfigError, NotFoundError,
+InvalidTransitionError, AuthenticationError, PermissionDeniedError, BudgetExceeded), and checks
+the principal's role and team before it touches anything. A job of another team is reported as
+not existing, so a token cannot probe which ids are taken.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any
+
+from app.api.access import LOCAL_ADMIN, Principal, Role
+from app.api.tokens import TokenService, token_dict
+from app.core.errors import ConfigError, NotFoundError, PermissionDeniedError
+from app.core.models import Job
+
+# The most jobs one listing returns, and one batch may hold.
+MAX_PAGE = 1000
+MAX_BATCH = 10_000
+BUDGET_DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+
+
+class Operations(ABC):
+    """The interface; see the module docstring."""
+
+    # --- jobs ------------------------------------------------------------------------------
+    @abstractmethod
+    def submit(self, item: dict[str, Any]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def list_jobs(self, states: list[str] | None = None, team: str | None = None,
+                  priority: str | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def show_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def cancel_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def retry_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_priority(self, job_id: int, priority: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def queue_status(self) -> dict[str, Any]: ...
+
+    # --- costs and budgets -----------------------------------------------------------------
+    @abstractmethod
+    def estimate_job_cost(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def estimate_shape_cost(self, cpus: float = 1.0, memory_gb: float = 1.0, gpus: int = 0,
+                            priority: str = "normal", spot: bool = False,
+                            hours: float | None = None, timesteps: int | None = None,
+                            start: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def forecast(self, job_id: int | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def cost_report(self, period: str = "week", group_by: str = "team") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def recommend(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def compare(self, configs: list[dict[str, Any]], cpus: float = 1.0, memory_gb: float = 1.0,
+                gpus: int = 0, priority: str = "normal") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def list_budgets(self, name: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_budget(self, name: str, limit_usd: str, scope: str = "global",
+                   scope_value: str | None = None, period: str = "monthly",
+                   start: str | None = None, end: str | None = None, hard: bool = True,
+                   thresholds: list[float] | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def delete_budget(self, name: str) -> dict[str, Any]: ...
+
+    # --- the whole picture -----------------------------------------------------------------
+    @abstractmethod
+    def dashboard(self, recent: int = 10) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def health(self) -> dict[str, Any]: ...
+
+    # --- tokens ----------------------------------------------------------------------------
+    @abstractmethod
+    def create_token(self, team: str, role: str, name: str = "") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def list_tokens(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: int) -> dict[str, Any]: ...
+
+
+def _when(value: str | None, zone: Any, label: str) -> datetime | None:
+    """An ISO time; without an offset it is read in the pricing time zone."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label} {value!r} is not an ISO time like 2026-11-24T17:30") \
+            from None
+    return at if at.tzinfo else at.replace(tzinfo=zone)
+
+
+class LocalOperations(Operations):
+    """Over the services of this process, as ``principal`` (the local owner by default)."""
+
+    def __init__(self, services: Any, principal: Principal = LOCAL_ADMIN) -> None:
+        self.services = services
+        self.principal = principal
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _visible(self, job_id: int) -> Job:
+        """The job, if this principal may see it; otherwise exactly as if it did not exist."""
+        try:
+            job = self.services.queue.get(job_id)
+        except NotFoundError:
+            job = None
+        if job is None or not self.principal.sees_team(job.team):
+            raise NotFoundError(f"no job with id {job_id}")
+        return job
+
+    def _own_item(self, item: Any) -> dict[str, Any]:
+        """A submission, with the team filled in (and checked) from the token."""
+        if not isinstance(item, dict):
+            raise ConfigError("each job must be an object with at least a name")
+        item = dict(item)
+        team = item.get("team")
+        if self.principal.is_admin:
+            item.setdefault("team", self.principal.team)
+        elif team is None:
+            item["team"] = self.principal.team
+        elif team != self.principal.team:
+            raise PermissionDeniedError(
+                f"this token submits for team {self.principal.team}, not {team}")
+        return item
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def submit(self, item: dict[str, Any]) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "submitting a job")
+        item = self._own_item(item)
+        if "name" not in item:
+            raise ConfigError("a job needs a name")
+        allowed = {"name", "config", "priority", "cpus", "memory_mb", "gpus", "team", "project",
+                   "max_attempts", "max_runtime_s", "spot", "start_after"}
+        unknown = set(item) - allowed
+        if unknown:
+            raise ConfigError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        job = self.services.queue.submit(**item)
+        return self.services.queue.show(job.id).to_dict()
+
+    def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "submitting jobs")
+        if not isinstance(items, list):
+            raise ConfigError("a batch is a list of jobs")
+        if len(items) > MAX_BATCH:
+            raise ConfigError(f"a batch holds at most {MAX_BATCH} jobs, got {len(items)}")
+        owned = [self._own_item(i) if isinstance(i, dict) else i for i in items]
+        return {"queued": self.services.queue.submit_batch(owned), "errors": []}
+
+    def list_jobs(self, states: list[str] | None = None, team: str | None = None,
+                  priority: str | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
+        views = self.services.queue.list(states or None, limit=limit, offset=offset,
+                                         team=self.principal.team_filter(team),
+                                         priority_class=priority)
+        return {"jobs": [v.to_dict() for v in views], "limit": limit, "offset": offset}
+
+    def show_job(self, job_id: int) -> dict[str, Any]:
+        self._visible(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "cancelling a job")
+        self._visible(job_id)
+        self.services.queue.cancel(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def retry_job(self, job_id: int) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "retrying a job")
+        self._visible(job_id)
+        self.services.queue.retry(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "changing a job's priority")
+        self._visible(job_id)
+        self.services.queue.set_priority(job_id, priority)
+        return self.services.queue.show(job_id).to_dict()
+
+    def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
+        if not 1 <= lines <= 10_000:
+            raise ConfigError("lines must be between 1 and 10000")
+        job = self._visible(job_id)
+        if job.executor_ref is None:
+            raise ConfigError(f"job {job_id} has no attempt with logs yet ({job.state})")
+        return {"job_id": job_id, "attempt": job.attempts,
+                "logs": self.services.executor.logs(job.executor_ref, lines)}
+
+    def queue_status(self) -> dict[str, Any]:
+        from app.core.lease import Lease
+
+        team = self.principal.team_filter(None)
+        data = self.services.queue.status_counts(team)
+        lease = Lease(self.services.engine, "status", self.services.settings.lease_ttl_s)
+        current = lease.current()
+        data["dispatcher"] = None if current is None else {
+            "holder": current.holder, "expires_at": current.expires_at.isoformat(),
+            "heartbeat_at": current.heartbeat_at.isoformat()}
+        data["team"] = team
+        return data
+
+    # --- costs and budgets -----------------------------------------------------------------
+
+    def estimate_job_cost(self, job_id: int) -> dict[str, Any]:
+        self._visible(job_id)
+        return self.services.costs.estimate_job(job_id)
+
+    def estimate_shape_cost(self, cpus: float = 1.0, memory_gb: float = 1.0, gpus: int = 0,
+                            priority: str = "normal", spot: bool = False,
+                            hours: float | None = None, timesteps: int | None = None,
+                            start: str | None = None) -> dict[str, Any]:
+        from app.core.priority import priority_value
+        from app.costs.calculator import Shape
+
+        if hours is None and timesteps is None:
+            raise ConfigError("give hours or timesteps to price a resource shape")
+        if cpus < 0 or memory_gb < 0 or gpus < 0:
+            raise ConfigError("cpus, memory_gb and gpus must not be negative")
+        if hours is not None and not 0 < hours <= 24 * 366:
+            raise ConfigError("hours must be positive and at most a year")
+        if timesteps is not None and not 0 < timesteps <= 10**12:
+            raise ConfigError("timesteps must be positive")
+        priority_value(priority)
+        return self.services.costs.estimate_shape(
+            Shape(cpus, memory_gb, gpus, priority, spot),
+            _when(start, self.services.pricing.zone, "start"), hours, timesteps)
+
+    def forecast(self, job_id: int | None = None) -> dict[str, Any]:
+        if job_id is not None:
+            self._visible(job_id)
+            return {"forecast": self.services.costs.forecast_job(job_id)}
+        team = self.principal.team_filter(None)
+        return {"queue": self.services.costs.forecast_queue(team),
+                "budgets": self.list_budgets()["budgets"]}
+
+    def cost_report(self, period: str = "week", group_by: str = "team") -> dict[str, Any]:
+        return self.services.costs.report(period, group_by,
+                                          team=self.principal.team_filter(None))
+
+    def recommend(self, job_id: int) -> dict[str, Any]:
+        self._visible(job_id)
+        return {"job_id": job_id, "recommendations": self.services.costs.recommend(job_id)}
+
+    def compare(self, configs: list[dict[str, Any]], cpus: float = 1.0, memory_gb: float = 1.0,
+                gpus: int = 0, priority: str = "normal") -> dict[str, Any]:
+        from app.core.priority import priority_value
+        from app.costs.calculator import Shape
+
+        if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+            raise ConfigError("configs must be a list of training configs (objects)")
+        if len(configs) > 100:
+            raise ConfigError(f"compare at most 100 configs at once, got {len(configs)}")
+        if cpus < 0 or memory_gb < 0 or gpus < 0:
+            raise ConfigError("cpus, memory_gb and gpus must not be negative")
+        priority_value(priority)
+        return {"comparison": self.services.costs.compare(
+            configs, Shape(cpus, memory_gb, gpus, priority))}
+
+    def _visible_budget(self, budget: Any) -> bool:
+        p = self.principal
+        return p.is_admin or budget.scope == "global" or (budget.scope == "team"
+                                                          and budget.scope_value == p.team)
+
+    def list_budgets(self, name: str | None = None) -> dict[str, Any]:
+        budgets = self.services.budgets
+        if name is not None:
+            chosen = [budgets.get(name)]
+            if not self._visible_budget(chosen[0]):
+                raise NotFoundError(f"no budget called {name!r}")
+        else:
+            chosen = [b for b in budgets.list() if self._visible_budget(b)]
+        return {"budgets": [budgets.status(b).to_dict() for b in chosen]}
+
+    def set_budget(self, name: str, limit_usd: str, scope: str = "global",
+                   scope_value: str | None = None, period: str = "monthly",
+                   start: str | None = None, end: str | None = None, hard: bool = True,
+                   thresholds: list[float] | None = None) -> dict[str, Any]:
+        self.principal.require(Role.ADMIN, "setting a budget")
+        zone = self.services.pricing.zone
+        b = self.services.budgets.set(
+            name, limit_usd, scope, scope_value, period, _when(start, zone, "start"),
+            _when(end, zone, "end"), hard,
+            list(BUDGET_DEFAULT_THRESHOLDS) if thresholds is None else thresholds)
+        return {"budget": self.services.budgets.status(b).to_dict()}
+
+    def delete_budget(self, name: str) -> dict[str, Any]:
+        self.principal.require(Role.ADMIN, "deleting a budget")
+        self.services.budgets.delete(name)
+        return {"deleted": name}
+
+    # --- the whole picture -----------------------------------------------------------------
+
+    def dashboard(self, recent: int = 10) -> dict[str, Any]:
+        from app.dashboard.data import gather
+
+        if not 1 <= recent <= 200:
+            raise ConfigError("recent must be between 1 and 200")
+        return gather(self.services, recent, team=self.principal.team_filter(None)).to_dict()
+
+    def health(self) -> dict[str, Any]:
+        from app.dashboard.data import gather
+
+        checks = gather(self.services, 1, probe_cluster=False,
+                        team=self.principal.team_filter(None)).health
+        worst = "error" if any(c.status == "error" for c in checks) else \
+            "warn" if any(c.status == "warn" for c in checks) else "ok"
+        return {"status": worst, "checks": [c.__dict__ for c in checks]}
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    def _tokens(self) -> TokenService:
+        return TokenService(self.services.engine)
+
+    def create_token(self, team: str, role: str, name: str = "") -> dict[str, Any]:
+        self.principal.require(Role.ADMIN, "creating a token")
+        row, secret = self._tokens().create(team, role, name)
+        return {"token": secret, **token_dict(row)}
+
+    def list_tokens(self) -> dict[str, Any]:
+        self.principal.require(Role.ADMIN, "listing tokens")
+        return {"tokens": [token_dict(t) for t in self._tokens().list()]}
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        self.principal.require(Role.ADMIN, "revoking a token")
+        return token_dict(self._tokens().revoke(token_id))

@@ -1,0 +1,243 @@
+"""The API's request and response bodies. Requests are strict (unknown fields are errors, and a
+validation error names the field); responses describe exactly what the operations return, so
+the OpenAPI schema can be checked against the server's real answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["urgent", "normal", "background"]
+State = Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled"]
+# Names people choose: printable, no control characters, bounded.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class JobSubmission(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN,
+                      description="What the job is called")
+    config: dict[str, Any] = Field(default_factory=dict,
+                                   description="Training options (oppen train --help)")
+    priority: Priority = "normal"
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    memory_mb: int = Field(default=1024, gt=0, le=16 * 1024 * 1024)
+    gpus: int = Field(default=0, ge=0, le=64)
+    team: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME_PATTERN,
+                             description="Defaults to the token's team")
+    project: str = Field(default="default", min_length=1, max_length=100, pattern=NAME_PATTERN)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    max_runtime_s: float | None = Field(default=None, gt=0, le=366 * 86400)
+    spot: bool = False
+    start_after: datetime | None = Field(default=None,
+                                         description="Not before this time (ISO 8601)")
+
+    def item(self) -> dict[str, Any]:
+        d = self.model_dump(exclude_none=True)
+        if "start_after" in d:
+            d["start_after"] = self.start_after
+        return d
+
+
+class BatchSubmission(Strict):
+    # Items are validated by the queue, all of them, so a rejected batch lists every bad
+    # item (by index) in one answer, exactly as `oppen queue submit-batch` does locally.
+    jobs: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
+                                       description="Jobs, each as in POST /jobs")
+
+
+class PriorityChange(Strict):
+    priority: Priority
+
+
+class ShapeEstimate(Strict):
+    cpus: float = Field(default=1.0, ge=0, le=1024)
+    memory_gb: float = Field(default=1.0, ge=0, le=16 * 1024)
+    gpus: int = Field(default=0, ge=0, le=64)
+    priority: Priority = "normal"
+    spot: bool = False
+    hours: float | None = Field(default=None, gt=0, le=24 * 366)
+    timesteps: int | None = Field(default=None, gt=0, le=10**12)
+    start: datetime | None = None
+
+
+class Comparison(Strict):
+    configs: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+    cpus: float = Field(default=1.0, ge=0, le=1024)
+    memory_gb: float = Field(default=1.0, ge=0, le=16 * 1024)
+    gpus: int = Field(default=0, ge=0, le=64)
+    priority: Priority = "normal"
+
+
+class BudgetTerms(Strict):
+    limit_usd: str = Field(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="Dollars per period")
+    scope: Literal["global", "team", "project"] = "global"
+    scope_value: str | None = Field(default=None, min_length=1, max_length=100,
+                                    pattern=NAME_PATTERN)
+    period: Literal["weekly", "monthly", "custom"] = "monthly"
+    start: datetime | None = None
+    end: datetime | None = None
+    hard: bool = True
+    thresholds: list[float] = Field(default=[0.5, 0.8, 1.0], min_length=0, max_length=10)
+
+
+class TokenRequest(Strict):
+    team: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
+    role: Literal["viewer", "submitter", "admin"]
+    name: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, written for a person")
+    kind: str = Field(description="validation | invalid | unauthenticated | forbidden | "
+                                  "not_found | conflict | budget_exceeded | too_large | internal")
+    errors: list[dict[str, Any]] = Field(default_factory=list,
+                                         description="Per field or per batch item")
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    at: str
+    from_: str | None = Field(alias="from")
+    to: str
+    reason: str
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    state: State
+    priority_class: Priority
+    priority: int
+    team: str
+    project: str
+    position: int | None
+    pending_reason: str | None
+    pending_detail: str | None
+    eta_start: str | None
+    cpus: float
+    memory_mb: int
+    gpus: int
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    max_attempts: int
+    not_before: str | None
+    max_runtime_s: float | None
+    estimated_duration_s: float | None
+    estimated_cost_usd: str | None
+    cost_usd: str | None
+    spot: bool
+    progress_step: int | None
+    progress_sps: float | None
+    exit_code: int | None
+    reason: str | None
+    mlflow_run_id: str | None
+    config: dict[str, Any]
+    events: list[Event]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    limit: int
+    offset: int
+
+
+class BatchResult(BaseModel):
+    queued: list[int]
+    errors: list[dict[str, Any]]
+
+
+class Logs(BaseModel):
+    job_id: int
+    attempt: int
+    logs: str
+
+
+class Lease(BaseModel):
+    holder: str
+    expires_at: str
+    heartbeat_at: str
+
+
+class QueueStatus(BaseModel):
+    counts: dict[str, int]
+    queued_by_class: dict[str, int]
+    dispatcher: Lease | None
+    team: str | None
+
+
+class BudgetOut(BaseModel):
+    name: str
+    scope: str
+    scope_value: str
+    period: str
+    hard: bool
+    limit_usd: str
+    window_start: str
+    window_end: str
+    spent_usd: str
+    committed_usd: str
+    remaining_usd: str
+    used_fraction: float
+    thresholds: list[float]
+    crossed: list[float]
+    burn_per_day_usd: str
+    runs_out_at: str | None
+
+
+class BudgetList(BaseModel):
+    budgets: list[BudgetOut]
+
+
+class BudgetOne(BaseModel):
+    budget: BudgetOut
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class HealthCheck(BaseModel):
+    component: str
+    status: Literal["ok", "warn", "error"]
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "warn", "error"]
+    checks: list[HealthCheck]
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    team: str
+    role: str
+    created_at: str
+    last_used_at: str | None
+    revoked: bool
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="The bearer token; shown this once, stored only hashed")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,38 @@
+"""Runs the API with uvicorn and, beside it in the same process, the dispatcher: one
+leader at a time through the database lease, as with `oppen dispatcher run`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from app.api.server import create_app
+
+log = logging.getLogger(__name__)
+
+
+def run_server(services: Any, host: str, port: int, dispatcher: bool = True,
+               interval_s: float | None = None) -> None:
+    import uvicorn
+
+    every = interval_s or services.settings.dispatch_interval_s
+    _ = services.engine  # open and migrate the database before the first request
+    on_start = on_stop = None
+    if dispatcher:
+        d = services.dispatcher()
+
+        def on_start() -> Any:
+            return d.start_background(every)
+
+        def on_stop(scheduler: Any) -> None:
+            d.stop_background(scheduler)
+
+    app = create_app(services, on_start, on_stop)
+    # uvicorn turns SIGTERM and Ctrl-C into a graceful shutdown (requests in flight finish,
+    # then the lifespan stops the dispatcher and releases its lease) and afterwards raises
+    # the signal again under the handlers it found: these make that a clean exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

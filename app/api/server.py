@@ -1,0 +1,325 @@
+"""The HTTP API over LocalOperations: routes parse the request, name the caller from its bearer
+token, and hand over; no logic of their own. Errors map to statuses in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api import schemas as m
+from app.api.access import Principal
+from app.api.operations import MAX_PAGE, LocalOperations
+from app.api.tokens import TokenService
+from app.core.errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidTransitionError,
+    NotFoundError,
+    OppenError,
+    PermissionDeniedError,
+)
+from app.core.queue import BatchError
+from app.costs.budgets import BudgetExceeded
+from app.dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+# Most specific first: the first match decides the status.
+STATUS = [(BatchError, 422, "invalid_batch"), (BudgetExceeded, 409, "budget_exceeded"),
+          (AuthenticationError, 401, "unauthenticated"), (PermissionDeniedError, 403, "forbidden"),
+          (NotFoundError, 404, "not_found"), (InvalidTransitionError, 409, "conflict"),
+          (ConfigError, 400, "invalid"), (OppenError, 400, "invalid")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": m.ErrorBody, "description": text} for code, text in [
+        (400, "The request cannot be carried out as asked"),
+        (401, "No valid bearer token"), (403, "The token's role or team does not allow it"),
+        (404, "No such job, budget or token (or not visible to this token)"),
+        (409, "Conflicts with the job's state, or a hard budget refused it"),
+        (413, "The request body is too large"),
+        (422, "A field is missing or invalid; the error names it"),
+        (500, "A fault in the server")]}
+
+
+def error_response(status: int, kind: str, message: str,
+                   errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message, "kind": kind, "errors": errors or []}, status,
+                        headers=headers)
+
+
+class TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """Refuses bodies over ``limit`` bytes with 413: at once by Content-Length, or while a
+    chunked body streams in (the route then fails with TooLarge, which maps to 413)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            response = error_response(413, "too_large",
+                                      f"request body over the limit of {self.limit} bytes")
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise TooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+BEARER = HTTPBearer(auto_error=False)
+
+
+def caller(request: Request,
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+           ) -> LocalOperations:
+    """The operations as the token's holder; 401 without a valid token."""
+    principal: Principal | None = request.app.state.tokens.authenticate(
+        credentials.credentials if credentials else None)
+    if principal is None:
+        raise AuthenticationError("a valid bearer token is required "
+                                  "(Authorization: Bearer <token>)")
+    return LocalOperations(request.app.state.services, principal)
+
+
+Ops = Annotated[LocalOperations, Depends(caller)]
+# Bounded so an id past what the database stores is a 422, never an overflow.
+JobId = Annotated[int, Path(ge=1, le=2**53)]
+TokenId = Annotated[int, Path(ge=1, le=2**53)]
+BudgetName = Annotated[str, Path(min_length=1, max_length=100, pattern=m.NAME_PATTERN)]
+
+
+def create_app(services: Any, on_start: Callable[[], Any] | None = None,
+               on_stop: Callable[[Any], None] | None = None) -> FastAPI:
+    """The API over ``services``. ``on_start``/``on_stop`` run the dispatcher beside it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        handle = on_start() if on_start else None
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                on_stop(handle)
+
+    app = FastAPI(title="Oppen API", version="1", lifespan=lifespan, responses=ERRORS,
+                  description="Queue, budget, cost and watch PPO training jobs. Every endpoint "
+                              "but /healthz needs `Authorization: Bearer <token>` "
+                              "(`oppen token create`).")
+    app.state.services = services
+    app.state.tokens = TokenService(services.engine)
+
+    @app.exception_handler(OppenError)
+    async def oppen_error(_: Request, exc: OppenError) -> JSONResponse:
+        for cls, status, kind in STATUS:
+            if isinstance(exc, cls):
+                errors = exc.errors if isinstance(exc, BatchError) else None
+                return error_response(status, kind, str(exc), errors)
+        return error_response(400, "invalid", str(exc))  # pragma: no cover - OppenError above
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not_found", 405: "invalid", 413: "too_large", 401: "unauthenticated"}
+        return error_response(exc.status_code, kinds.get(exc.status_code, "invalid"),
+                              str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                  for e in exc.errors()]
+        text = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        return error_response(422, "validation", text, fields)
+
+    @app.exception_handler(Exception)
+    async def fault(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return error_response(500, "internal", f"internal error ({type(exc).__name__})")
+
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    @app.post(f"{API}/jobs", status_code=201, response_model=m.JobOut, tags=["jobs"])
+    def submit(body: m.JobSubmission, ops: Ops) -> Any:
+        """Queue one training job (validated, estimated and budget-checked)."""
+        return ops.submit(body.item())
+
+    @app.post(f"{API}/jobs/batch", status_code=201, response_model=m.BatchResult,
+              tags=["jobs"])
+    def submit_batch(body: m.BatchSubmission, ops: Ops) -> Any:
+        """Queue every job or none; 422 lists each invalid item."""
+        return ops.submit_batch(body.jobs)
+
+    @app.get(f"{API}/jobs", response_model=m.JobList, tags=["jobs"])
+    def list_jobs(ops: Ops, state: Annotated[list[m.State] | None, Query()] = None,
+                  team: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+                  priority: m.Priority | None = None,
+                  limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Any:
+        """Jobs in queue order, with position, pending reason and ETA for waiting ones."""
+        return ops.list_jobs(list(state) if state else None, team, priority, limit, offset)
+
+    def job_path(path: str) -> str:
+        return f"{API}/jobs/{{job_id}}{path}"
+
+    @app.get(job_path(""), response_model=m.JobOut, tags=["jobs"])
+    def show(job_id: JobId, ops: Ops) -> Any:
+        """One job with its state history and why it waits."""
+        return ops.show_job(job_id)
+
+    @app.post(job_path("/cancel"), response_model=m.JobOut, tags=["jobs"])
+    def cancel(job_id: JobId, ops: Ops) -> Any:
+        """Cancel: queued jobs at once, running ones on the dispatcher's next tick."""
+        return ops.cancel_job(job_id)
+
+    @app.post(job_path("/retry"), response_model=m.JobOut, tags=["jobs"])
+    def retry(job_id: JobId, ops: Ops) -> Any:
+        """Return a failed job to the queue."""
+        return ops.retry_job(job_id)
+
+    @app.post(job_path("/priority"), response_model=m.JobOut, tags=["jobs"])
+    def set_priority(job_id: JobId, body: m.PriorityChange, ops: Ops) -> Any:
+        """Move a queued job to another priority class."""
+        return ops.set_priority(job_id, body.priority)
+
+    @app.get(job_path("/logs"), response_model=m.Logs, tags=["jobs"])
+    def logs(job_id: JobId, ops: Ops,
+             lines: Annotated[int, Query(ge=1, le=10_000)] = 50) -> Any:
+        """The last lines of the job's current (or last) attempt."""
+        return ops.job_logs(job_id, lines)
+
+    @app.get(f"{API}/queue", response_model=m.QueueStatus, tags=["jobs"])
+    def queue_status(ops: Ops) -> Any:
+        """Jobs per state, queued jobs per class, and the dispatcher's lease."""
+        return ops.queue_status()
+
+    # --- costs -----------------------------------------------------------------------------
+
+    @app.get(job_path("/cost"), response_model=dict[str, Any], tags=["costs"])
+    def job_cost(job_id: JobId, ops: Ops) -> Any:
+        """The job's estimated cost from its expected start."""
+        return ops.estimate_job_cost(job_id)
+
+    @app.get(job_path("/forecast"), response_model=dict[str, Any], tags=["costs"])
+    def job_forecast(job_id: JobId, ops: Ops) -> Any:
+        """Remaining time and final cost (95% interval), from live progress when running."""
+        return ops.forecast(job_id)
+
+    @app.get(job_path("/recommendations"), response_model=dict[str, Any], tags=["costs"])
+    def recommendations(job_id: JobId, ops: Ops) -> Any:
+        """Ways to spend less on the job, each with its saving."""
+        return ops.recommend(job_id)
+
+    @app.get(f"{API}/queue/forecast", response_model=dict[str, Any], tags=["costs"])
+    def queue_forecast(ops: Ops) -> Any:
+        """When each waiting job should start and finish and what it will cost; budgets'
+        burn rates and run-out dates."""
+        return ops.forecast(None)
+
+    @app.post(f"{API}/costs/estimate", response_model=dict[str, Any], tags=["costs"])
+    def estimate(body: m.ShapeEstimate, ops: Ops) -> Any:
+        """Price a resource shape for some hours or timesteps."""
+        return ops.estimate_shape_cost(body.cpus, body.memory_gb, body.gpus, body.priority,
+                                       body.spot, body.hours, body.timesteps,
+                                       body.start.isoformat() if body.start else None)
+
+    @app.get(f"{API}/costs/report", response_model=dict[str, Any], tags=["costs"])
+    def report(ops: Ops, period: Literal["day", "week", "month"] = "week",
+               by: Literal["team", "project", "priority", "status"] = "team") -> Any:
+        """Spend this day, week or month, grouped, against the previous period."""
+        return ops.cost_report(period, by)
+
+    @app.post(f"{API}/costs/compare", response_model=dict[str, Any], tags=["costs"])
+    def compare(body: m.Comparison, ops: Ops) -> Any:
+        """Cost, duration and expected quality of configs side by side."""
+        return ops.compare(body.configs, body.cpus, body.memory_gb, body.gpus, body.priority)
+
+    # --- budgets ---------------------------------------------------------------------------
+
+    @app.get(f"{API}/budgets", response_model=m.BudgetList, tags=["budgets"])
+    def budgets(ops: Ops) -> Any:
+        """Every budget this token may see: spent, committed, burn rate, run-out date."""
+        return ops.list_budgets()
+
+    @app.get(f"{API}/budgets/{{name}}", response_model=m.BudgetList, tags=["budgets"])
+    def budget(name: BudgetName, ops: Ops) -> Any:
+        """One budget."""
+        return ops.list_budgets(name)
+
+    @app.put(f"{API}/budgets/{{name}}", response_model=m.BudgetOne, tags=["budgets"])
+    def set_budget(name: BudgetName, body: m.BudgetTerms, ops: Ops) -> Any:
+        """Create or change a budget (admins)."""
+        return ops.set_budget(name, body.limit_usd, body.scope, body.scope_value, body.period,
+                              body.start.isoformat() if body.start else None,
+                              body.end.isoformat() if body.end else None, body.hard,
+                              body.thresholds)
+
+    @app.delete(f"{API}/budgets/{{name}}", response_model=m.Deleted, tags=["budgets"])
+    def delete_budget(name: BudgetName, ops: Ops) -> Any:
+        """Remove a budget (admins)."""
+        return ops.delete_budget(name)
+
+    # --- the whole picture -----------------------------------------------------------------
+
+    dashboard_schema = {k: v for k, v in DASHBOARD_SCHEMA.items()
+                        if k not in ("$schema", "title")}
+
+    @app.get(f"{API}/dashboard", tags=["system"], responses={
+        200: {"description": "The dashboard (schema_version 2), as `oppen dashboard --json`",
+              "content": {"application/json": {"schema": dashboard_schema}}}})
+    def dashboard(ops: Ops, recent: Annotated[int, Query(ge=1, le=200)] = 10) -> Any:
+        """Cluster, queue, running and recent jobs, costs, budgets, alerts and health."""
+        return JSONResponse(ops.dashboard(recent))
+
+    @app.get(f"{API}/health", response_model=m.Health, tags=["system"])
+    def health(ops: Ops) -> Any:
+        """Database, tracking store, dispatcher lease and executor."""
+        return ops.health()
+
+    @app.get("/healthz", response_model=m.Liveness, tags=["system"])
+    def liveness() -> Any:
+        """Liveness for probes; needs no token and says nothing else."""
+        return {"status": "ok"}
+
+    # --- tokens ----------------------------------------------------------------------------
+
+    @app.post(f"{API}/tokens", status_code=201, response_model=m.NewToken, tags=["tokens"])
+    def create_token(body: m.TokenRequest, ops: Ops) -> Any:
+        """Create a token (admins); the secret is in this response only."""
+        return ops.create_token(body.team, body.role, body.name)
+
+    @app.get(f"{API}/tokens", response_model=m.TokenList, tags=["tokens"])
+    def list_tokens(ops: Ops) -> Any:
+        """Every token, without its secret (admins)."""
+        return ops.list_tokens()
+
+    @app.delete(f"{API}/tokens/{{token_id}}", response_model=m.TokenOut, tags=["tokens"])
+    def revoke_token(token_id: TokenId, ops: Ops) -> Any:
+        """Revoke a token (admins); it stops working at once."""
+        return ops.revoke_token(token_id)
+
+    app.add_middleware(BodyLimit, limit=services.settings.server_max_body_bytes)
+    return app
