@@ -13,6 +13,7 @@ not existing, so a token cannot probe which ids are taken.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -126,11 +127,19 @@ def _when(value: str | None, zone: Any, label: str) -> datetime | None:
 
 
 class LocalOperations(Operations):
-    """Over the services of this process, as ``principal`` (the local owner by default)."""
+    """Over the services of this process, as ``principal`` (the local owner by default).
+    ``write_lock``, when given, serialises the changing operations of this process: SQLite
+    takes one writer at a time, and waiting on a lock is far cheaper than its busy handler's
+    sleep-and-retry when a server's threads write at once."""
 
-    def __init__(self, services: Any, principal: Principal = LOCAL_ADMIN) -> None:
+    def __init__(self, services: Any, principal: Principal = LOCAL_ADMIN,
+                 write_lock: AbstractContextManager[Any] | None = None,
+                 tokens: TokenService | None = None) -> None:
         self.services = services
         self.principal = principal
+        self._write_lock = write_lock if write_lock is not None else nullcontext()
+        # The server passes its own, so a revocation also clears what it remembers.
+        self._token_service = tokens
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -171,8 +180,11 @@ class LocalOperations(Operations):
         unknown = set(item) - allowed
         if unknown:
             raise ConfigError(f"unknown field(s) {', '.join(sorted(unknown))}")
-        job = self.services.queue.submit(**item)
-        return self.services.queue.show(job.id).to_dict()
+        queue = self.services.queue
+        spec = queue.validate(**item)
+        with self._write_lock:
+            view = queue.store_one(spec)
+        return view.to_dict()
 
     def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "submitting jobs")
@@ -181,7 +193,9 @@ class LocalOperations(Operations):
         if len(items) > MAX_BATCH:
             raise ConfigError(f"a batch holds at most {MAX_BATCH} jobs, got {len(items)}")
         owned = [self._own_item(i) if isinstance(i, dict) else i for i in items]
-        return {"queued": self.services.queue.submit_batch(owned), "errors": []}
+        with self._write_lock:
+            ids = self.services.queue.submit_batch(owned)
+        return {"queued": ids, "errors": []}
 
     def list_jobs(self, states: list[str] | None = None, team: str | None = None,
                   priority: str | None = None, limit: int = 200,
@@ -200,19 +214,22 @@ class LocalOperations(Operations):
     def cancel_job(self, job_id: int) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "cancelling a job")
         self._visible(job_id)
-        self.services.queue.cancel(job_id)
+        with self._write_lock:
+            self.services.queue.cancel(job_id)
         return self.services.queue.show(job_id).to_dict()
 
     def retry_job(self, job_id: int) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "retrying a job")
         self._visible(job_id)
-        self.services.queue.retry(job_id)
+        with self._write_lock:
+            self.services.queue.retry(job_id)
         return self.services.queue.show(job_id).to_dict()
 
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "changing a job's priority")
         self._visible(job_id)
-        self.services.queue.set_priority(job_id, priority)
+        with self._write_lock:
+            self.services.queue.set_priority(job_id, priority)
         return self.services.queue.show(job_id).to_dict()
 
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
@@ -315,15 +332,17 @@ class LocalOperations(Operations):
                    thresholds: list[float] | None = None) -> dict[str, Any]:
         self.principal.require(Role.ADMIN, "setting a budget")
         zone = self.services.pricing.zone
-        b = self.services.budgets.set(
-            name, limit_usd, scope, scope_value, period, _when(start, zone, "start"),
-            _when(end, zone, "end"), hard,
-            list(BUDGET_DEFAULT_THRESHOLDS) if thresholds is None else thresholds)
+        with self._write_lock:
+            b = self.services.budgets.set(
+                name, limit_usd, scope, scope_value, period, _when(start, zone, "start"),
+                _when(end, zone, "end"), hard,
+                list(BUDGET_DEFAULT_THRESHOLDS) if thresholds is None else thresholds)
         return {"budget": self.services.budgets.status(b).to_dict()}
 
     def delete_budget(self, name: str) -> dict[str, Any]:
         self.principal.require(Role.ADMIN, "deleting a budget")
-        self.services.budgets.delete(name)
+        with self._write_lock:
+            self.services.budgets.delete(name)
         return {"deleted": name}
 
     # --- the whole picture -----------------------------------------------------------------
@@ -347,11 +366,14 @@ class LocalOperations(Operations):
     # --- tokens ----------------------------------------------------------------------------
 
     def _tokens(self) -> TokenService:
-        return TokenService(self.services.engine)
+        if self._token_service is None:
+            self._token_service = TokenService(self.services.engine)
+        return self._token_service
 
     def create_token(self, team: str, role: str, name: str = "") -> dict[str, Any]:
         self.principal.require(Role.ADMIN, "creating a token")
-        row, secret = self._tokens().create(team, role, name)
+        with self._write_lock:
+            row, secret = self._tokens().create(team, role, name)
         return {"token": secret, **token_dict(row)}
 
     def list_tokens(self) -> dict[str, Any]:
@@ -360,4 +382,5 @@ class LocalOperations(Operations):
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
         self.principal.require(Role.ADMIN, "revoking a token")
-        return token_dict(self._tokens().revoke(token_id))
+        with self._write_lock:
+            return token_dict(self._tokens().revoke(token_id))

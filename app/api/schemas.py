@@ -191,7 +191,8 @@ class BudgetOut(BaseModel):
     spent_usd: str
     committed_usd: str
     remaining_usd: str
-    used_fraction: float
+    used_fraction: float | None = Field(description="committed / limit; null when anything "
+                                                    "is committed against a $0 limit")
     thresholds: list[float]
     crossed: list[float]
     burn_per_day_usd: str

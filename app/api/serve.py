@@ -3,6 +3,7 @@ leader at a time through the database lease, as with `oppen dispatcher run`."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -35,4 +36,8 @@ def run_server(services: Any, host: str, port: int, dispatcher: bool = True,
     # the signal again under the handlers it found: these make that a clean exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
+    # Everything imported so far lives as long as the server: move it out of the collector's
+    # sight, so collections under load scan only what requests create (shorter pauses).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -18,6 +19,10 @@ from app.core.timeutil import as_utc, utcnow
 PREFIX = "oppen_"
 # last_used_at is written at most this often per token, so reads stay reads.
 TOUCH_EVERY_S = 60.0
+# A server remembers a token's holder this long, so a burst of requests reads the token
+# table once. A revocation through the same server takes effect at once (the entry is
+# dropped); one made directly in the database, within this many seconds.
+REMEMBER_S = 5.0
 
 
 def digest(token: str) -> str:
@@ -34,6 +39,7 @@ def token_dict(t: ApiToken) -> dict[str, Any]:
 @dataclass
 class TokenService:
     engine: Engine
+    _known: dict[str, tuple[float, Principal]] = field(default_factory=dict, repr=False)
 
     def create(self, team: str, role: str, name: str = "") -> tuple[ApiToken, str]:
         if not isinstance(team, str) or not team.strip():
@@ -52,9 +58,14 @@ class TokenService:
         """The principal a token stands for; None when it is missing, unknown or revoked."""
         if not token or not token.startswith(PREFIX) or len(token) > 200:
             return None
+        key = digest(token)
+        known = self._known.get(key)
+        if known is not None and time.monotonic() - known[0] < REMEMBER_S:
+            return known[1]
         with Session(self.engine) as s:
-            row = s.exec(select(ApiToken).where(ApiToken.token_hash == digest(token))).first()
+            row = s.exec(select(ApiToken).where(ApiToken.token_hash == key)).first()
             if row is None or row.revoked_at is not None:
+                self._known.pop(key, None)
                 return None
             now = utcnow()
             last = row.last_used_at
@@ -62,7 +73,9 @@ class TokenService:
                 row.last_used_at = now
                 s.add(row)
                 s.commit()
-            return Principal(team=row.team, role=Role.parse(row.role), token_id=row.id)
+            principal = Principal(team=row.team, role=Role.parse(row.role), token_id=row.id)
+        self._known[key] = (time.monotonic(), principal)
+        return principal
 
     def list(self) -> list[ApiToken]:
         with Session(self.engine) as s:
@@ -78,4 +91,5 @@ class TokenService:
                 s.add(row)
                 s.commit()
                 s.refresh(row)
+            self._known.pop(row.token_hash, None)
             return row

@@ -20,7 +20,7 @@ class Job(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    state: str = Field(default="queued", index=True)
+    state: str = Field(default="queued")
     priority_class: str = "normal"
     priority: int = 100
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -67,6 +67,10 @@ class Job(SQLModel, table=True):
 # admission never sort the whole queue.
 Index("ix_jobs_queue_order", Job.state, Job.priority.desc(),  # type: ignore[attr-defined]
       Job.created_at, Job.id)
+# Covers the budget sums (by state, period, team or project): a submission's budget check
+# reads this index, never the rows with their configs.
+Index("ix_jobs_state_budget", Job.state, Job.created_at, Job.team, Job.project,
+      Job.estimated_cost_micros, Job.cost_micros)
 
 
 class JobEvent(SQLModel, table=True):

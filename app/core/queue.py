@@ -145,12 +145,12 @@ class JobView:
             "cpus": j.cpus,
             "memory_mb": j.memory_mb,
             "gpus": j.gpus,
-            "created_at": j.created_at.isoformat() if j.created_at else None,
-            "started_at": j.started_at.isoformat() if j.started_at else None,
-            "finished_at": j.finished_at.isoformat() if j.finished_at else None,
+            "created_at": _iso(j.created_at),
+            "started_at": _iso(j.started_at),
+            "finished_at": _iso(j.finished_at),
             "attempts": j.attempts,
             "max_attempts": j.max_attempts,
-            "not_before": j.not_before.isoformat() if j.not_before else None,
+            "not_before": _iso(j.not_before),
             "max_runtime_s": j.max_runtime_s,
             "estimated_duration_s": j.estimated_duration_s,
             "estimated_cost_usd": _dollars(j.estimated_cost_micros),
@@ -163,10 +163,23 @@ class JobView:
             "mlflow_run_id": j.mlflow_run_id,
             "config": j.config,
             "events": [
-                {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state, "reason": e.reason}
+                {"at": _iso(e.at), "from": e.from_state, "to": e.to_state, "reason": e.reason}
                 for e in self.events
             ],
         }
+
+
+def _iso(at: datetime | None) -> str | None:
+    """UTC with its offset, whichever database the time came back from."""
+    return as_utc(at).isoformat() if at is not None else None
+
+
+def _ahead_of(job: Job) -> Any:
+    """Queued jobs before ``job`` in queue order (higher priority, or the same and earlier)."""
+    created, ident = col(Job.created_at), col(Job.id)
+    return (col(Job.priority) > job.priority) | (
+        (col(Job.priority) == job.priority)
+        & ((created < job.created_at) | ((created == job.created_at) & (ident < job.id))))
 
 
 def _check_label(label: str, value: str, longest: int) -> None:
@@ -358,7 +371,7 @@ class QueueService:
     def submit(self, name: str, config: dict[str, Any] | None = None, priority: str = "normal",
                cpus: float = 1.0, memory_mb: int = 1024, gpus: int = 0, **more: Any) -> Job:
         spec = self.validate(name, config, priority, cpus, memory_mb, gpus, **more)
-        return self.get(self._store([spec])[0])
+        return self.get(self.store([spec])[0])
 
     def submit_batch(self, items: Sequence[dict[str, Any]]) -> list[int]:
         """All or nothing: every item is validated first; any error rejects the whole batch
@@ -384,32 +397,52 @@ class QueueService:
                                else None, "error": str(exc)})
         if errors:
             raise BatchError(errors)
-        return self._store(specs)
+        return self.store(specs)
 
-    def _store(self, specs: Sequence[JobSpec]) -> list[int]:
-        """One transaction: the budget check (locking the budgets involved), the jobs, then
-        their first history event. A hard budget's refusal stores nothing."""
+    def store(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Queues validated specs (from validate()). One transaction: the budget check
+        (locking the budgets involved), the jobs, then their first history event. A hard
+        budget's refusal stores nothing."""
+        with Session(self.engine) as s:
+            ids, _, _ = self._insert(s, specs)
+            s.commit()
+        return ids
+
+    def store_one(self, spec: JobSpec) -> JobView:
+        """Queues one validated spec and returns it as submitted (with its place in the
+        queue, as submitted() does), built in the same transaction: no second round trip."""
+        with Session(self.engine) as s:
+            [job_id], [row], [event] = self._insert(s, [spec])
+            job = Job(id=job_id, **row)
+            position = None
+            if self.limits.aging_per_hour <= 0:
+                position = 1 + s.exec(select(func.count()).where(
+                    Job.state == JobState.QUEUED.value, _ahead_of(job))).one()
+            s.commit()
+        if position is None:
+            return self.submitted(job_id)
+        return JobView(job, position, [JobEvent(**event)])
+
+    def _insert(self, s: Session, specs: Sequence[JobSpec]
+                ) -> tuple[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
         now = utcnow()
         self._sps_cache.clear()
         self._estimate_cache.clear()
         rows = [self._row(spec, now) for spec in specs]
         jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
-        with Session(self.engine) as s:
-            decision = self._check_budgets(s, rows, now)
-            if decision.refusals:
-                s.rollback()
-                raise BudgetExceeded(self._refusal(specs, rows, decision.refusals))
-            reason = "submitted" + "".join(f"; soft budget warning: {w}"
-                                           for w in decision.warnings)
-            conn = s.connection()
-            result = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True),
-                                  rows)
-            ids = [row[0] for row in result]
-            conn.execute(events.insert(), [
-                dict(job_id=job_id, at=now, from_state=None, to_state=JobState.QUEUED.value,
-                     reason=reason[:1000]) for job_id in ids])
-            s.commit()
-        return ids
+        decision = self._check_budgets(s, rows, now)
+        if decision.refusals:
+            s.rollback()
+            raise BudgetExceeded(self._refusal(specs, rows, decision.refusals))
+        reason = "submitted" + "".join(f"; soft budget warning: {w}" for w in decision.warnings)
+        conn = s.connection()
+        result = conn.execute(jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True),
+                              rows)
+        ids = [row[0] for row in result]
+        history = [dict(job_id=job_id, at=now, from_state=None, to_state=JobState.QUEUED.value,
+                        reason=reason[:1000]) for job_id in ids]
+        conn.execute(events.insert(), history)
+        return ids, rows, history
 
     def _check_budgets(self, s: Session, rows: list[dict[str, Any]], now: datetime) -> Decision:
         decision = Decision()
@@ -507,6 +540,23 @@ class QueueService:
                 if any(j.state == JobState.QUEUED.value for j in jobs) else _Waiting()
             return [JobView(j, status.positions.get(j.id), [], status.pending.get(j.id),
                             status.eta.get(j.id)) for j in jobs]
+
+    def submitted(self, job_id: int) -> JobView:
+        """A job as just submitted: its row, history and place in the queue, without the
+        admission plan that show() runs (pending reason and ETA), so a submission answers in
+        constant time however long the queue is."""
+        with Session(self.engine) as s:
+            job = _require(s, job_id)
+            events = s.exec(
+                select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
+            ).all()
+            position = None
+            if job.state == JobState.QUEUED.value and self.limits.aging_per_hour <= 0:
+                position = 1 + s.exec(select(func.count()).where(
+                    Job.state == JobState.QUEUED.value, _ahead_of(job))).one()
+            elif job.state == JobState.QUEUED.value:
+                position = self._waiting(s).positions.get(job_id)
+            return JobView(job, position, list(events))
 
     def show(self, job_id: int) -> JobView:
         with Session(self.engine) as s:

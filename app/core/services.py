@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -25,11 +26,13 @@ if TYPE_CHECKING:
 
 # Recent rewards kept per running job for the dashboard's sparkline.
 SPARKLINE_POINTS = 24
+THROUGHPUT_TTL_S = 2.0
 
 
 class Services:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        self._throughput_cache: dict[tuple[Any, ...], tuple[float, float]] = {}
 
     @cached_property
     def engine(self) -> Engine:
@@ -67,9 +70,17 @@ class Services:
         from app.core.estimate import PRIOR_STEPS_PER_SECOND
         from app.costs.history import job_history_throughput
 
+        # Looked up at most every THROUGHPUT_TTL_S per kind of job: a server taking hundreds
+        # of submissions a second asks once, and estimates lag new history by seconds only.
+        key = (config.get("mode"), config.get("num_hosts"), config.get("device"), cpus, gpus)
+        cached = self._throughput_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < THROUGHPUT_TTL_S:
+            return cached[1]
         with Session(self.engine) as s:
             found = job_history_throughput(s, config, cpus, gpus)
-        return found.sps if found is not None else PRIOR_STEPS_PER_SECOND
+        sps = found.sps if found is not None else PRIOR_STEPS_PER_SECOND
+        self._throughput_cache[key] = (time.monotonic(), sps)
+        return sps
 
     @cached_property
     def tracker(self) -> Tracker:

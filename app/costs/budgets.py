@@ -83,7 +83,9 @@ class BudgetStatus:
     @property
     def used_fraction(self) -> float:
         limit = self.budget.limit_micros
-        return self.committed_micros / limit if limit else float("inf")
+        if limit == 0:
+            return 0.0 if self.committed_micros <= 0 else float("inf")
+        return self.committed_micros / limit
 
     @property
     def crossed(self) -> list[float]:
@@ -98,11 +100,18 @@ class BudgetStatus:
             "spent_usd": usd_text(self.spent_micros),
             "committed_usd": usd_text(self.committed_micros),
             "remaining_usd": usd_text(b.limit_micros - self.committed_micros),
-            "used_fraction": round(self.used_fraction, 4),
+            # JSON has no infinity: null means anything committed against a $0 limit.
+            "used_fraction": round(self.used_fraction, 4)
+            if self.used_fraction != float("inf") else None,
             "thresholds": b.thresholds, "crossed": self.crossed,
             "burn_per_day_usd": usd_text(self.burn_per_day_micros),
             "runs_out_at": self.runs_out_at.isoformat() if self.runs_out_at else None,
         }
+
+
+def used_percent(used_fraction: float | None) -> str:
+    """A budget's share used, for people; None (over a $0 limit) reads as infinite."""
+    return "∞%" if used_fraction is None else f"{used_fraction * 100:.0f}%"
 
 
 @dataclass

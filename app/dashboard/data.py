@@ -15,7 +15,7 @@ from app.core.models import Job
 from app.core.queue import ACTIVE_STATES, remaining_seconds
 from app.core.states import TERMINAL, JobState
 from app.core.timeutil import as_utc, utcnow
-from app.costs.budgets import shape_of
+from app.costs.budgets import shape_of, used_percent
 from app.costs.calculator import interval_cost
 from app.costs.pricing import usd_text
 from app.dashboard import health
@@ -221,7 +221,7 @@ def _alerts(data: DashboardData, running: list[Job], failed: list[Job],
         if b["crossed"]:
             top = max(b["crossed"])
             alerts.append(Alert("error" if top >= 1 else "warn", "budget",
-                                f"budget {b['name']} at {b['used_fraction'] * 100:.0f}% "
+                                f"budget {b['name']} at {used_percent(b['used_fraction'])} "
                                 f"of ${b['limit_usd']} (past {top * 100:.0f}%)"))
     for job in failed:
         alerts.append(Alert("warn", "failed", f"job {job.id} '{job.name}' failed: "

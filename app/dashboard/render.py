@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from app.costs.budgets import used_percent
 from app.dashboard.data import DashboardData
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
@@ -127,8 +128,9 @@ def view(data: DashboardData) -> RenderableType:
     for b in data.costs.get("budgets", []):
         budgets.add_row(b["name"], f"{b['scope']} {b['scope_value']}", money(b["committed_usd"]),
                         money(b["limit_usd"]),
-                        Text(f"{b['used_fraction'] * 100:.0f}%",
-                             style=level(b["used_fraction"], 0.8, 1.0)),
+                        Text(used_percent(b["used_fraction"]),
+                             style="red" if b["used_fraction"] is None
+                             else level(b["used_fraction"], 0.8, 1.0)),
                         money(b["burn_per_day_usd"]), (b["runs_out_at"] or "—")[:10])
 
     alerts = Text()

@@ -77,6 +77,32 @@ def bench_queue(repeats: int, database_url: str | None, as_json: bool) -> None:
     click.echo(f"  status counts     {m['status_10k']:9.1f} ms  (< 100: {mark[ok['status_10k']]})")
 
 
+@bench.command("api")
+@click.option("--rate", type=click.FloatRange(min=1), default=200.0, show_default=True,
+              help="Submissions per second to sustain")
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option("--readers", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Concurrent dashboard clients")
+@click.option("--reads-each", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_api(rate: float, seconds: float, readers: int, reads_each: int, as_json: bool) -> None:
+    """Load-test `oppen serve` on loopback: submissions at a rate, then dashboard readers."""
+    from app.bench.api import run
+
+    r = run(rate, seconds, readers, reads_each)
+    if as_json:
+        common.emit_json({"benchmark": "api", **r})
+        return
+    s, d, ok = r["submit"], r["dashboard"], r["meets_targets"]
+    click.echo(f"submissions: {s['accepted']}/{s['requests']} accepted at {s['achieved_rate']}/s "
+               f"over {s['seconds']} s (target {rate:g}/s: {'ok' if ok['rate'] else 'MISSED'}); "
+               f"latency median {s['median_ms']} ms, p99 {s['p99_ms']} ms "
+               f"(< {r['target_p99_ms']:g}: {'ok' if ok['p99'] else 'MISSED'}), "
+               f"max {s['max_ms']} ms; {s['error_count']} errors; lost {s['lost']}")
+    click.echo(f"dashboard: {d['clients']} clients, {d['reads']} reads in {d['seconds']} s, "
+               f"median {d['median_ms']} ms, p99 {d['p99_ms']} ms; {d['error_count']} errors")
+
+
 @bench.command("infer")
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
               help="A place-mode checkpoint (default: an untrained policy of the same shape)")

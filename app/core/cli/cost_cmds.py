@@ -13,6 +13,7 @@ import click
 from app.core.cli import common
 from app.core.errors import ConfigError
 from app.core.priority import PRIORITY_CLASSES
+from app.costs.budgets import used_percent
 
 PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
 
@@ -226,7 +227,7 @@ def budget_show(name: str | None, as_json: bool) -> None:
         lines.append(f"{r['name']} ({'hard' if r['hard'] else 'soft'}, {r['scope']} "
                      f"{r['scope_value']}, {r['period']}): spent ${Decimal(r['spent_usd']):,.2f}, "
                      f"committed ${Decimal(r['committed_usd']):,.2f} of "
-                     f"${Decimal(r['limit_usd']):,.2f} ({r['used_fraction'] * 100:.0f}%); "
+                     f"${Decimal(r['limit_usd']):,.2f} ({used_percent(r['used_fraction'])}); "
                      f"burn ${Decimal(r['burn_per_day_usd']):,.2f}/day; runs out: {out}{alert}")
     _print({"budgets": rows}, as_json, lines or ["no budgets"])
 
