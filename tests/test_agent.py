@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.api.operations import LocalOperations
 from app.core.agent.agent import Agent, chat_model
 from app.core.agent.offline_model import OfflineChatModel, plan
 from app.core.errors import ConfigError, DependencyError
@@ -31,7 +32,7 @@ def test_planner_maps_requests_to_tool_calls() -> None:
 
 def test_agent_queues_jobs_after_approval(services: Services) -> None:
     asked: list[str] = []
-    agent = Agent(services)
+    agent = Agent(LocalOperations(services))
     turn = agent.ask("queue two urgent training jobs, 1024 steps",
                      approve=lambda req: asked.append(req["name"]) or True)
     assert asked == ["queue_training_job", "queue_training_job"]
@@ -45,14 +46,14 @@ def test_agent_queues_jobs_after_approval(services: Services) -> None:
 
 
 def test_agent_refuses_spending_without_approval(services: Services) -> None:
-    turn = Agent(services).ask("queue a training job", approve=lambda _r: False)
+    turn = Agent(LocalOperations(services)).ask("queue a training job", approve=lambda _r: False)
     assert turn.refused == ["queue_training_job"]
     assert services.queue.list() == []
     assert "rejected" in turn.answer.lower()
 
 
 def test_tool_errors_reach_the_model_as_text(services: Services) -> None:
-    turn = Agent(services).ask("show job 99", approve=lambda _r: True)
+    turn = Agent(LocalOperations(services)).ask("show job 99", approve=lambda _r: True)
     assert turn.answer == "error: no job with id 99"
 
 

@@ -67,6 +67,7 @@ MATRIX: list[Case] = [
     ("POST", "/jobs/{job}/priority", {"priority": "urgent"}, "submitter", 200),
     # Allowed, but a queued job has no attempt with logs yet: a clear 400, not a 403.
     ("GET", "/jobs/{job}/logs", None, "viewer", 400),
+    ("GET", "/jobs/{job}/metrics", None, "viewer", 200),
     ("GET", "/jobs/{job}/cost", None, "viewer", 200),
     ("GET", "/jobs/{job}/forecast", None, "viewer", 200),
     ("GET", "/jobs/{job}/recommendations", None, "viewer", 200),
@@ -153,7 +154,7 @@ def test_a_team_cannot_see_or_touch_another_teams_jobs(world: World) -> None:
         r = world.call("POST", f"{API}/jobs/{alpha}/{path}", beta_token,
                        json={"priority": "urgent"} if path == "priority" else None)
         assert r.status_code == 404, (path, r.text)
-    for path in ("logs", "cost", "forecast", "recommendations"):
+    for path in ("logs", "metrics", "cost", "forecast", "recommendations"):
         assert world.call("GET", f"{API}/jobs/{alpha}/{path}", beta_token).status_code == 404
     assert world.services.queue.get(alpha).state == "queued"
 

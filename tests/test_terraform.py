@@ -343,7 +343,7 @@ def test_platform_objects_validate_against_the_kubernetes_schema(
                 "ConfigMap/oppen-scheduling-policy", "ConfigMap/oppen-pricing",
                 "Secret/oppen-database", "ServiceAccount/oppen-dispatcher", "Role/oppen-dispatcher",
                 "RoleBinding/oppen-dispatcher", "Deployment/oppen-mlflow", "Service/oppen-mlflow",
-                "Deployment/oppen-dispatcher"}
+                "Deployment/oppen-dispatcher", "Service/oppen-api"}
     assert set(platform_objects) == expected
     for key, obj in platform_objects.items():
         assert f"{obj['kind']}/{obj['metadata']['name']}" == key
@@ -409,6 +409,27 @@ def test_platform_config_is_what_oppen_reads(platform_objects: dict[str, dict], 
     env = {e["name"]: e for e in dispatcher["containers"][0]["env"]}
     assert env["OPPEN_CONFIG"]["value"] == "/etc/oppen/oppen.toml"
     assert env["OPPEN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "oppen-database"
+    # The Deployment runs the API server, which the Service exposes, and the CLI accepts the
+    # container's arguments.
+    container = dispatcher["containers"][0]
+    assert container["args"][0] == "serve"
+    assert oppen_cli_accepts(container["args"])
+    api = platform_objects["Service/oppen-api"]["spec"]
+    assert api["selector"].items() <= platform_objects["Deployment/oppen-dispatcher"][
+        "spec"]["template"]["metadata"]["labels"].items()
+    assert api["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def oppen_cli_accepts(args: list[str]) -> bool:
+    """Parses (without running) `oppen <args>` with click."""
+    from app.core.cli import cli
+
+    ctx = cli.make_context("oppen", list(args), resilient_parsing=False)
+    sub = cli.get_command(ctx, args[0])
+    assert sub is not None, args[0]
+    sub.make_context(args[0], list(args[1:]), parent=ctx)
+    return True
 
 
 def test_ensure_database_creates_once(postgres_url: str) -> None:

@@ -93,6 +93,9 @@ class RemoteOperations(Operations):
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{int(job_id)}/logs", params={"lines": lines})
 
+    def job_metrics(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{int(job_id)}/metrics")
+
     def queue_status(self) -> dict[str, Any]:
         return self._call("GET", "/queue")
 

@@ -59,6 +59,9 @@ class Operations(ABC):
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]: ...
 
     @abstractmethod
+    def job_metrics(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
     def queue_status(self) -> dict[str, Any]: ...
 
     # --- costs and budgets -----------------------------------------------------------------
@@ -240,6 +243,16 @@ class LocalOperations(Operations):
             raise ConfigError(f"job {job_id} has no attempt with logs yet ({job.state})")
         return {"job_id": job_id, "attempt": job.attempts,
                 "logs": self.services.executor.logs(job.executor_ref, lines)}
+
+    def job_metrics(self, job_id: int) -> dict[str, Any]:
+        """The latest value of every metric of the job's MLflow run (none before it starts)."""
+        job = self._visible(job_id)
+        if job.mlflow_run_id is None:
+            return {"job_id": job_id, "run_id": None, "status": None, "metrics": {},
+                    "params": {}}
+        summary = self.services.tracker.run_summary(job.mlflow_run_id)
+        return {"job_id": job_id, "run_id": summary.run_id, "status": summary.status,
+                "metrics": summary.metrics, "params": summary.params}
 
     def queue_status(self) -> dict[str, Any]:
         from app.core.lease import Lease

@@ -166,6 +166,14 @@ class Logs(BaseModel):
     logs: str
 
 
+class RunMetrics(BaseModel):
+    job_id: int
+    run_id: str | None
+    status: str | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
 class Lease(BaseModel):
     holder: str
     expires_at: str

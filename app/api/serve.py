@@ -40,4 +40,7 @@ def run_server(services: Any, host: str, port: int, dispatcher: bool = True,
     # sight, so collections under load scan only what requests create (shorter pauses).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Keep-alive well past uvicorn's 5 s default: clients (dashboards, load, the CLI in a loop)
+    # reuse connections, and a server closing one just as a request is sent drops it.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_keep_alive=30)

@@ -226,6 +226,11 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """The last lines of the job's current (or last) attempt."""
         return ops.job_logs(job_id, lines)
 
+    @app.get(job_path("/metrics"), response_model=m.RunMetrics, tags=["jobs"])
+    def metrics(job_id: JobId, ops: Ops) -> Any:
+        """The latest value of every metric (and the params) of the job's MLflow run."""
+        return ops.job_metrics(job_id)
+
     @app.get(f"{API}/queue", response_model=m.QueueStatus, tags=["jobs"])
     def queue_status(ops: Ops) -> Any:
         """Jobs per state, queued jobs per class, and the dispatcher's lease."""

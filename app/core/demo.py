@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console
 
+from app.api.operations import LocalOperations
 from app.core.agent.agent import Agent
 from app.core.services import Services
 from app.dashboard.data import gather
@@ -16,7 +17,7 @@ def run_demo(services: Services, console: Console, timesteps: int = 2048) -> boo
     start = time.monotonic()
     console.rule("Oppen demo")
     console.print(f"home: {services.settings.resolved_home}")
-    agent = Agent(services)
+    agent = Agent(LocalOperations(services), services.settings.llm)
     request = f"Queue three training jobs with different priorities, {timesteps} steps each"
     console.print(f"[bold]you>[/] {request}")
     turn = agent.ask(request, approve=lambda _req: True)  # the demo approves its own plan

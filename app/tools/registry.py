@@ -1,5 +1,6 @@
-"""Builds the agent's tools over one Services instance. Each returns (text for the model,
-structured data for the interface): LangChain's content_and_artifact format."""
+"""Builds the agent's tools over Oppen's operations (local, or an API server's when
+OPPEN_SERVER_URL is set). Each returns (text for the model, structured data for the
+interface): LangChain's content_and_artifact format."""
 
 from __future__ import annotations
 
@@ -9,35 +10,32 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
+from app.api.operations import Operations
 from app.core.errors import OppenError
-from app.core.services import Services
-from app.dashboard.data import gather
 from app.tools.schemas import JobIdArgs, ListJobsArgs, NoArgs, QueueTrainingJobArgs
 
 # Tools that spend money or destroy work: the agent asks a person before running them.
 SPENDING_OR_DESTRUCTIVE = frozenset({"queue_training_job", "cancel_job"})
 
 
-def build_tools(services: Services) -> list[BaseTool]:
+def build_tools(ops: Operations) -> list[BaseTool]:
     def queue_training_job(name: str, priority: str = "normal", total_timesteps: int = 4096,
                            num_hosts: int = 4, seed: int = 1) -> tuple[str, dict[str, Any]]:
-        job = services.queue.submit(name, {"total_timesteps": total_timesteps,
-                                           "num_hosts": num_hosts, "seed": seed},
-                                    priority=priority)
-        view = services.queue.show(job.id)
-        return (f"Queued job {job.id} '{job.name}' ({priority}, {total_timesteps} steps), "
-                f"position {view.position}.", view.to_dict())
+        view = ops.submit({"name": name, "priority": priority,
+                           "config": {"total_timesteps": total_timesteps,
+                                      "num_hosts": num_hosts, "seed": seed}})
+        return (f"Queued job {view['id']} '{view['name']}' ({priority}, {total_timesteps} "
+                f"steps), position {view['position']}.", view)
 
     def queue_status() -> tuple[str, dict[str, Any]]:
-        data = gather(services, probe_cluster=False)
-        c = data.counts
+        data = ops.queue_status()
+        c = data["counts"]
         text = (f"{c['queued']} queued, {c['dispatching'] + c['running']} running, "
                 f"{c['succeeded']} succeeded, {c['failed']} failed, {c['cancelled']} cancelled.")
-        return text, data.to_dict()
+        return text, data
 
     def list_jobs(state: str | None = None) -> tuple[str, dict[str, Any]]:
-        views = services.queue.list([state] if state else None)
-        rows = [v.to_dict() for v in views]
+        rows = ops.list_jobs([state] if state else None)["jobs"]
         if not rows:
             return "No jobs" + (f" in state {state}." if state else "."), {"jobs": []}
         lines = [f"#{r['id']} {r['name']} [{r['priority_class']}] {r['state']}" for r in rows[:20]]
@@ -45,20 +43,20 @@ def build_tools(services: Services) -> list[BaseTool]:
         return "; ".join(lines) + more, {"jobs": rows}
 
     def job_details(job_id: int) -> tuple[str, dict[str, Any]]:
-        view = services.queue.show(job_id).to_dict()
+        view = ops.show_job(job_id)
         history = " -> ".join(e["to"] for e in view["events"])
         text = f"Job {job_id} '{view['name']}' is {view['state']} (history: {history})."
         if view["mlflow_run_id"]:
-            summary = services.tracker.run_summary(view["mlflow_run_id"])
-            ret = summary.metrics.get("charts/episodic_return")
-            view["metrics"] = summary.metrics
+            view["metrics"] = ops.job_metrics(job_id)["metrics"]
+            ret = view["metrics"].get("charts/episodic_return")
             if ret is not None:
                 text += f" Last episodic return {ret:.3f}."
         return text, view
 
     def cancel_job(job_id: int) -> tuple[str, dict[str, Any]]:
-        job = services.queue.cancel(job_id)
-        return f"Job {job_id} is {job.state} ({job.reason}).", {"id": job.id, "state": job.state}
+        view = ops.cancel_job(job_id)
+        return (f"Job {job_id} is {view['state']} ({view['reason']}).",
+                {"id": view["id"], "state": view["state"]})
 
     specs = [
         (queue_training_job, QueueTrainingJobArgs,

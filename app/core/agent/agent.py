@@ -11,9 +11,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from app.api.operations import Operations
 from app.core.agent.offline_model import OfflineChatModel
 from app.core.errors import ConfigError, DependencyError
-from app.core.services import Services
 from app.tools import SPENDING_OR_DESTRUCTIVE, build_tools
 
 SYSTEM_PROMPT = (
@@ -58,7 +58,11 @@ class TurnResult:
 
 
 class Agent:
-    def __init__(self, services: Services, model: BaseChatModel | None = None) -> None:
+    """One conversation over ``ops`` (the local database's operations, or a server's), with
+    the chat model ``llm`` names (OPPEN_LLM) unless a model is given."""
+
+    def __init__(self, ops: Operations, llm: str = "offline",
+                 model: BaseChatModel | None = None) -> None:
         from langchain.agents import create_agent
         from langchain.agents.middleware import (
             HumanInTheLoopMiddleware,
@@ -67,12 +71,12 @@ class Agent:
         )
         from langgraph.checkpoint.memory import InMemorySaver
 
-        self.services = services
-        tools = build_tools(services)
+        self.ops = ops
+        tools = build_tools(ops)
         gated = {t.name: {"allowed_decisions": ["approve", "reject"]}
                  for t in tools if t.name in SPENDING_OR_DESTRUCTIVE}
         self.graph = create_agent(
-            model or chat_model(services.settings.llm),
+            model or chat_model(llm),
             tools,
             system_prompt=SYSTEM_PROMPT,
             middleware=[

@@ -10,6 +10,7 @@ import click
 
 from app.core.cli import common
 from app.core.errors import OppenError
+from app.core.settings import load_settings
 
 
 def _approver(yes: bool, interactive: bool) -> Any:
@@ -36,7 +37,8 @@ def ask(text: str, yes: bool, as_json: bool) -> None:
 
     if not text.strip():
         raise OppenError("ask needs some text")
-    result = Agent(common.services()).ask(text, _approver(yes, sys.stdin.isatty() and not as_json))
+    result = Agent(common.operations(), load_settings().llm).ask(
+        text, _approver(yes, sys.stdin.isatty() and not as_json))
     if as_json:
         common.emit_json({"answer": result.answer, "tool_calls": result.tool_calls,
                     "tool_results": result.tool_results, "refused": result.refused})
@@ -50,7 +52,7 @@ def chat(yes: bool) -> None:
     """The conversational REPL (exit with 'exit' or Ctrl-D)."""
     from app.core.agent.agent import Agent
 
-    agent = Agent(common.services())
+    agent = Agent(common.operations(), load_settings().llm)
     console = common.console()
     console.print("Oppen chat. Ask about the queue or queue jobs; 'exit' to leave.")
     approve = _approver(yes, sys.stdin.isatty())

@@ -8,6 +8,11 @@ output "mlflow_tracking_uri" {
   value       = "http://oppen-mlflow.${var.namespace}.svc:5000"
 }
 
+output "api_url" {
+  description = "In-cluster URL of the Oppen API server (OPPEN_SERVER_URL)."
+  value       = "http://oppen-api.${var.namespace}.svc:8080"
+}
+
 output "dispatcher_service_account" {
   description = "ServiceAccount the dispatcher and training Jobs run as."
   value       = var.dispatcher_service_account

@@ -9,6 +9,7 @@ locals {
   })
 
   mlflow_port = 5000
+  api_port    = 8080
 
   namespace = {
     apiVersion = "v1"
@@ -243,13 +244,17 @@ locals {
           spec = {
             serviceAccountName = var.dispatcher_service_account
             securityContext    = local.pod_security
-            # SIGTERM makes the dispatcher finish its tick and give up the lease.
+            # SIGTERM makes the server finish its requests, the dispatcher its tick, and
+            # give up the lease.
             terminationGracePeriodSeconds = 30
             containers = [{
               name            = "dispatcher"
               image           = var.image
               args            = var.dispatcher_args
               env             = local.common_env
+              ports           = [{ name = "http", containerPort = local.api_port }]
+              readinessProbe  = { httpGet = { path = "/healthz", port = "http" }, periodSeconds = 10 }
+              livenessProbe   = { httpGet = { path = "/healthz", port = "http" }, initialDelaySeconds = 20, periodSeconds = 20 }
               volumeMounts    = [{ name = "config", mountPath = "/etc/oppen", readOnly = true }, { name = "home", mountPath = "/var/lib/oppen" }]
               resources       = { requests = { cpu = "250m", memory = "512Mi" }, limits = { cpu = "1", memory = "1Gi" } }
               securityContext = local.container_security
@@ -268,6 +273,18 @@ locals {
             ]
           }
         }
+      }
+    }
+
+    # The API that CLIs, dashboards and agents reach with OPPEN_SERVER_URL.
+    "Service/oppen-api" = {
+      apiVersion = "v1"
+      kind       = "Service"
+      metadata   = { name = "oppen-api", namespace = var.namespace, labels = merge(local.labels, { "app.kubernetes.io/name" = "oppen-dispatcher" }) }
+      spec = {
+        type     = "ClusterIP"
+        selector = { "app.kubernetes.io/name" = "oppen-dispatcher", "app.kubernetes.io/part-of" = "oppen" }
+        ports    = [{ name = "http", port = local.api_port, targetPort = "http" }]
       }
     }
   }

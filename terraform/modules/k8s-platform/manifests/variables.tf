@@ -28,9 +28,9 @@ variable "dispatcher_replicas" {
 }
 
 variable "dispatcher_args" {
-  description = "Arguments to the `oppen` entry point in the dispatcher container."
+  description = "Arguments to the `oppen` entry point in the dispatcher container: the API server with the dispatcher beside it."
   type        = list(string)
-  default     = ["dispatcher", "run"]
+  default     = ["serve", "--host", "0.0.0.0", "--port", "8080"]
 }
 
 variable "database_url" {
