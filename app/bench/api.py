@@ -11,6 +11,7 @@ the training, not the API.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -118,6 +119,9 @@ async def _dashboard_readers(url: str, token: str, clients: int,
 
 def run(rate: float = TARGET_RATE, seconds: float = 30.0, readers: int = 50,
         reads_each: int = 4) -> dict[str, Any]:
+    # The client's own collector pauses would be timed as server latency.
+    gc.collect()
+    gc.freeze()
     with tempfile.TemporaryDirectory(prefix="oppen-bench-api-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPPEN_")}
         env["OPPEN_HOME"] = home
