@@ -60,6 +60,9 @@ Case = tuple[str, str, Any, str, int]
 MATRIX: list[Case] = [
     ("POST", "/jobs", {"name": "m", "config": {"total_timesteps": 2048}}, "submitter", 201),
     ("POST", "/jobs/batch", {"jobs": [{"name": "m1"}, {"name": "m2"}]}, "submitter", 201),
+    ("POST", "/jobs/check", {"job": {"name": "c"}, "max_cost_usd": "1"}, "viewer", 200),
+    ("POST", "/jobs/sweep", {"name": "sw", "n": 2, "max_total_usd": "5"}, "submitter", 201),
+    ("POST", "/runs/compare", lambda w: {"job_ids": [w.job(), w.job()]}, "viewer", 200),
     ("GET", "/jobs", None, "viewer", 200),
     ("GET", "/jobs/{job}", None, "viewer", 200),
     ("POST", "/jobs/{job}/cancel", None, "submitter", 200),
@@ -68,6 +71,8 @@ MATRIX: list[Case] = [
     # Allowed, but a queued job has no attempt with logs yet: a clear 400, not a 403.
     ("GET", "/jobs/{job}/logs", None, "viewer", 400),
     ("GET", "/jobs/{job}/metrics", None, "viewer", 200),
+    ("GET", "/jobs/{job}/evaluation", None, "viewer", 200),
+    ("POST", "/jobs/{job}/start-now", None, "submitter", 200),
     ("GET", "/jobs/{job}/cost", None, "viewer", 200),
     ("GET", "/jobs/{job}/forecast", None, "viewer", 200),
     ("GET", "/jobs/{job}/recommendations", None, "viewer", 200),
@@ -75,6 +80,7 @@ MATRIX: list[Case] = [
     ("GET", "/queue/forecast", None, "viewer", 200),
     ("POST", "/costs/estimate", {"hours": 1, "gpus": 1}, "viewer", 200),
     ("GET", "/costs/report", None, "viewer", 200),
+    ("GET", "/costs/recommendations", None, "viewer", 200),
     ("POST", "/costs/compare", {"configs": [{"total_timesteps": 4096}]}, "viewer", 200),
     ("GET", "/budgets", None, "viewer", 200),
     ("GET", "/budgets/all", None, "viewer", 200),
@@ -115,14 +121,18 @@ def test_the_matrix_covers_every_endpoint(services: Services) -> None:
                          ids=[f"{m} {p}" for m, p, *_ in MATRIX])
 def test_every_endpoint_for_every_caller(world: World, method: str, template: str, body: Any,
                                          least: str, status: int) -> None:
-    kwargs = {"json": body} if body is not None else {}
+    def kwargs() -> dict[str, Any]:
+        if body is None:
+            return {}
+        return {"json": body(world) if callable(body) else body}
+
     for token in (None, "oppen_not-a-real-token", "Basic abc"):
-        r = world.call(method, API + _fill(world, template), token, **kwargs)
+        r = world.call(method, API + _fill(world, template), token, **kwargs())
         assert r.status_code == 401, (token, r.text)
         assert r.json()["kind"] == "unauthenticated"
         assert r.headers["www-authenticate"] == "Bearer"
     for role in ROLES:
-        r = world.call(method, API + _fill(world, template), world.tokens[role], **kwargs)
+        r = world.call(method, API + _fill(world, template), world.tokens[role], **kwargs())
         if ROLES.index(role) < ROLES.index(least):
             assert r.status_code == 403, (role, r.text)
             assert least in r.json()["error"]
@@ -150,11 +160,11 @@ def test_a_team_cannot_see_or_touch_another_teams_jobs(world: World) -> None:
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json()["error"] == f"no job with id {alpha}"
     assert missing.json()["error"] == "no job with id 999999"
-    for path in ("cancel", "retry", "priority"):
+    for path in ("cancel", "retry", "priority", "start-now"):
         r = world.call("POST", f"{API}/jobs/{alpha}/{path}", beta_token,
                        json={"priority": "urgent"} if path == "priority" else None)
         assert r.status_code == 404, (path, r.text)
-    for path in ("logs", "metrics", "cost", "forecast", "recommendations"):
+    for path in ("logs", "metrics", "evaluation", "cost", "forecast", "recommendations"):
         assert world.call("GET", f"{API}/jobs/{alpha}/{path}", beta_token).status_code == 404
     assert world.services.queue.get(alpha).state == "queued"
 

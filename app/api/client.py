@@ -96,6 +96,32 @@ class RemoteOperations(Operations):
     def job_metrics(self, job_id: int) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{int(job_id)}/metrics")
 
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]:
+        return self._call("POST", "/runs/compare", json={"job_ids": job_ids})
+
+    def evaluation(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{int(job_id)}/evaluation")
+
+    def start_now(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/start-now")
+
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"job": _jsonable(item)}
+        if max_cost_usd is not None:
+            body["max_cost_usd"] = str(max_cost_usd)
+        return self._call("POST", "/jobs/check", json=body)
+
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "base_config": base_config or {}, "method": method,
+                "space": space, "n": n, "seed": seed, "priority": priority,
+                "max_total_usd": None if max_total_usd is None else str(max_total_usd)}
+        return self._call("POST", "/jobs/sweep",
+                          json={k: v for k, v in body.items() if v is not None})
+
     def queue_status(self) -> dict[str, Any]:
         return self._call("GET", "/queue")
 
@@ -121,7 +147,9 @@ class RemoteOperations(Operations):
     def cost_report(self, period: str = "week", group_by: str = "team") -> dict[str, Any]:
         return self._call("GET", "/costs/report", params={"period": period, "by": group_by})
 
-    def recommend(self, job_id: int) -> dict[str, Any]:
+    def recommend(self, job_id: int | None = None) -> dict[str, Any]:
+        if job_id is None:
+            return self._call("GET", "/costs/recommendations")
         return self._call("GET", f"/jobs/{int(job_id)}/recommendations")
 
     def compare(self, configs: list[dict[str, Any]], cpus: float = 1.0, memory_gb: float = 1.0,

@@ -62,6 +62,25 @@ class Operations(ABC):
     def job_metrics(self, job_id: int) -> dict[str, Any]: ...
 
     @abstractmethod
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def evaluation(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def start_now(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
     def queue_status(self) -> dict[str, Any]: ...
 
     # --- costs and budgets -----------------------------------------------------------------
@@ -81,7 +100,7 @@ class Operations(ABC):
     def cost_report(self, period: str = "week", group_by: str = "team") -> dict[str, Any]: ...
 
     @abstractmethod
-    def recommend(self, job_id: int) -> dict[str, Any]: ...
+    def recommend(self, job_id: int | None = None) -> dict[str, Any]: ...
 
     @abstractmethod
     def compare(self, configs: list[dict[str, Any]], cpus: float = 1.0, memory_gb: float = 1.0,
@@ -254,6 +273,85 @@ class LocalOperations(Operations):
         return {"job_id": job_id, "run_id": summary.run_id, "status": summary.status,
                 "metrics": summary.metrics, "params": summary.params}
 
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]:
+        if not isinstance(job_ids, list) or not 2 <= len(job_ids) <= 20:
+            raise ConfigError("compare 2 to 20 jobs")
+        return {"runs": [self.job_metrics(int(j)) for j in job_ids]}
+
+    def evaluation(self, job_id: int) -> dict[str, Any]:
+        """The evaluation the job's run recorded: its policy against the heuristics on fixed
+        seeds (mean wait per policy, and PPO's ratio to the best heuristic)."""
+        found = self.job_metrics(job_id)
+        evaluated = {k.removeprefix("eval/"): v for k, v in found["metrics"].items()
+                     if k.startswith("eval/")}
+        return {"job_id": job_id, "run_id": found["run_id"], "evaluated": bool(evaluated),
+                "results": evaluated}
+
+    def start_now(self, job_id: int) -> dict[str, Any]:
+        """Moves a queued job to urgent, so the next tick starts it where capacity allows;
+        the answer says whether it fits now or what it waits for."""
+        self.set_priority(job_id, "urgent")
+        return self.show_job(job_id)
+
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]:
+        from decimal import Decimal, InvalidOperation
+
+        from app.costs.pricing import to_micros
+
+        item = self._own_item(item)
+        item.setdefault("name", "planned")
+        cap = None
+        if max_cost_usd is not None:
+            try:
+                cap = to_micros(Decimal(str(max_cost_usd)))
+            except (InvalidOperation, ValueError):
+                raise ConfigError(f"max_cost_usd {max_cost_usd!r} is not an amount") from None
+            if cap < 0:
+                raise ConfigError("max_cost_usd must not be negative")
+        queue = self.services.queue
+        return queue.check(queue.validate(**item), cap)
+
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]:
+        """Expands a grid or random sweep, prices every config, and queues them as one batch
+        only if the total fits ``max_total_usd`` (and the budgets)."""
+        from decimal import Decimal, InvalidOperation
+
+        from app.core import sweep as sweeps
+        from app.costs.pricing import to_micros, usd_text
+
+        self.principal.require(Role.SUBMITTER, "submitting a sweep")
+        base = dict(base_config or {})
+        if method == "grid":
+            configs = sweeps.grid(base, space or {})
+        elif method == "random":
+            configs = sweeps.sample(base, space or sweeps.DEFAULT_SPACE, n, seed)
+        else:
+            raise ConfigError(f"method must be grid or random, got {method!r}")
+        items = [self._own_item({"name": f"{name}-{i + 1}", "config": c, "priority": priority})
+                 for i, c in enumerate(configs)]
+        queue = self.services.queue
+        specs = [queue.validate(**item) for item in items]
+        total = sum(queue.estimate(spec).cost_micros for spec in specs)
+        if max_total_usd is not None:
+            try:
+                cap = to_micros(Decimal(str(max_total_usd)))
+            except (InvalidOperation, ValueError):
+                raise ConfigError(f"max_total_usd {max_total_usd!r} is not an amount") from None
+            if total > cap:
+                each = total / len(specs)
+                fit = int(cap // each) if each else len(specs)
+                raise ConfigError(
+                    f"the sweep's {len(specs)} jobs are estimated at {usd_text(total)} USD, over "
+                    f"the {usd_text(cap)} cap; about {fit} of them would fit")
+        with self._write_lock:
+            ids = queue.store(specs)
+        return {"queued": ids, "configs": configs, "estimated_total_usd": usd_text(total),
+                "max_total_usd": max_total_usd}
+
     def queue_status(self) -> dict[str, Any]:
         from app.core.lease import Lease
 
@@ -305,9 +403,16 @@ class LocalOperations(Operations):
         return self.services.costs.report(period, group_by,
                                           team=self.principal.team_filter(None))
 
-    def recommend(self, job_id: int) -> dict[str, Any]:
+    def recommend(self, job_id: int | None = None) -> dict[str, Any]:
+        """Savings for one job; without one, for this team's most expensive open job; with
+        none open, what the price list rewards."""
+        costs = self.services.costs
+        if job_id is None:
+            job_id = costs.most_expensive_open_job(self.principal.team_filter(None))
+            if job_id is None:
+                return {"job_id": None, "recommendations": costs.general_advice()}
         self._visible(job_id)
-        return {"job_id": job_id, "recommendations": self.services.costs.recommend(job_id)}
+        return {"job_id": job_id, "recommendations": costs.recommend(job_id)}
 
     def compare(self, configs: list[dict[str, Any]], cpus: float = 1.0, memory_gb: float = 1.0,
                 gpus: int = 0, priority: str = "normal") -> dict[str, Any]:

@@ -54,6 +54,30 @@ class BatchSubmission(Strict):
                                        description="Jobs, each as in POST /jobs")
 
 
+class SubmissionCheck(Strict):
+    job: dict[str, Any] = Field(description="A job as in POST /jobs (name optional)")
+    max_cost_usd: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,6})?$",
+                                     description="A cap for this job alone")
+
+
+class SweepRequest(Strict):
+    name: str = Field(min_length=1, max_length=150, pattern=NAME_PATTERN,
+                      description="Jobs are named name-1, name-2, ...")
+    base_config: dict[str, Any] = Field(default_factory=dict)
+    method: Literal["grid", "random"] = "random"
+    space: dict[str, list[Any]] | None = Field(
+        default=None, description="grid: option -> values; random: option -> [low, high] or "
+                                  "choices (default: lr, ent_coef, clip_coef, gamma)")
+    n: int = Field(default=10, ge=1, le=1000, description="Configs drawn (random)")
+    seed: int = Field(default=0, ge=0, le=2**31)
+    priority: Priority = "normal"
+    max_total_usd: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,6})?$")
+
+
+class RunComparison(Strict):
+    job_ids: list[int] = Field(min_length=2, max_length=20)
+
+
 class PriorityChange(Strict):
     priority: Priority
 
@@ -172,6 +196,30 @@ class RunMetrics(BaseModel):
     status: str | None
     metrics: dict[str, float]
     params: dict[str, str]
+
+
+class Evaluation(BaseModel):
+    job_id: int
+    run_id: str | None
+    evaluated: bool
+    results: dict[str, float]
+
+
+class Check(BaseModel):
+    fits: bool
+    estimated_cost_usd: str
+    estimated_duration_s: float
+    cap_usd: str | None
+    budgets: list[dict[str, Any]]
+    refusals: list[str]
+    suggestions: list[str]
+
+
+class SweepResult(BaseModel):
+    queued: list[int]
+    configs: list[dict[str, Any]]
+    estimated_total_usd: str
+    max_total_usd: str | None
 
 
 class Lease(BaseModel):

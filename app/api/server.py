@@ -188,6 +188,23 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """Queue every job or none; 422 lists each invalid item."""
         return ops.submit_batch(body.jobs)
 
+    @app.post(f"{API}/jobs/check", response_model=m.Check, tags=["jobs"])
+    def check(body: m.SubmissionCheck, ops: Ops) -> Any:
+        """Would this job be accepted now (budgets, an optional cap)? Changes nothing."""
+        return ops.check_submission(body.job, body.max_cost_usd)
+
+    @app.post(f"{API}/jobs/sweep", status_code=201, response_model=m.SweepResult,
+              tags=["jobs"])
+    def sweep(body: m.SweepRequest, ops: Ops) -> Any:
+        """A grid or random hyperparameter sweep, queued as one batch if it fits its cap."""
+        return ops.sweep(body.name, body.base_config, body.method, body.space, body.n,
+                         body.seed, body.priority, body.max_total_usd)
+
+    @app.post(f"{API}/runs/compare", response_model=dict[str, Any], tags=["jobs"])
+    def compare_runs(body: m.RunComparison, ops: Ops) -> Any:
+        """The MLflow metrics of several jobs' runs side by side."""
+        return ops.compare_runs(body.job_ids)
+
     @app.get(f"{API}/jobs", response_model=m.JobList, tags=["jobs"])
     def list_jobs(ops: Ops, state: Annotated[list[m.State] | None, Query()] = None,
                   team: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
@@ -231,6 +248,16 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """The latest value of every metric (and the params) of the job's MLflow run."""
         return ops.job_metrics(job_id)
 
+    @app.get(job_path("/evaluation"), response_model=m.Evaluation, tags=["jobs"])
+    def evaluation(job_id: JobId, ops: Ops) -> Any:
+        """The evaluation the job's run recorded: its policy against the heuristics."""
+        return ops.evaluation(job_id)
+
+    @app.post(job_path("/start-now"), response_model=m.JobOut, tags=["jobs"])
+    def start_now(job_id: JobId, ops: Ops) -> Any:
+        """Move a queued job to urgent so the next tick starts it where capacity allows."""
+        return ops.start_now(job_id)
+
     @app.get(f"{API}/queue", response_model=m.QueueStatus, tags=["jobs"])
     def queue_status(ops: Ops) -> Any:
         """Jobs per state, queued jobs per class, and the dispatcher's lease."""
@@ -252,6 +279,11 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
     def recommendations(job_id: JobId, ops: Ops) -> Any:
         """Ways to spend less on the job, each with its saving."""
         return ops.recommend(job_id)
+
+    @app.get(f"{API}/costs/recommendations", response_model=dict[str, Any], tags=["costs"])
+    def general_recommendations(ops: Ops) -> Any:
+        """Savings for this team's most expensive open job, or what the price list rewards."""
+        return ops.recommend(None)
 
     @app.get(f"{API}/queue/forecast", response_model=dict[str, Any], tags=["costs"])
     def queue_forecast(ops: Ops) -> Any:

@@ -468,6 +468,38 @@ class QueueService:
                 message += ". What would fit: " + "; ".join(fits)
         return message
 
+    def check(self, spec: JobSpec, max_cost_micros: int | None = None) -> dict[str, Any]:
+        """Would this job be accepted now, and within an optional cap of its own? Its estimate
+        against every budget that applies, and what would fit if not. Changes nothing."""
+        now = utcnow()
+        estimate = self.estimate(spec, now)
+        rows, refusals = [], []
+        with Session(self.engine) as s:
+            applicable = self.budgets.applicable(s, spec.team, spec.project) \
+                if self.budgets is not None else []
+            for b in applicable:
+                _, committed = self.budgets.measure(s, b, now)  # type: ignore[union-attr]
+                room = b.limit_micros - committed
+                fits = estimate.cost_micros <= room
+                rows.append({"name": b.name, "hard": b.hard, "limit_usd": usd_text(b.limit_micros),
+                             "committed_usd": usd_text(committed),
+                             "remaining_usd": usd_text(room), "fits": fits})
+                if not fits and b.hard:
+                    refusals.append(f"budget {b.name} has {money(max(room, 0))} left")
+        if max_cost_micros is not None and estimate.cost_micros > max_cost_micros:
+            refusals.append(f"over the cap of {money(max_cost_micros)}")
+        suggestions: list[str] = []
+        if refusals:
+            suggestions = self.suggest(spec) if self.budgets is not None else []
+            if max_cost_micros is not None:
+                steps = self._fitting_timesteps(spec, max_cost_micros, now)
+                if steps:
+                    suggestions.append(f"total_timesteps={steps:,} fits the cap")
+        return {"fits": not refusals, "estimated_cost_usd": usd_text(estimate.cost_micros),
+                "estimated_duration_s": round(estimate.duration_s, 1),
+                "cap_usd": usd_text(max_cost_micros) if max_cost_micros is not None else None,
+                "budgets": rows, "refusals": refusals, "suggestions": suggestions}
+
     def suggest(self, spec: JobSpec) -> list[str]:
         """Variants of a refused job that fit the room left under its hard budgets."""
         assert self.budgets is not None

@@ -10,6 +10,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,35 @@ class CostService:
         return rows
 
     # --- recommendations -----------------------------------------------------------------------
+
+    def most_expensive_open_job(self, team: str | None = None) -> int | None:
+        """The queued or running job (of one team, or any) with the largest estimate: where
+        advice saves the most."""
+        stmt = (select(Job.id).where(col(Job.state).in_([JobState.QUEUED.value,
+                                                          *ACTIVE_STATES]))
+                .order_by(col(Job.estimated_cost_micros).desc(), col(Job.id)).limit(1))
+        if team is not None:
+            stmt = stmt.where(Job.team == team)
+        with Session(self.queue.engine) as s:
+            return s.exec(stmt).first()
+
+    def general_advice(self) -> list[dict[str, Any]]:
+        """What the price list rewards, for when there is no job to price advice for."""
+        p = self.pricing
+        background = p.priority_multipliers.get("background", Decimal(1))
+        urgent = p.priority_multipliers.get("urgent", Decimal(1))
+        return [
+            {"kind": "off-peak", "advice": f"start outside {p.peak.start:%H:%M}-"
+                                           f"{p.peak.end:%H:%M} on weekdays ({p.zone.key}): "
+                                           f"{p.peak.off_peak_discount * 100:.0f}% off"},
+            {"kind": "spot", "advice": f"run on spot capacity: {p.spot.discount * 100:.0f}% off, "
+                                       f"about {(p.spot.duration_factor() - 1) * 100:.1f}% longer "
+                                       f"from interruptions"},
+            {"kind": "priority", "advice": f"background priority costs {background:.2f}x, urgent "
+                                           f"{urgent:.2f}x the normal rate"},
+            {"kind": "early-stop", "advice": "set target_kl and early stopping so runs end when "
+                                             "the evaluation stops improving"},
+        ]
 
     def recommend(self, job_id: int) -> list[dict[str, Any]]:
         """Ways to spend less on a job, each with the saving computed for it."""

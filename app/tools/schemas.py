@@ -1,31 +1,111 @@
-"""Argument schemas of the tools: what the model may pass, with descriptions it reads."""
+"""Argument schemas of the tools: what the model may pass, with descriptions it reads. Every
+argument is bounded, so a model (or a person) cannot ask for something absurd."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["urgent", "normal", "background"]
+Money = Field(pattern=r"^\d{1,9}(\.\d{1,6})?$", description="Dollars, e.g. '5' or '0.50'")
 
 
-class QueueTrainingJobArgs(BaseModel):
-    name: str = Field(description="Short name for the job, e.g. 'place-urgent'")
-    priority: Literal["urgent", "normal", "background"] = Field(
-        default="normal", description="Priority class: urgent (1000), normal (100), background (10)"
-    )
-    total_timesteps: int = Field(default=4096, ge=1, le=100_000_000,
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArgs(Args):
+    pass
+
+
+class JobIdArgs(Args):
+    job_id: int = Field(ge=1, le=2**53, description="The job's numeric id")
+
+
+class TrainingJobArgs(Args):
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$",
+                      description="Short name for the job, e.g. 'place-64-hosts'")
+    priority: Priority = Field(default="normal",
+                               description="urgent (1000), normal (100) or background (10)")
+    total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000,
                                  description="Environment steps to train for")
-    num_hosts: int = Field(default=4, ge=1, le=10_000, description="Hosts in the simulated cluster")
-    seed: int = Field(default=1, ge=0, description="Training seed")
+    num_hosts: int = Field(default=4, ge=1, le=4096, description="Hosts in the simulated cluster")
+    mode: Literal["place", "pick", "hierarchical"] = Field(
+        default="place", description="place: choose a host; pick: choose the next job; "
+                                     "hierarchical: both")
+    seed: int = Field(default=1, ge=0, le=2**31, description="Training seed")
+    gpus: int = Field(default=0, ge=0, le=8, description="GPUs for the job")
+    spot: bool = Field(default=False, description="Run on spot capacity (cheaper)")
 
 
-class JobIdArgs(BaseModel):
-    job_id: int = Field(ge=1, description="The job's numeric id")
+class QueueTrainingJobArgs(TrainingJobArgs):
+    pass
 
 
-class ListJobsArgs(BaseModel):
+class CheckBudgetArgs(TrainingJobArgs):
+    name: str = Field(default="planned", min_length=1, max_length=120,
+                      pattern=r"^[^\x00-\x1f\x7f]+$", description="Name of the planned job")
+    max_cost_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
+                                     description="A cap for this job alone, in dollars")
+
+
+class SubmitBatchArgs(Args):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
+                      description="Prefix; jobs are named prefix-1, prefix-2, ...")
+    count: int = Field(ge=1, le=100, description="How many jobs (seeds 1..count)")
+    priority: Priority = "normal"
+    total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000)
+    num_hosts: int = Field(default=4, ge=1, le=4096)
+
+
+class ListJobsArgs(Args):
     state: Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled"] | None \
         = Field(default=None, description="Only jobs in this state; omit for all")
+    limit: int = Field(default=20, ge=1, le=200, description="At most this many")
 
 
-class NoArgs(BaseModel):
-    pass
+class SetBudgetArgs(Args):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    limit_usd: str = Money
+    scope: Literal["global", "team", "project"] = "global"
+    scope_value: str | None = Field(default=None, max_length=100,
+                                    description="The team or project (for those scopes)")
+    period: Literal["weekly", "monthly"] = "monthly"
+    hard: bool = Field(default=True, description="Hard refuses work that would overspend")
+
+
+class ReportArgs(Args):
+    period: Literal["day", "week", "month"] = "week"
+    group_by: Literal["team", "project", "priority", "status"] = "team"
+
+
+class RecommendArgs(Args):
+    job_id: int | None = Field(default=None, ge=1, le=2**53,
+                               description="The job; omit for the most expensive open one")
+
+
+class CompareConfigsArgs(Args):
+    configs: list[dict[str, Any]] = Field(min_length=1, max_length=20,
+                                          description="Training configs (option -> value)")
+    gpus: int = Field(default=0, ge=0, le=8)
+    priority: Priority = "normal"
+
+
+class CompareRunsArgs(Args):
+    job_ids: list[int] = Field(min_length=2, max_length=20, description="Jobs to compare")
+
+
+class SweepArgs(Args):
+    name: str = Field(default="sweep", min_length=1, max_length=100,
+                      pattern=r"^[^\x00-\x1f\x7f]+$")
+    method: Literal["grid", "random"] = "random"
+    n: int = Field(default=10, ge=1, le=200, description="Configs to draw (random)")
+    space: dict[str, list[Any]] | None = Field(
+        default=None, description="grid: option -> values; random: option -> [low, high] or "
+                                  "choices; omit for lr, ent_coef, clip_coef, gamma")
+    total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000)
+    priority: Priority = "normal"
+    max_total_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
+                                      description="Queue nothing if the sweep costs more")
+    seed: int = Field(default=0, ge=0, le=2**31)
