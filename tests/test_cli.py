@@ -75,7 +75,7 @@ def test_submit_list_show_json_round_trip(oppen_home: Path) -> None:
 
 def test_ask_without_yes_refuses_to_spend(oppen_home: Path) -> None:
     proc = run("ask", "queue a training job", "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # refused: said, listed, and a failing exit
     out = json.loads(proc.stdout)
     assert out["refused"] == ["queue_training_job"]
     assert "--yes" in proc.stderr

@@ -3,6 +3,7 @@ destructive calls and limits on model and tool calls."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ PROVIDER_EXTRAS = {"openai": "openai", "anthropic": "anthropic"}
 Approver = Callable[[dict[str, Any]], bool]
 
 
-def chat_model(spec: str) -> BaseChatModel:
-    """'offline', or 'provider:model' through init_chat_model (OPPEN_LLM)."""
+def chat_model(spec: str, base_url: str | None = None) -> BaseChatModel:
+    """'offline', or 'provider:model' through init_chat_model (OPPEN_LLM). ``base_url``
+    (OPPEN_LLM_BASE_URL) points an OpenAI-compatible provider at any server: vLLM, Ollama,
+    llama.cpp."""
     if spec == "offline":
         return OfflineChatModel()
     provider, _, model = spec.partition(":")
@@ -38,8 +41,13 @@ def chat_model(spec: str) -> BaseChatModel:
         raise ConfigError(f"OPPEN_LLM must be 'offline' or 'provider:model', got {spec!r}")
     from langchain.chat_models import init_chat_model
 
+    extra: dict[str, Any] = {}
+    if base_url:
+        extra["base_url"] = base_url
+        if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
+            extra["api_key"] = "not-needed"  # local servers take any key; the client wants one
     try:
-        return init_chat_model(model, model_provider=provider)
+        return init_chat_model(model, model_provider=provider, **extra)
     except ImportError as exc:
         extra = PROVIDER_EXTRAS.get(provider, provider)
         raise DependencyError(
@@ -62,7 +70,7 @@ class Agent:
     the chat model ``llm`` names (OPPEN_LLM) unless a model is given."""
 
     def __init__(self, ops: Operations, llm: str = "offline",
-                 model: BaseChatModel | None = None) -> None:
+                 model: BaseChatModel | None = None, base_url: str | None = None) -> None:
         from langchain.agents import create_agent
         from langchain.agents.middleware import (
             HumanInTheLoopMiddleware,
@@ -76,7 +84,7 @@ class Agent:
         gated = {t.name: {"allowed_decisions": ["approve", "reject"]}
                  for t in tools if t.name in SPENDING_OR_DESTRUCTIVE}
         self.graph = create_agent(
-            model or chat_model(llm),
+            model or chat_model(llm, base_url),
             tools,
             system_prompt=SYSTEM_PROMPT,
             middleware=[
@@ -88,25 +96,47 @@ class Agent:
         )
         self.thread_id = uuid.uuid4().hex
 
-    def ask(self, text: str, approve: Approver) -> TurnResult:
+    def ask(self, text: str, approve: Approver,
+            on_tool_call: Callable[[str, dict[str, Any]], None] | None = None) -> TurnResult:
+        """One turn. ``approve`` decides each gated call; ``on_tool_call`` hears every call
+        the model makes, as it makes it (the REPL prints a line per call)."""
         from langgraph.types import Command
 
         config = {"configurable": {"thread_id": self.thread_id}}
-        state = self.graph.invoke({"messages": [HumanMessage(text)]}, config)
+        payload: Any = {"messages": [HumanMessage(text)]}
         refused: list[str] = []
-        while state.get("__interrupt__"):
-            for pending in state["__interrupt__"]:
-                requests = pending.value["action_requests"]
-                decisions = []
-                for request in requests:
+        heard: set[str] = set()  # approval re-emits the calls it lets through
+        while True:
+            interrupts: list[Any] = []
+            for update in self.graph.stream(payload, config, stream_mode="updates"):
+                for node, data in update.items():
+                    if node == "__interrupt__":
+                        interrupts.extend(data)
+                    elif on_tool_call is not None and isinstance(data, dict):
+                        for message in data.get("messages", []):
+                            if isinstance(message, AIMessage):
+                                for call in message.tool_calls:
+                                    if call.get("id") not in heard:
+                                        heard.add(str(call.get("id")))
+                                        on_tool_call(call["name"], call["args"])
+            if not interrupts:
+                break
+            decisions = []
+            for pending in interrupts:
+                for request in pending.value["action_requests"]:
                     if approve(request):
                         decisions.append({"type": "approve"})
                     else:
                         refused.append(request["name"])
                         decisions.append({"type": "reject",
                                           "message": "The person did not approve this action."})
-                state = self.graph.invoke(Command(resume={"decisions": decisions}), config)
+            payload = Command(resume={"decisions": decisions})
+        state = self.graph.get_state(config).values
         return self._result(state["messages"], text, refused)
+
+    def restart(self) -> None:
+        """A fresh conversation (after a turn was interrupted half-way)."""
+        self.thread_id = uuid.uuid4().hex
 
     @staticmethod
     def _result(messages: list[Any], text: str, refused: list[str]) -> TurnResult:

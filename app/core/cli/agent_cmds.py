@@ -1,4 +1,4 @@
-"""`oppen ask` and `oppen chat`: talking to the agent."""
+"""`oppen ask` (one turn) and `oppen chat` (the REPL): talking to the agent."""
 
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ from app.core.errors import OppenError
 from app.core.settings import load_settings
 
 
-def _approver(yes: bool, interactive: bool) -> Any:
+def _refuse_without_yes(refusals: list[str]) -> Any:
+    """Approvals for a non-interactive caller: refused, each listed on stderr."""
     def approve(request: dict[str, Any]) -> bool:
-        summary = f"{request['name']}({json.dumps(request['args'])})"
-        if yes:
-            return True
-        if not interactive:
-            click.echo(f"refused {summary}: it spends or destroys; re-run with --yes to allow",
-                       err=True)
-            return False
-        return click.confirm(f"Run {summary}?", default=False)
+        summary = f"{request['name']}({json.dumps(request['args'], sort_keys=True)})"
+        refusals.append(summary)
+        click.echo(f"refused {summary}: it spends or destroys; re-run with --yes to allow",
+                   err=True)
+        return False
 
     return approve
 
@@ -32,41 +30,40 @@ def _approver(yes: bool, interactive: bool) -> Any:
 @click.option("--yes", is_flag=True, help="Approve spending or destructive actions")
 @click.option("--json", "as_json", is_flag=True)
 def ask(text: str, yes: bool, as_json: bool) -> None:
-    """One turn with the agent."""
+    """One turn with the agent. Without --yes, actions that spend or destroy are refused,
+    listed on stderr, and the exit code is 1."""
     from app.core.agent.agent import Agent
 
     if not text.strip():
         raise OppenError("ask needs some text")
-    result = Agent(common.operations(), load_settings().llm).ask(
-        text, _approver(yes, sys.stdin.isatty() and not as_json))
+    refusals: list[str] = []
+    approve = (lambda _request: True) if yes else _refuse_without_yes(refusals)
+    settings = load_settings()
+    result = Agent(common.operations(), settings.llm, base_url=settings.llm_base_url).ask(
+        text, approve)
     if as_json:
         common.emit_json({"answer": result.answer, "tool_calls": result.tool_calls,
-                    "tool_results": result.tool_results, "refused": result.refused})
+                          "tool_results": result.tool_results, "refused": result.refused})
     else:
         click.echo(result.answer)
+    if refusals:
+        sys.exit(common.EXIT_ERROR)
 
 
 @click.command()
-@click.option("--yes", is_flag=True, help="Approve spending or destructive actions")
+@click.option("--yes", is_flag=True, help="Approve every spending or destructive action")
 def chat(yes: bool) -> None:
-    """The conversational REPL (exit with 'exit' or Ctrl-D)."""
-    from app.core.agent.agent import Agent
+    """The conversational REPL: history (Up, Ctrl-R), slash commands (/help), approvals
+    before spending. Piped input is read line by line; its approvals need --yes."""
+    from app.core.agent.repl import Repl
 
-    agent = Agent(common.operations(), load_settings().llm)
-    console = common.console()
-    console.print("Oppen chat. Ask about the queue or queue jobs; 'exit' to leave.")
-    approve = _approver(yes, sys.stdin.isatty())
-    while True:
-        try:
-            line = input("oppen> ")
-        except EOFError:
-            click.echo()
-            return
-        if line.strip() in {"exit", "quit"}:
-            return
-        if not line.strip():
-            continue
-        try:
-            console.print(agent.ask(line, approve).answer)
-        except OppenError as exc:
-            click.echo(f"error: {exc}", err=True)
+    settings = load_settings()
+    interactive = sys.stdin.isatty()
+    repl = Repl.create(common.operations(), settings.llm, common.console(),
+                       settings.resolved_home / "chat_history", interactive,
+                       settings.llm_base_url)
+    if yes:
+        repl.decide = lambda _request: True
+    elif not interactive:
+        repl.decide = _refuse_without_yes([])
+    sys.exit(repl.run(None if interactive else iter(sys.stdin)))
