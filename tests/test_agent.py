@@ -63,3 +63,20 @@ def test_chat_model_selection() -> None:
         chat_model("gpt-4")
     with pytest.raises((DependencyError, ConfigError)):
         chat_model("anthropic:claude-sonnet-4-5")  # provider package is an optional extra
+
+
+def test_turns_are_traced_in_mlflow_when_asked(services: Services) -> None:
+    import mlflow
+
+    from app.core.agent import tracing
+
+    experiment = tracing.enable(services.settings)
+    try:
+        Agent(LocalOperations(services)).ask("what is the queue status?", lambda _r: False)
+        mlflow.flush_trace_async_logging()
+        traces = mlflow.search_traces(locations=[experiment])
+    finally:
+        tracing.disable()
+    assert len(traces) == 1
+    assert "what is the queue status?" in str(traces.iloc[0]["request"])
+    assert "0 queued" in str(traces.iloc[0]["response"])

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
         default="oppen-dispatcher", description="ServiceAccount the training pods run as"
     )
     llm: str = Field(default="offline", description="Chat model: offline | provider:model")
+    agent_tracing: bool = Field(default=False, description="Trace every agent turn (model and tool calls) in MLflow, experiment oppen-agent")
     llm_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server for OPPEN_LLM (vLLM, Ollama, llama.cpp)")
     max_concurrent_jobs: int = Field(default=3, ge=1, description="Jobs running at once")
     max_cpus: float | None = Field(default=None, gt=0, description="CPU cores all running jobs may request together (none: no limit)")

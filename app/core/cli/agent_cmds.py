@@ -25,6 +25,13 @@ def _refuse_without_yes(refusals: list[str]) -> Any:
     return approve
 
 
+def _maybe_trace(settings: Any) -> None:
+    if settings.agent_tracing:
+        from app.core.agent import tracing
+
+        tracing.enable(settings)
+
+
 @click.command()
 @click.argument("text")
 @click.option("--yes", is_flag=True, help="Approve spending or destructive actions")
@@ -39,6 +46,7 @@ def ask(text: str, yes: bool, as_json: bool) -> None:
     refusals: list[str] = []
     approve = (lambda _request: True) if yes else _refuse_without_yes(refusals)
     settings = load_settings()
+    _maybe_trace(settings)
     result = Agent(common.operations(), settings.llm, base_url=settings.llm_base_url).ask(
         text, approve)
     if as_json:
@@ -58,6 +66,7 @@ def chat(yes: bool) -> None:
     from app.core.agent.repl import Repl
 
     settings = load_settings()
+    _maybe_trace(settings)
     interactive = sys.stdin.isatty()
     repl = Repl.create(common.operations(), settings.llm, common.console(),
                        settings.resolved_home / "chat_history", interactive,
