@@ -56,6 +56,19 @@ def test_job_runs_to_success_and_mlflow_holds_its_metrics(services: Services) ->
     expected = 30 + 512 / run.metrics["charts/SPS"]
     assert later.estimated_duration_s == pytest.approx(expected)
 
+    # Its policy against the heuristics: as recorded, and afresh from its checkpoint.
+    from app.api.operations import LocalOperations
+
+    ops = LocalOperations(services)
+    recorded = ops.evaluation(job.id)
+    assert recorded["evaluated"] and not recorded["fresh"] and recorded["seeds"] == [42]
+    assert {"ppo", "first_fit", "best_fit"} <= set(recorded["results"])
+    assert recorded["ppo_vs_best_heuristic_wait_ratio"] == pytest.approx(
+        run.metrics["eval/ppo_vs_best_heuristic_wait_ratio"])
+    again = ops.evaluation(job.id, [7])
+    assert again["fresh"] and again["seeds"] == [7] and "ppo" in again["results"]
+    assert again["best_heuristic"] in again["results"]
+
 
 def test_concurrency_limit_and_priority_order(services: Services) -> None:
     services.settings.max_concurrent_jobs = 1

@@ -99,8 +99,9 @@ class RemoteOperations(Operations):
     def compare_runs(self, job_ids: list[int]) -> dict[str, Any]:
         return self._call("POST", "/runs/compare", json={"job_ids": job_ids})
 
-    def evaluation(self, job_id: int) -> dict[str, Any]:
-        return self._call("GET", f"/jobs/{int(job_id)}/evaluation")
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]:
+        params = {"seed": list(seeds)} if seeds is not None else {}
+        return self._call("GET", f"/jobs/{int(job_id)}/evaluation", params=params)
 
     def start_now(self, job_id: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/start-now")

@@ -21,10 +21,12 @@ from app.api.access import LOCAL_ADMIN, Principal, Role
 from app.api.tokens import TokenService, token_dict
 from app.core.errors import ConfigError, NotFoundError, PermissionDeniedError
 from app.core.models import Job
+from app.core.queue import SUBMISSION_FIELDS
 
 # The most jobs one listing returns, and one batch may hold.
 MAX_PAGE = 1000
 MAX_BATCH = 10_000
+MAX_ID = 2**53
 BUDGET_DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
 
 
@@ -65,7 +67,7 @@ class Operations(ABC):
     def compare_runs(self, job_ids: list[int]) -> dict[str, Any]: ...
 
     @abstractmethod
-    def evaluation(self, job_id: int) -> dict[str, Any]: ...
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]: ...
 
     @abstractmethod
     def start_now(self, job_id: int) -> dict[str, Any]: ...
@@ -167,10 +169,12 @@ class LocalOperations(Operations):
 
     def _visible(self, job_id: int) -> Job:
         """The job, if this principal may see it; otherwise exactly as if it did not exist."""
-        try:
-            job = self.services.queue.get(job_id)
-        except NotFoundError:
-            job = None
+        job = None
+        if isinstance(job_id, int) and 1 <= job_id <= MAX_ID:  # beyond: no such row, ever
+            try:
+                job = self.services.queue.get(job_id)
+            except NotFoundError:
+                job = None
         if job is None or not self.principal.sees_team(job.team):
             raise NotFoundError(f"no job with id {job_id}")
         return job
@@ -190,20 +194,24 @@ class LocalOperations(Operations):
                 f"this token submits for team {self.principal.team}, not {team}")
         return item
 
+    def _submission(self, item: Any, default_name: str | None = None) -> dict[str, Any]:
+        """One job as submitted: an object of known fields, with a name, its team settled."""
+        item = self._own_item(item)
+        if default_name is not None:
+            item.setdefault("name", default_name)
+        if "name" not in item:
+            raise ConfigError("a job needs a name")
+        unknown = set(item) - SUBMISSION_FIELDS
+        if unknown:
+            raise ConfigError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        return item
+
     # --- jobs ------------------------------------------------------------------------------
 
     def submit(self, item: dict[str, Any]) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "submitting a job")
-        item = self._own_item(item)
-        if "name" not in item:
-            raise ConfigError("a job needs a name")
-        allowed = {"name", "config", "priority", "cpus", "memory_mb", "gpus", "team", "project",
-                   "max_attempts", "max_runtime_s", "spot", "start_after"}
-        unknown = set(item) - allowed
-        if unknown:
-            raise ConfigError(f"unknown field(s) {', '.join(sorted(unknown))}")
         queue = self.services.queue
-        spec = queue.validate(**item)
+        spec = queue.validate(**self._submission(item))
         with self._write_lock:
             view = queue.store_one(spec)
         return view.to_dict()
@@ -278,14 +286,24 @@ class LocalOperations(Operations):
             raise ConfigError("compare 2 to 20 jobs")
         return {"runs": [self.job_metrics(int(j)) for j in job_ids]}
 
-    def evaluation(self, job_id: int) -> dict[str, Any]:
-        """The evaluation the job's run recorded: its policy against the heuristics on fixed
-        seeds (mean wait per policy, and PPO's ratio to the best heuristic)."""
-        found = self.job_metrics(job_id)
-        evaluated = {k.removeprefix("eval/"): v for k, v in found["metrics"].items()
-                     if k.startswith("eval/")}
-        return {"job_id": job_id, "run_id": found["run_id"], "evaluated": bool(evaluated),
-                "results": evaluated}
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]:
+        """The job's policy against the heuristics: the table its run recorded when training
+        ended, or (``seeds``) a fresh evaluation of its checkpoint on those seeds."""
+        from app.training import job_evaluation
+
+        job = self._visible(job_id)
+        out: dict[str, Any] = {"job_id": job_id, "run_id": job.mlflow_run_id,
+                               "evaluated": False, "fresh": seeds is not None, "seeds": [],
+                               "results": {}, "best_heuristic": None,
+                               "ppo_vs_best_heuristic_wait_ratio": None}
+        if job.mlflow_run_id is None:
+            return out
+        tracker = self.services.tracker
+        found = job_evaluation.fresh(tracker, job.mlflow_run_id, seeds) if seeds is not None \
+            else job_evaluation.recorded(tracker, job.mlflow_run_id)
+        if found is not None:
+            out.update(found, evaluated=True)
+        return out
 
     def start_now(self, job_id: int) -> dict[str, Any]:
         """Moves a queued job to urgent, so the next tick starts it where capacity allows;
@@ -299,8 +317,7 @@ class LocalOperations(Operations):
 
         from app.costs.pricing import to_micros
 
-        item = self._own_item(item)
-        item.setdefault("name", "planned")
+        item = self._submission(item, default_name="planned")
         cap = None
         if max_cost_usd is not None:
             try:

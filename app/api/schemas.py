@@ -5,7 +5,7 @@ the OpenAPI schema can be checked against the server's real answers."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +75,7 @@ class SweepRequest(Strict):
 
 
 class RunComparison(Strict):
-    job_ids: list[int] = Field(min_length=2, max_length=20)
+    job_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(min_length=2, max_length=20)
 
 
 class PriorityChange(Strict):
@@ -202,7 +202,11 @@ class Evaluation(BaseModel):
     job_id: int
     run_id: str | None
     evaluated: bool
-    results: dict[str, float]
+    fresh: bool = Field(description="Evaluated now on the given seeds, not the recorded table")
+    seeds: list[int]
+    results: dict[str, dict[str, float]] = Field(description="policy -> mean_wait_s, ...")
+    best_heuristic: str | None
+    ppo_vs_best_heuristic_wait_ratio: float | None
 
 
 class Check(BaseModel):

@@ -249,9 +249,12 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         return ops.job_metrics(job_id)
 
     @app.get(job_path("/evaluation"), response_model=m.Evaluation, tags=["jobs"])
-    def evaluation(job_id: JobId, ops: Ops) -> Any:
-        """The evaluation the job's run recorded: its policy against the heuristics."""
-        return ops.evaluation(job_id)
+    def evaluation(job_id: JobId, ops: Ops,
+                   seed: Annotated[list[Annotated[int, Query(ge=0, le=2**31)]] | None,
+                                   Query(max_length=10)] = None) -> Any:
+        """The job's policy against the heuristics: the recorded table, or with `seed`
+        (repeatable, at most 10) a fresh evaluation of its checkpoint on those seeds."""
+        return ops.evaluation(job_id, list(seed) if seed else None)
 
     @app.post(job_path("/start-now"), response_model=m.JobOut, tags=["jobs"])
     def start_now(job_id: JobId, ops: Ops) -> Any:

@@ -210,6 +210,10 @@ def candidate_of(row: Any) -> Candidate:
 CANDIDATE_COLUMNS = (Job.id, Job.priority_class, Job.priority, Job.created_at, Job.cpus,
                      Job.memory_mb, Job.gpus, Job.not_before, Job.team, Job.project,
                      Job.estimated_cost_micros, Job.estimated_duration_s, Job.attempts)
+# What a submission may say about a job (the arguments of QueueService.validate).
+SUBMISSION_FIELDS = frozenset({"name", "config", "priority", "cpus", "memory_mb", "gpus", "team",
+                               "project", "max_attempts", "max_runtime_s", "spot",
+                               "start_after"})
 # Queued jobs are read in queue order this many at a time until nothing more can start.
 CHUNK = 256
 
@@ -380,13 +384,11 @@ class QueueService:
             raise ConfigError("the batch is empty")
         specs: list[JobSpec] = []
         errors: list[dict[str, Any]] = []
-        allowed = {"name", "config", "priority", "cpus", "memory_mb", "gpus", "team", "project",
-                   "max_attempts", "max_runtime_s", "spot", "start_after"}
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
                     raise ConfigError("each item must be a table with at least a name")
-                unknown = set(item) - allowed
+                unknown = set(item) - SUBMISSION_FIELDS
                 if unknown:
                     raise ConfigError(f"unknown field(s) {', '.join(sorted(unknown))}")
                 if "name" not in item:

@@ -112,3 +112,7 @@ class Tracker:
 
     def artifacts(self, run_id: str) -> list[str]:
         return [f.path for f in self.client().list_artifacts(run_id)]
+
+    def download(self, run_id: str, path: str, into: Path) -> Path:
+        """A run's artifact (file or folder) copied under ``into``."""
+        return Path(self.client().download_artifacts(run_id, path, str(into)))

@@ -147,12 +147,16 @@ class CostService:
         """When each waiting job (of one team, or all) should start and finish, and what it
         will cost."""
         out = []
+        rates: dict[tuple[Any, ...], Throughput] = {}  # one history lookup per kind of job
         for view in self.queue.list(["queued"], limit=1000, team=team):
             job = view.job
             start = view.eta_start or utcnow()
+            kind = (job.config.get("mode"), job.config.get("num_hosts"),
+                    job.config.get("device"), job.cpus, job.gpus)
+            if kind not in rates:
+                rates[kind] = self.throughput(job.config, job.cpus, job.gpus)
             fc = forecast_new_job(self.pricing, shape_of(job), start,
-                                  int(job.config["total_timesteps"]),
-                                  self.throughput(job.config, job.cpus, job.gpus))
+                                  int(job.config["total_timesteps"]), rates[kind])
             out.append({"job_id": job.id, "name": job.name, "position": view.position,
                         "pending_reason": view.pending.reason.value if view.pending else None,
                         "start_at": start.isoformat(timespec="seconds"), **fc.to_dict()})
@@ -363,15 +367,24 @@ class CostService:
             raise ConfigError("nothing to compare")
         start = start or utcnow()
         rows = []
+        # Configs of one kind share their history: each kind is looked up in MLflow once.
+        rates: dict[tuple[Any, ...], Throughput] = {}
+        qualities: dict[tuple[Any, ...], dict[str, Any]] = {}
         for index, raw in enumerate(configs):
             try:
                 cfg = TrainConfig.from_dict(raw).to_dict()
             except ConfigError as exc:
                 raise ConfigError(f"config {index}: {exc}") from None
+            kind = (cfg["mode"], cfg["num_hosts"], cfg.get("device"))
+            if kind not in rates:
+                rates[kind] = self.throughput(cfg, shape.cpus, shape.gpus)
+            quality_kind = (cfg["mode"], cfg["num_hosts"], cfg["total_timesteps"])
+            if quality_kind not in qualities:
+                qualities[quality_kind] = self._expected_quality(cfg)
             fc = forecast_new_job(self.pricing, shape, start, cfg["total_timesteps"],
-                                  self.throughput(cfg, shape.cpus, shape.gpus))
+                                  rates[kind])
             rows.append({"index": index, "config": raw, **fc.to_dict(),
-                         "expected_quality": self._expected_quality(cfg)})
+                         "expected_quality": qualities[quality_kind]})
         return rows
 
     def _expected_quality(self, cfg: dict[str, Any]) -> dict[str, Any]:

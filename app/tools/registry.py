@@ -210,17 +210,18 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                          f"{m.get('eval/ppo_vs_best_heuristic_wait_ratio', 'N/A')}")
         return "; ".join(parts) + ".", r
 
-    def evaluate_policy(job_id: int) -> Result:
-        r = ops.evaluation(job_id)
+    def evaluate_policy(job_id: int, seeds: list[int] | None = None) -> Result:
+        r = ops.evaluation(job_id, seeds)
         if not r["evaluated"]:
             return f"Job {job_id} has no evaluation yet (it is recorded when training ends).", r
-        ratio = r["results"].get("ppo_vs_best_heuristic_wait_ratio")
-        waits = ", ".join(f"{k.split('/')[0]} {v:.1f} s" for k, v in r["results"].items()
-                          if k.endswith("/mean_wait_s"))
+        ratio = r["ppo_vs_best_heuristic_wait_ratio"]
+        waits = ", ".join(f"{name} {row['mean_wait_s']:.1f} s"
+                          for name, row in r["results"].items())
         verdict = "" if ratio is None else (
-            f" PPO's mean wait is {ratio:.2f}x the best heuristic's "
-            f"({'better' if ratio < 1 else 'not better'}).")
-        return f"Job {job_id} evaluation, mean wait: {waits}.{verdict}", r
+            f" PPO's mean wait is {ratio:.2f}x the best heuristic's ({r['best_heuristic']}; "
+            f"{'better' if ratio < 1 else 'not better'}).")
+        how = f"fresh on seeds {r['seeds']}" if r["fresh"] else f"recorded, seeds {r['seeds']}"
+        return f"Job {job_id} evaluation ({how}), mean wait: {waits}.{verdict}", r
 
     specs: list[tuple[Callable[..., Result], type[s.Args], str]] = [
         (queue_training_job, s.QueueTrainingJobArgs,
@@ -258,8 +259,9 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                               "health."),
         (run_metrics, s.JobIdArgs, "The latest MLflow metrics of a job's run."),
         (compare_runs, s.CompareRunsArgs, "MLflow metrics of several jobs side by side."),
-        (evaluate_policy, s.JobIdArgs,
-         "How a job's trained policy did against the heuristics (mean wait on fixed seeds)."),
+        (evaluate_policy, s.EvaluateArgs,
+         "How a job's trained policy does against the heuristics (mean wait): the evaluation "
+         "recorded when training ended, or afresh on the seeds given."),
     ]
     return [StructuredTool.from_function(func=_errors_to_model(f), name=f.__name__,
                                          description=d, args_schema=a,

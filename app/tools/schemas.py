@@ -3,7 +3,7 @@ argument is bounded, so a model (or a person) cannot ask for something absurd.""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +59,14 @@ class SubmitBatchArgs(Args):
     num_hosts: int = Field(default=4, ge=1, le=4096)
 
 
+class EvaluateArgs(Args):
+    job_id: int = Field(ge=1, le=2**53, description="The job's numeric id")
+    seeds: list[int] | None = Field(
+        default=None, min_length=1, max_length=10,
+        description="Evaluate the trained policy afresh on these seeds; omit for the "
+                    "evaluation recorded when training ended")
+
+
 class ListJobsArgs(Args):
     state: Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled"] | None \
         = Field(default=None, description="Only jobs in this state; omit for all")
@@ -93,7 +101,8 @@ class CompareConfigsArgs(Args):
 
 
 class CompareRunsArgs(Args):
-    job_ids: list[int] = Field(min_length=2, max_length=20, description="Jobs to compare")
+    job_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(
+        min_length=2, max_length=20, description="Jobs to compare")
 
 
 class SweepArgs(Args):
