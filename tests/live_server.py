@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +13,24 @@ import httpx
 import uvicorn
 
 from app.api.server import create_app
+
+
+def wait_healthy(url: str, alive: Callable[[], bool] = lambda: True,
+                 timeout_s: float = 60) -> None:
+    """Until the server at ``url`` answers /healthz; fails at once if ``alive`` says the
+    server is gone."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not alive():
+            raise RuntimeError(f"the API server at {url} exited before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API server at {url} did not start in {timeout_s:g} s")
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -23,16 +41,7 @@ def live_server(services: Any, port: int) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.05)
+    wait_healthy(url, thread.is_alive)
     try:
         yield url
     finally:

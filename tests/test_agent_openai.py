@@ -46,11 +46,15 @@ class StubModel(BaseHTTPRequestHandler):
                        "content": "From the tools: " + " | ".join(m["content"]
                                                                   for m in tool_results)}
             finish = "stop"
-        answer = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0,
-                  "model": body["model"],
-                  "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-        data = json.dumps(answer).encode()
+        self.answer(body, message, finish)
+
+    def answer(self, body: dict[str, Any], message: dict[str, Any], finish: str) -> None:
+        """One Chat Completions response, as an OpenAI-compatible server sends it."""
+        data = json.dumps({
+            "id": "chatcmpl-stub", "object": "chat.completion", "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -102,23 +106,13 @@ def test_approval_still_gates_a_real_model(services: Services, stub_url: str,
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         if not any(m["role"] == "tool" for m in body["messages"]):
-            StubModel.requests.append({"path": self.path, "auth": None, "body": body})
-            answer = {"id": "c", "object": "chat.completion", "created": 0,
-                      "model": body["model"], "choices": [{"index": 0, "finish_reason":
-                      "tool_calls", "message": {"role": "assistant", "content": None,
-                      "tool_calls": [{"id": "call_x", "type": "function", "function": {
-                          "name": "cancel_job", "arguments": "{\"job_id\": 1}"}}]}}]}
+            self.answer(body, {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_x", "type": "function",
+                 "function": {"name": "cancel_job", "arguments": "{\"job_id\": 1}"}}]},
+                "tool_calls")
         else:
             tool = next(m for m in body["messages"] if m["role"] == "tool")
-            answer = {"id": "c", "object": "chat.completion", "created": 0,
-                      "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
-                      "message": {"role": "assistant", "content": tool["content"]}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            self.answer(body, {"role": "assistant", "content": tool["content"]}, "stop")
 
     monkeypatch.setattr(StubModel, "do_POST", cancel_first)
     turn = Agent(LocalOperations(services), "openai:local-model",

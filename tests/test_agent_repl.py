@@ -43,7 +43,7 @@ def test_approvals_slash_commands_and_history(services: Services, tmp_path: Path
     history = tmp_path / "chat_history"
     out = drive(services, history, [
         "queue an urgent training job\r", "y\r",     # the agent asks; accepted
-        "/queue 1 background\r", "n\r",              # a slash command; refused
+        "/queue 3 background\r", "n\r",              # a slash command; refused
         "/status\r",
         UP, "\r",                                     # Up recalls /status
         "train a job\\\r", " for 2k steps\r", "a\r",  # two lines; always allow
@@ -53,6 +53,7 @@ def test_approvals_slash_commands_and_history(services: Services, tmp_path: Path
         [("urgent", 4096), ("normal", 2000)]
     assert "running queue_training_job(" in out
     assert "cost: estimated $" in out and "no budget applies" in out
+    assert " each); no budget applies" in out  # the batch of 3, priced before asking
     assert "Queued job 1" in out and "Queued job 2" in out
     assert "not run" in out  # the refused /queue
     assert out.count("1 queued, 0 running") == 2  # /status, then again from history

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import _free_port, oppen_cmd
+from tests.live_server import wait_healthy
 
 FAST = {"total_timesteps": 512, "num_envs": 4, "rollout_steps": 64, "episode_length": 32,
         "eval_seeds": "[42]"}
@@ -33,16 +33,7 @@ def server(oppen_home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert time.monotonic() < deadline, "oppen serve did not start"
-        time.sleep(0.2)
+    wait_healthy(url, lambda: proc.poll() is None)
     try:
         yield url, proc
     finally:

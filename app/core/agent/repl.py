@@ -13,6 +13,7 @@ import json
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,14 @@ class Repl:
             self.console.print("answer y, n or a")
 
     def cost_line(self, name: str, args: dict[str, Any]) -> str | None:
-        """The estimate against the budget left, for a job about to be queued."""
-        if name != "queue_training_job":
+        """The estimate against the budget left, for jobs about to be queued."""
+        if name not in ("queue_training_job", "submit_batch", "hyperparameter_sweep"):
             return None
+        if name == "hyperparameter_sweep":
+            cap = args.get("max_total_usd")
+            return ("cost: each config is priced before anything is queued; "
+                    + (f"refused if the total passes ${cap}" if cap else "no cap given"))
+        count = int(args.get("count", 1)) if name == "submit_batch" else 1
         config = {k: args[k] for k in ("total_timesteps", "num_hosts", "mode", "seed")
                   if k in args}
         try:
@@ -157,8 +163,10 @@ class Repl:
                  "config": config})
         except OppenError as exc:
             return f"cost: cannot estimate ({exc})"
+        total = Decimal(found["estimated_cost_usd"]) * count
         left = [f"{b['name']} has ${b['remaining_usd']} left" for b in found["budgets"]]
-        return (f"cost: estimated ${found['estimated_cost_usd']}; "
+        each = f" (${found['estimated_cost_usd']} each)" if count > 1 else ""
+        return (f"cost: estimated ${total}{each}; "
                 + ("; ".join(left) if left else "no budget applies"))
 
     # --- slash commands --------------------------------------------------------------------
