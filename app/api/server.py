@@ -30,6 +30,7 @@ from app.core.errors import (
     PermissionDeniedError,
 )
 from app.core.queue import BatchError
+from app.core.wal_checkpoint import WalCheckpointer
 from app.costs.budgets import BudgetExceeded
 from app.dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
 
@@ -128,12 +129,15 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         # busy; dozens only fight over the GIL (and SQLite's one writer), which showed as
         # seconds of latency under load.
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        checkpointer = WalCheckpointer(services.engine)
+        checkpointer.start()
         handle = on_start() if on_start else None
         try:
             yield
         finally:
             if on_stop is not None:
                 on_stop(handle)
+            checkpointer.stop()
 
     app = FastAPI(title="Oppen API", version="1", lifespan=lifespan, responses=ERRORS,
                   description="Queue, budget, cost and watch PPO training jobs. Every endpoint "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -160,7 +162,13 @@ def render(data: DashboardData, console: Console) -> None:
 
 def watch(gather: Callable[[], DashboardData], console: Console, every_s: float = 2.0,
           stop_after: int | None = None) -> int:
-    """Redraws in place every ``every_s`` seconds until Ctrl-C; returns the frames drawn."""
+    """Redraws in place every ``every_s`` seconds until Ctrl-C (or SIGTERM); returns the
+    frames drawn."""
+    # Started in the background by a non-interactive shell, a process inherits SIGINT as
+    # ignored; a watch must still stop on Ctrl-C, so it takes the signal back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     frames = 0
     try:
         with Live(view(gather()), console=console, refresh_per_second=4,
