@@ -21,6 +21,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import WordCompleter
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from rich.console import Console
+from rich.markup import escape
 
 from app.api.operations import Operations
 from app.core.agent.agent import Agent, chat_model
@@ -105,7 +106,7 @@ class Repl:
                 assert self.agent is not None
                 self.agent.restart()
             except OppenError as exc:
-                self.console.print(f"[red]error:[/] {exc}")
+                self.console.print(f"[red]error:[/] {escape(str(exc))}")
 
     def _read(self) -> str:
         assert self.session is not None
@@ -121,7 +122,7 @@ class Repl:
         self.console.print(result.answer, markup=False, highlight=False)
 
     def _show_call(self, name: str, args: dict[str, Any]) -> None:
-        self.console.print(f"[dim]running {name}({_args_text(args)})[/]")
+        self.console.print(f"[dim]running {name}({escape(_args_text(args))})[/]")
 
     # --- approvals -------------------------------------------------------------------------
 
@@ -131,10 +132,10 @@ class Repl:
             return True
         if self.decide is not None:
             return self.decide(request)
-        self.console.print(f"[bold]{name}[/] wants to run with {_args_text(args)}")
+        self.console.print(f"[bold]{name}[/] wants to run with {escape(_args_text(args))}")
         cost = self.cost_line(name, args)
         if cost:
-            self.console.print(cost)
+            self.console.print(cost, markup=False)
         assert self.asker is not None
         while True:
             answer = self.asker.prompt("Allow? [y]es / [n]o / [a]lways this session: ")
