@@ -4,33 +4,14 @@ start. (The end-to-end test runs `oppen serve` as its own process instead.)"""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import uvicorn
 
+from app.api.client import wait_until_healthy
 from app.api.server import create_app
-
-
-def wait_healthy(url: str, alive: Callable[[], bool] = lambda: True,
-                 timeout_s: float = 60) -> None:
-    """Until the server at ``url`` answers /healthz; fails at once if ``alive`` says the
-    server is gone."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if not alive():
-            raise RuntimeError(f"the API server at {url} exited before it was ready")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the API server at {url} did not start in {timeout_s:g} s")
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -41,7 +22,7 @@ def live_server(services: Any, port: int) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, thread.is_alive)
+    wait_until_healthy(url, thread.is_alive)
     try:
         yield url
     finally:

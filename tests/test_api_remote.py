@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from app.api.client import wait_until_healthy
 from tests.conftest import _free_port, oppen_cmd
-from tests.live_server import wait_healthy
 
 FAST = {"total_timesteps": 512, "num_envs": 4, "rollout_steps": 64, "episode_length": 32,
         "eval_seeds": "[42]"}
@@ -33,7 +33,7 @@ def server(oppen_home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, lambda: proc.poll() is None)
+    wait_until_healthy(url, lambda: proc.poll() is None)
     try:
         yield url, proc
     finally:

@@ -3,29 +3,18 @@ become the same exceptions LocalOperations raises, so callers cannot tell the di
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from app.api.errors import EXCEPTION_FOR_KIND
 from app.api.operations import Operations
-from app.core.errors import (
-    AuthenticationError,
-    ConfigError,
-    InvalidTransitionError,
-    NotFoundError,
-    OppenError,
-    PermissionDeniedError,
-)
+from app.core.errors import ConfigError, OppenError
 from app.core.queue import BatchError
-from app.costs.budgets import BudgetExceeded
 
 API = "/api/v1"
-ERROR_KINDS: dict[str, type[OppenError]] = {
-    "unauthenticated": AuthenticationError, "forbidden": PermissionDeniedError,
-    "not_found": NotFoundError, "conflict": InvalidTransitionError,
-    "budget_exceeded": BudgetExceeded, "validation": ConfigError, "invalid": ConfigError,
-    "too_large": ConfigError}
-
 
 class RemoteOperations(Operations):
     def __init__(self, base_url: str, token: str | None, timeout_s: float = 30.0,
@@ -56,7 +45,7 @@ class RemoteOperations(Operations):
             raise BatchError(body.get("errors", []))
         if response.status_code >= 500:
             raise OppenError(f"the server failed: {message}")
-        raise ERROR_KINDS.get(kind, OppenError)(message)
+        raise EXCEPTION_FOR_KIND.get(kind, OppenError)(message)
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -195,6 +184,24 @@ class RemoteOperations(Operations):
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
         return self._call("DELETE", f"/tokens/{int(token_id)}")
+
+
+def wait_until_healthy(url: str, alive: Callable[[], bool] = lambda: True,
+                       timeout_s: float = 60) -> None:
+    """Until the server at ``url`` answers /healthz; fails at once if ``alive`` says the
+    server is gone."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if not alive():
+            raise OppenError(f"the Oppen server at {url} exited before it was ready")
+        if time.monotonic() > deadline:
+            raise OppenError(f"the Oppen server at {url} did not start in {timeout_s:g} s")
+        time.sleep(0.05)
 
 
 def _segment(name: str) -> str:

@@ -19,29 +19,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import schemas as m
 from app.api.access import Principal
+from app.api.errors import STATUS
 from app.api.operations import MAX_PAGE, LocalOperations
 from app.api.tokens import TokenService
-from app.core.errors import (
-    AuthenticationError,
-    ConfigError,
-    InvalidTransitionError,
-    NotFoundError,
-    OppenError,
-    PermissionDeniedError,
-)
+from app.core.errors import AuthenticationError, OppenError
 from app.core.queue import BatchError
 from app.core.wal_checkpoint import WalCheckpointer
-from app.costs.budgets import BudgetExceeded
 from app.dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
 WORKER_THREADS = 4
 # Most specific first: the first match decides the status.
-STATUS = [(BatchError, 422, "invalid_batch"), (BudgetExceeded, 409, "budget_exceeded"),
-          (AuthenticationError, 401, "unauthenticated"), (PermissionDeniedError, 403, "forbidden"),
-          (NotFoundError, 404, "not_found"), (InvalidTransitionError, 409, "conflict"),
-          (ConfigError, 400, "invalid"), (OppenError, 400, "invalid")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ErrorBody, "description": text} for code, text in [
         (400, "The request cannot be carried out as asked"),

@@ -25,8 +25,10 @@ from typing import Any
 
 import httpx
 
+from app.api.client import wait_until_healthy
 from app.api.tokens import TokenService
 from app.core.db import init_db, make_engine
+from app.core.errors import OppenError
 
 API = "/api/v1"
 # The figures the issue asks for.
@@ -130,13 +132,18 @@ def run(rate: float = TARGET_RATE, seconds: float = 30.0, readers: int = 50,
         token = TokenService(engine).create("load", "submitter")[1]
         engine.dispose()
         port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(port), "--no-dispatcher"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+        # The server's output goes to a file: a pipe nobody reads could fill and stall it.
+        log = Path(home) / "server.log"
+        with log.open("w") as out:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", str(port), "--no-dispatcher"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, server)
+            try:
+                wait_until_healthy(url, lambda: server.poll() is None)
+            except OppenError as exc:
+                raise OppenError(f"{exc}: {log.read_text()[-2000:]}") from None
             httpx.post(f"{url}{API}/jobs", json={"name": "warm-up"}, timeout=30,
                        headers={"Authorization": f"Bearer {token}"}).raise_for_status()
             submit = asyncio.run(_submissions(url, token, rate, seconds))
@@ -157,17 +164,3 @@ def run(rate: float = TARGET_RATE, seconds: float = 30.0, readers: int = 50,
             "p99": submit["p99_ms"] < TARGET_P99_MS,
             "no_lost_job": submit["lost"] == 0 and submit["distinct_ids"] == submit["accepted"],
             "dashboard_no_error": read["error_count"] == 0}}
-
-
-def _wait_ready(url: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"oppen serve exited: {server.stderr.read() if server.stderr else ''}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("oppen serve did not start within 60 s")
