@@ -206,6 +206,8 @@ class Evaluation(BaseModel):
     seeds: list[int]
     results: dict[str, dict[str, float]] = Field(description="policy -> mean_wait_s, ...")
     best_heuristic: str | None
+    metric: str = Field("mean_wait_s", description="The column the run is judged by")
+    ppo_vs_best_heuristic_ratio: float | None = None
     ppo_vs_best_heuristic_wait_ratio: float | None
 
 

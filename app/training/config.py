@@ -17,6 +17,7 @@ from app.training.schedules import SCHEDULES
 
 # The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
+PROTOCOLS = ("simrs", "rlscheduler")
 
 
 def _h(default: Any, help: str, **kw: Any) -> Any:
@@ -39,6 +40,8 @@ class TrainConfig:
     window: int = _h(128, "Visible queue window (pick mode)", min=1)
     backfill: str = _h("none", "Backfilling while a picked job waits: none | shadow | easy")
     trace: str = _h("", "SWF trace to train on instead of the synthetic workload (path)")
+    protocol: str = _h("simrs", "How a pick-mode trace is replayed: simrs | rlscheduler "
+                       "(RLScheduler's semantics, comparable with its published table)")
     # PPO
     total_timesteps: int = _h(4096, "Environment steps to train for", min=1)
     num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
@@ -67,6 +70,10 @@ class TrainConfig:
                                   min=0)
     early_stop_min_delta: float = _h(0.01, "Relative improvement that counts", min=0.0)
 
+    def __post_init__(self) -> None:
+        if self.protocol == "rlscheduler":
+            _check_rlscheduler(self)
+
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.rollout_steps
@@ -90,7 +97,7 @@ class TrainConfig:
     def env_options(self) -> dict[str, Any]:
         """Keyword options of simrs environments for this run (the trace is loaded here)."""
         options: dict[str, Any] = {"reward": self.reward, "window": self.window,
-                                   "backfill": self.backfill}
+                                   "backfill": self.backfill, "protocol": self.protocol}
         if self.trace:
             import simrs
 
@@ -190,9 +197,23 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if name == "lr_schedule" and out not in SCHEDULES:
         raise ConfigError(f"training option lr_schedule: choose one of {', '.join(SCHEDULES)}, "
                           f"got {out!r}")
+    if name == "protocol" and out not in PROTOCOLS:
+        raise ConfigError(f"training option protocol: choose simrs or rlscheduler, got {out!r}")
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
     return out
+
+
+def _check_rlscheduler(cfg: TrainConfig) -> None:
+    """What the RLScheduler-compatible replay supports, said before any simulator starts."""
+    if cfg.mode != "pick" or not cfg.trace:
+        raise ConfigError("training option protocol=rlscheduler needs mode=pick and a trace")
+    if cfg.backfill not in ("none", "shadow"):
+        raise ConfigError("training option backfill: the rlscheduler protocol has none or "
+                          f"shadow, got {cfg.backfill!r}")
+    if cfg.reward not in ("bsld_dense", "bsld_terminal", "utilization"):
+        raise ConfigError("training option reward: the rlscheduler protocol rewards "
+                          f"bsld_dense, bsld_terminal or utilization, got {cfg.reward!r}")
 
 
 def options_help() -> list[tuple[str, str, str]]:

@@ -14,7 +14,7 @@ from typing import Any
 from app.core.tracking import Tracker
 from app.training import checkpoint
 from app.training.config import TrainConfig
-from app.training.evaluate import baselines, evaluate_config, policy_chooser
+from app.training.evaluate import baselines, evaluate_config, headline_metric, policy_chooser
 from app.training.ppo import Trainer, resolve_device
 from app.training.progress import ProgressReporter
 from app.training.report import evaluation_markdown, learning_curve_png
@@ -32,10 +32,13 @@ class TrainingOutcome:
 
 
 def _evaluator(cfg: TrainConfig) -> Any:
-    device = resolve_device(cfg.device)
+    device, metric = resolve_device(cfg.device), headline_metric(cfg)
 
     def run(policy: Any) -> float:
-        return evaluate_config(cfg, {"ppo": policy_chooser(policy, device)})["ppo"]["mean_wait_s"]
+        # Explicit seeds: under RLScheduler's protocol these draw windows of their own, so
+        # early stopping never looks at the published test windows.
+        return evaluate_config(cfg, {"ppo": policy_chooser(policy, device)},
+                               cfg.eval_seeds)["ppo"][metric]
 
     return run
 
@@ -111,13 +114,18 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
     for name, row in table.items():
         logger.call("log_metrics", mlflow.log_metrics,
                     {f"eval/{name}/{k}": v for k, v in row.items()})
-    best = min((b for b in table if b != "ppo"), key=lambda b: table[b]["mean_wait_s"])
+    metric = headline_metric(cfg)
+
+    def ratio(column: str) -> float:
+        best = min((b for b in table if b != "ppo"), key=lambda b: table[b][column])
+        return table["ppo"][column] / max(table[best][column], 1e-9)
+
     logger.call("log_metrics", mlflow.log_metrics, {
-        "eval/ppo_vs_best_heuristic_wait_ratio":
-            table["ppo"]["mean_wait_s"] / max(table[best]["mean_wait_s"], 1e-9)})
+        "eval/ppo_vs_best_heuristic_ratio": ratio(metric),
+        "eval/ppo_vs_best_heuristic_wait_ratio": ratio("mean_wait_s")})
     seeds = list(cfg.eval_seeds)
-    logger.call("log_dict", mlflow.log_dict, {"seeds": seeds, "results": table},
-                "evaluation/eval.json")
+    logger.call("log_dict", mlflow.log_dict,
+                {"seeds": seeds, "metric": metric, "results": table}, "evaluation/eval.json")
     logger.call("log_text", mlflow.log_text, evaluation_markdown(table, seeds),
                 "evaluation/eval.md")
     with tempfile.TemporaryDirectory() as tmp:

@@ -71,9 +71,20 @@ def evaluate(workload: dict[str, Any] | None, seeds: Sequence[int],
     return table
 
 
+def headline_metric(cfg: Any) -> str:
+    """The figure a run is judged by (lower is better): bounded slowdown under RLScheduler's
+    protocol, as in its paper; mean wait otherwise."""
+    return "mean_bounded_slowdown" if cfg.protocol == "rlscheduler" else "mean_wait_s"
+
+
 def evaluate_config(cfg: Any, choosers: dict[str, Chooser],
                     seeds: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
-    """`evaluate` on the environment a training config describes (TrainConfig)."""
+    """`evaluate` on the environment a training config describes (TrainConfig); under
+    RLScheduler's protocol, its windows of the trace instead of seeded episodes."""
+    if cfg.protocol == "rlscheduler":
+        from app.training.rlscheduler_eval import evaluate_protocol
+
+        return evaluate_protocol(cfg, choosers, seeds)
     options = cfg.env_options()
     reward = options.pop("reward")
     return evaluate(cfg.env_config(), seeds or cfg.eval_seeds, choosers, reward, cfg.mode,

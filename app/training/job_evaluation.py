@@ -14,13 +14,22 @@ from app.core.tracking import Tracker
 MAX_SEEDS = 10
 
 
-def _verdict(table: dict[str, dict[str, float]]) -> dict[str, Any]:
+def _ratio(table: dict[str, dict[str, float]], metric: str) -> tuple[str | None, float | None]:
+    """The best heuristic by `metric` and PPO's value over it (lower is better)."""
     heuristics = {k: v for k, v in table.items() if k != "ppo"}
-    best = min(heuristics, key=lambda k: heuristics[k]["mean_wait_s"]) if heuristics else None
-    ratio = None
-    if best is not None and "ppo" in table:
-        ratio = table["ppo"]["mean_wait_s"] / max(heuristics[best]["mean_wait_s"], 1e-9)
-    return {"best_heuristic": best, "ppo_vs_best_heuristic_wait_ratio": ratio}
+    if not heuristics:
+        return None, None
+    best = min(heuristics, key=lambda k: heuristics[k][metric])
+    if "ppo" not in table:
+        return best, None
+    return best, table["ppo"][metric] / max(heuristics[best][metric], 1e-9)
+
+
+def _verdict(table: dict[str, dict[str, float]], metric: str = "mean_wait_s") -> dict[str, Any]:
+    best, ratio = _ratio(table, metric)
+    _, wait_ratio = _ratio(table, "mean_wait_s")
+    return {"metric": metric, "best_heuristic": best, "ppo_vs_best_heuristic_ratio": ratio,
+            "ppo_vs_best_heuristic_wait_ratio": wait_ratio}
 
 
 def recorded(tracker: Tracker, run_id: str) -> dict[str, Any] | None:
@@ -32,14 +41,15 @@ def recorded(tracker: Tracker, run_id: str) -> dict[str, Any] | None:
     with tempfile.TemporaryDirectory() as tmp:
         found = tracker.download(run_id, "evaluation/eval.json", Path(tmp))
         doc = json.loads(found.read_text())
-    return {"seeds": doc["seeds"], "results": doc["results"], **_verdict(doc["results"])}
+    return {"seeds": doc["seeds"], "results": doc["results"],
+            **_verdict(doc["results"], doc.get("metric", "mean_wait_s"))}
 
 
 def fresh(tracker: Tracker, run_id: str, seeds: Sequence[int]) -> dict[str, Any]:
     """The run's last checkpoint against its mode's heuristics on ``seeds``."""
     import torch
 
-    from app.training.evaluate import baselines, evaluate_config, policy_chooser
+    from app.training.evaluate import baselines, evaluate_config, headline_metric, policy_chooser
     from app.training.inference import LoadedPolicy
 
     seeds = [int(s) for s in seeds]
@@ -56,4 +66,5 @@ def fresh(tracker: Tracker, run_id: str, seeds: Sequence[int]) -> dict[str, Any]
     choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
                 **baselines(loaded.config.mode)}
     table = evaluate_config(loaded.config, choosers, seeds)
-    return {"seeds": seeds, "results": table, **_verdict(table)}
+    return {"seeds": seeds, "results": table,
+            **_verdict(table, headline_metric(loaded.config))}

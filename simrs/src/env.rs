@@ -31,7 +31,12 @@ pub trait Env: Send + Sync {
     fn observe(&self, out: &mut [f32]);
     fn action_mask(&self, out: &mut [i8]);
     fn metrics(&self) -> EpisodeMetrics;
-    fn sim(&self) -> &ClusterSim;
+    /// The general simulator behind the mode; None for the RLScheduler-compatible replay.
+    fn sim(&self) -> Option<&ClusterSim>;
+    /// Simulated time (s).
+    fn now(&self) -> u64;
+    fn queue_length(&self) -> usize;
+    fn num_hosts(&self) -> usize;
 }
 
 /// Draws an episode and loads it into the simulator.

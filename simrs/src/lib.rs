@@ -5,6 +5,7 @@
 
 pub mod backfill;
 pub mod cluster;
+pub mod compat_pick_env;
 pub mod env;
 pub mod error;
 pub mod event;

@@ -154,7 +154,19 @@ impl Env for PickEnv {
         self.sim.metrics()
     }
 
-    fn sim(&self) -> &ClusterSim {
-        &self.sim
+    fn sim(&self) -> Option<&ClusterSim> {
+        Some(&self.sim)
+    }
+
+    fn now(&self) -> u64 {
+        self.sim.now
+    }
+
+    fn queue_length(&self) -> usize {
+        self.sim.queue.len()
+    }
+
+    fn num_hosts(&self) -> usize {
+        self.sim.cluster.len()
     }
 }

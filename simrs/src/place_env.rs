@@ -133,8 +133,20 @@ impl Env for PlaceEnv {
         self.sim.metrics()
     }
 
-    fn sim(&self) -> &ClusterSim {
-        &self.sim
+    fn sim(&self) -> Option<&ClusterSim> {
+        Some(&self.sim)
+    }
+
+    fn now(&self) -> u64 {
+        self.sim.now
+    }
+
+    fn queue_length(&self) -> usize {
+        self.sim.queue.len()
+    }
+
+    fn num_hosts(&self) -> usize {
+        self.sim.cluster.len()
     }
 }
 
@@ -169,7 +181,7 @@ mod tests {
     #[test]
     fn every_job_runs_once_and_ends() {
         let (ret, env) = run(Heuristic::FirstFit, 7, RewardKind::Wait);
-        let jobs = &env.sim().jobs;
+        let jobs = &env.sim().unwrap().jobs;
         assert!(jobs.iter().all(|j| j.start.is_some() && j.end.is_some()));
         assert!(jobs.iter().all(|j| j.end.unwrap() == j.start.unwrap() + j.runtime));
         assert!(jobs.iter().all(|j| j.start.unwrap() >= j.submit));
@@ -178,7 +190,7 @@ mod tests {
         let total_wait: f64 = jobs.iter().map(|j| j.wait().unwrap() as f64).sum();
         assert!((ret + total_wait / 3600.0).abs() < 1e-9, "{ret} vs {total_wait}");
         assert!(m.utilization > 0.0 && m.utilization <= 1.0);
-        assert!(env.sim().cluster.hosts.iter().all(|h| h.used_cores == 0));
+        assert!(env.sim().unwrap().cluster.hosts.iter().all(|h| h.used_cores == 0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::backfill::Backfill;
+use crate::compat_pick_env::CompatPickEnv;
 use crate::env::{Env as CoreEnv, EnvConfig};
 use crate::error::SimError;
 use crate::hier_env::HierEnv;
@@ -22,7 +23,7 @@ use crate::place_env::PlaceEnv;
 use crate::placement::Placement;
 use crate::policy::Priority;
 use crate::replay::{replay, ReplayConfig};
-use crate::replay_compat::{replay_window, CompatJob, CompatMetric};
+use crate::replay_compat::{replay_workload_window, CompatMetric, CompatWorkload};
 use crate::reward::RewardKind;
 use crate::sim::ClusterSim;
 use crate::swf::{self, SwfError};
@@ -186,15 +187,48 @@ fn load_trace(path: PathBuf, skip_malformed: bool, load_scale: f64) -> PyResult<
     Ok(Trace { inner: Arc::new(trace) })
 }
 
+/// The RLScheduler-compatible pick replay: its workload and episode shape.
+struct CompatSpec {
+    workload: Arc<CompatWorkload>,
+    episode_length: usize,
+}
+
 struct EnvSpec {
     mode: String,
     config: EnvConfig,
     window: usize,
     backfill: Backfill,
+    compat: Option<CompatSpec>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn env_spec(mode: &str, config: Option<&PyDict>, trace: Option<Trace>, episode_length: usize,
-            reward: &str, window: usize, backfill: &str) -> PyResult<EnvSpec> {
+            reward: &str, window: usize, backfill: &str, protocol: &str) -> PyResult<EnvSpec> {
+    let compat = match protocol {
+        "simrs" => None,
+        "rlscheduler" => {
+            let Some(t) = trace.as_ref() else {
+                return Err(ConfigError::new_err("the rlscheduler protocol replays a trace; pass trace="));
+            };
+            if mode != "pick" {
+                return Err(ConfigError::new_err("the rlscheduler protocol is a pick-mode protocol"));
+            }
+            if !matches!(backfill, "none" | "shadow") {
+                return Err(ConfigError::new_err(
+                    "the rlscheduler protocol has backfill none or shadow",
+                ));
+            }
+            Some(CompatSpec {
+                workload: Arc::new(CompatWorkload::from_trace(&t.inner)),
+                episode_length,
+            })
+        }
+        other => {
+            return Err(ConfigError::new_err(format!(
+                "unknown protocol {other:?}; choose simrs or rlscheduler"
+            )))
+        }
+    };
     let source = match trace {
         Some(t) => {
             if config.is_some() {
@@ -215,6 +249,7 @@ fn env_spec(mode: &str, config: Option<&PyDict>, trace: Option<Trace>, episode_l
         config: EnvConfig { source, reward: RewardKind::parse(reward).map_err(to_py)? },
         window,
         backfill: Backfill::parse(backfill).map_err(to_py)?,
+        compat,
     })
 }
 
@@ -222,11 +257,20 @@ enum AnyEnv {
     Place(PlaceEnv),
     Pick(PickEnv),
     Hier(HierEnv),
+    Compat(CompatPickEnv),
 }
 
 impl AnyEnv {
     fn build(spec: &EnvSpec, seed: u64) -> PyResult<Self> {
         let c = spec.config.clone();
+        if let Some(cs) = &spec.compat {
+            let backfill = spec.backfill != Backfill::None;
+            return Ok(AnyEnv::Compat(
+                CompatPickEnv::new(Arc::clone(&cs.workload), cs.episode_length, spec.window,
+                                   backfill, c.reward, seed)
+                    .map_err(to_py)?,
+            ));
+        }
         Ok(match spec.mode.as_str() {
             "place" => AnyEnv::Place(PlaceEnv::new(c, seed).map_err(to_py)?),
             "pick" => AnyEnv::Pick(PickEnv::new(c, spec.window, spec.backfill, seed).map_err(to_py)?),
@@ -239,6 +283,7 @@ impl AnyEnv {
             AnyEnv::Place(e) => Box::new(e),
             AnyEnv::Pick(e) => Box::new(e),
             AnyEnv::Hier(e) => Box::new(e),
+            AnyEnv::Compat(e) => Box::new(e),
         }
     }
 
@@ -247,6 +292,7 @@ impl AnyEnv {
             AnyEnv::Place(e) => e,
             AnyEnv::Pick(e) => e,
             AnyEnv::Hier(e) => e,
+            AnyEnv::Compat(e) => e,
         }
     }
 
@@ -255,6 +301,7 @@ impl AnyEnv {
             AnyEnv::Place(e) => e,
             AnyEnv::Pick(e) => e,
             AnyEnv::Hier(e) => e,
+            AnyEnv::Compat(e) => e,
         }
     }
 }
@@ -271,11 +318,14 @@ struct Env {
 impl Env {
     #[new]
     #[args(config = "None", seed = "0", "*", reward = "\"wait\"", window = "128",
-           backfill = "\"none\"", trace = "None", episode_length = "256")]
+           backfill = "\"none\"", trace = "None", episode_length = "256",
+           protocol = "\"simrs\"")]
     #[allow(clippy::too_many_arguments)]
     fn new(mode: &str, config: Option<&PyDict>, seed: u64, reward: &str, window: usize,
-           backfill: &str, trace: Option<Trace>, episode_length: usize) -> PyResult<Self> {
-        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill)?;
+           backfill: &str, trace: Option<Trace>, episode_length: usize, protocol: &str)
+           -> PyResult<Self> {
+        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill,
+                            protocol)?;
         Ok(Self { inner: AnyEnv::build(&spec, seed)?, mode: spec.mode })
     }
 
@@ -291,12 +341,12 @@ impl Env {
 
     #[getter]
     fn num_hosts(&self) -> usize {
-        self.inner.core().sim().cluster.len()
+        self.inner.core().num_hosts()
     }
 
     #[getter]
     fn now(&self) -> u64 {
-        self.inner.core().sim().now
+        self.inner.core().now()
     }
 
     #[getter]
@@ -306,7 +356,7 @@ impl Env {
 
     #[getter]
     fn queue_length(&self) -> usize {
-        self.inner.core().sim().queue.len()
+        self.inner.core().queue_length()
     }
 
     /// 0 while choosing a job, 1 while choosing a host (hierarchical); 0 otherwise.
@@ -320,6 +370,15 @@ impl Env {
 
     fn reset(&mut self, seed: u64) {
         self.inner.core_mut().reset(seed);
+    }
+
+    /// Starts the episode at job `start` of the trace (the rlscheduler protocol's
+    /// evaluation windows).
+    fn reset_window(&mut self, start: usize) -> PyResult<()> {
+        match &mut self.inner {
+            AnyEnv::Compat(e) => e.reset_window(start).map_err(to_py),
+            _ => Err(ConfigError::new_err("reset_window needs protocol=\"rlscheduler\"")),
+        }
     }
 
     /// Applies an action; returns (reward, done).
@@ -347,6 +406,7 @@ impl Env {
         match &self.inner {
             AnyEnv::Place(e) => Ok(e.heuristic_action(Placement::parse(name).map_err(to_py)?)),
             AnyEnv::Pick(e) => Ok(e.heuristic_action(Priority::parse(name).map_err(to_py)?)),
+            AnyEnv::Compat(e) => Ok(e.heuristic_action(Priority::parse(name).map_err(to_py)?)),
             AnyEnv::Hier(_) => Err(ConfigError::new_err(
                 "hierarchical mode has no single-step heuristic; use its masks",
             )),
@@ -360,13 +420,15 @@ impl Env {
     /// The current episode's hosts `(cores, mem_mb)` and jobs `(submit, runtime, requested,
     /// cores, mem_mb)`, e.g. to drive a reference implementation through the same episode.
     #[allow(clippy::type_complexity)]
-    fn episode(&self) -> (Vec<(u32, u64)>, Vec<(u64, u64, u64, u32, u64)>) {
-        let sim = self.inner.core().sim();
+    fn episode(&self) -> PyResult<(Vec<(u32, u64)>, Vec<(u64, u64, u64, u32, u64)>)> {
+        let sim = self.inner.core().sim().ok_or_else(|| {
+            ConfigError::new_err("the rlscheduler protocol has no general episode to export")
+        })?;
         let hosts = sim.cluster.hosts.iter().map(|h| (h.cores, h.mem_mb)).collect();
         let jobs = sim.jobs.iter()
             .map(|j| (j.submit, j.runtime, j.requested_runtime, j.cores, j.mem_mb))
             .collect();
-        (hosts, jobs)
+        Ok((hosts, jobs))
     }
 }
 
@@ -407,12 +469,14 @@ struct VecEnv {
 impl VecEnv {
     #[new]
     #[args(num_envs = "1", config = "None", seed = "0", "*", reward = "\"wait\"",
-           window = "128", backfill = "\"none\"", trace = "None", episode_length = "256")]
+           window = "128", backfill = "\"none\"", trace = "None", episode_length = "256",
+           protocol = "\"simrs\"")]
     #[allow(clippy::too_many_arguments)]
     fn new(mode: &str, num_envs: usize, config: Option<&PyDict>, seed: u64, reward: &str,
-           window: usize, backfill: &str, trace: Option<Trace>, episode_length: usize)
-           -> PyResult<Self> {
-        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill)?;
+           window: usize, backfill: &str, trace: Option<Trace>, episode_length: usize,
+           protocol: &str) -> PyResult<Self> {
+        let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill,
+                            protocol)?;
         let envs = (0..num_envs)
             .map(|_| AnyEnv::build(&spec, seed).map(AnyEnv::boxed))
             .collect::<PyResult<Vec<_>>>()?;
@@ -515,13 +579,10 @@ fn replay_compat(py: Python<'_>, trace: Trace, policy: &str, starts: Vec<usize>,
             "window starting at {bad} runs past the trace's {} jobs", t.jobs.len()
         )));
     }
-    let jobs: Vec<CompatJob> = t.jobs.iter()
-        .map(|j| CompatJob { submit: j.submit, run: j.run, requested: j.requested_time, procs: j.procs })
-        .collect();
-    let (nodes, procs) = (t.nodes(), t.capacity());
+    let workload = Arc::new(CompatWorkload::from_trace(t));
     Ok(py.allow_threads(|| {
         starts.iter()
-            .map(|&s| replay_window(&jobs, nodes, procs, s, length, priority, backfill, metric))
+            .map(|&s| replay_workload_window(&workload, s, length, priority, backfill, metric))
             .collect()
     }))
 }

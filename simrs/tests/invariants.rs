@@ -59,10 +59,10 @@ fn play(env: &mut dyn Env, choices: &[usize]) {
     while !env.is_done() {
         let a = masked_action(env, choices[k % choices.len()]);
         env.step(a).unwrap();
-        assert!(env.sim().cluster.within_capacity());
+        assert!(env.sim().unwrap().cluster.within_capacity());
         k += 1;
     }
-    check_finished(env.sim());
+    check_finished(env.sim().unwrap());
 }
 
 proptest! {

@@ -23,10 +23,16 @@ def _seeds(raw: str | None) -> list[int] | None:
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint_path", required=True,
               type=click.Path(dir_okay=False), help="A checkpoint written by oppen train")
-@click.option("--seeds", help="Workload seeds, comma-separated (default: the run's)")
+@click.option("--seeds", help="Workload seeds, comma-separated (default: the run's; under the "
+              "rlscheduler protocol, RLScheduler's windows, or one drawn window per seed)")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="The trace to evaluate on, where the run's own path does not exist here")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(checkpoint_path: str, seeds: str | None, as_json: bool) -> None:
+def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
+             as_json: bool) -> None:
     """Set a trained policy against its mode's baseline heuristics."""
+    import dataclasses
+
     import torch
 
     from app.training.evaluate import baselines, evaluate_config, policy_chooser
@@ -34,13 +40,25 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, as_json: bool) -> None:
 
     loaded = LoadedPolicy.from_checkpoint(checkpoint_path)
     cfg = loaded.config
+    if trace_path is not None:
+        if not cfg.trace:
+            raise common.OppenError("--trace applies to policies trained on a trace")
+        cfg = dataclasses.replace(cfg, trace=trace_path)
     choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
                 **baselines(cfg.mode)}
     table = evaluate_config(cfg, choosers, _seeds(seeds))
     used = _seeds(seeds) or list(cfg.eval_seeds)
+    doc: dict[str, object] = {"checkpoint": checkpoint_path, "mode": cfg.mode,
+                              "protocol": cfg.protocol}
+    if cfg.protocol == "rlscheduler":
+        from app.training.rlscheduler_eval import windows
+
+        used = windows(cfg.env_options()["trace"].num_jobs, _seeds(seeds))
+        doc["windows"] = used
+    else:
+        doc["seeds"] = used
     if as_json:
-        common.emit_json({"checkpoint": checkpoint_path, "mode": cfg.mode, "seeds": used,
-                          "results": table})
+        common.emit_json({**doc, "results": table})
         return
     from app.training.report import evaluation_markdown
 

@@ -31,13 +31,14 @@ class ClusterEnv(gym.Env[np.ndarray, np.int64]):
         backfill: str = "none",
         trace: Trace | None = None,
         episode_length: int = 256,
+        protocol: str = "simrs",
         invalid_action: str = "raise",
     ) -> None:
         if invalid_action not in ("raise", "remap"):
             raise ConfigError(f"invalid_action must be 'raise' or 'remap', got {invalid_action!r}")
         self.invalid_action = invalid_action
         self._sim = Env(mode, config, seed, reward=reward, window=window, backfill=backfill,
-                        trace=trace, episode_length=episode_length)
+                        trace=trace, episode_length=episode_length, protocol=protocol)
         self._seed = seed
         self.mode = mode
         self.num_hosts = self._sim.num_hosts
@@ -55,6 +56,10 @@ class ClusterEnv(gym.Env[np.ndarray, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
+        if options and "start" in options:
+            # protocol="rlscheduler": the window of the trace starting at this job.
+            self._sim.reset_window(int(options["start"]))
+            return self._observe()
         # An explicit seed picks the workload; otherwise each episode takes the next seed.
         self._seed = seed if seed is not None else self._seed + 1
         self._sim.reset(self._seed)
