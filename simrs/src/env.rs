@@ -34,9 +34,15 @@ pub trait Env: Send + Sync {
     /// The general simulator behind the mode; None for the RLScheduler-compatible replay.
     fn sim(&self) -> Option<&ClusterSim>;
     /// Simulated time (s).
-    fn now(&self) -> u64;
-    fn queue_length(&self) -> usize;
-    fn num_hosts(&self) -> usize;
+    fn now(&self) -> u64 {
+        self.sim().map_or(0, |s| s.now)
+    }
+    fn queue_length(&self) -> usize {
+        self.sim().map_or(0, |s| s.queue.len())
+    }
+    fn num_hosts(&self) -> usize {
+        self.sim().map_or(0, |s| s.cluster.len())
+    }
 }
 
 /// Draws an episode and loads it into the simulator.

@@ -184,16 +184,4 @@ impl Env for HierEnv {
     fn sim(&self) -> Option<&ClusterSim> {
         Some(&self.sim)
     }
-
-    fn now(&self) -> u64 {
-        self.sim.now
-    }
-
-    fn queue_length(&self) -> usize {
-        self.sim.queue.len()
-    }
-
-    fn num_hosts(&self) -> usize {
-        self.sim.cluster.len()
-    }
 }
