@@ -163,3 +163,24 @@ def test_progress_is_json_lines_outside_a_terminal() -> None:
     with ProgressReporter(2048, stream=bar, interactive=True) as progress:
         progress({"charts/SPS": 1000.0}, 2048)
     assert "{" not in bar.getvalue()  # a bar, not JSON
+
+
+def test_early_stopping_keeps_the_best_policy_and_writes_best_pt(tmp_path: Path) -> None:
+    scores = iter([5.0, 4.0, 4.5, 4.6, 1.0])  # improves once, then twice without
+    cfg = TrainConfig(total_timesteps=4 * 5 * 32, num_envs=4, rollout_steps=32,
+                      episode_length=16, eval_every=1, early_stop_patience=2,
+                      early_stop_min_delta=0.01)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def evaluator(policy: torch.nn.Module) -> float:
+        snapshots.append({k: v.clone() for k, v in policy.state_dict().items()})
+        return next(scores)
+
+    trainer = Trainer(cfg, checkpoint_dir=tmp_path, evaluator=evaluator)
+    result = trainer.run()
+    assert result.stopped == "early_stop" and result.iterations == 4
+    assert result.best_eval == 4.0
+    best = checkpoint.load(tmp_path / "best.pt")
+    for name, value in snapshots[1].items():  # the second evaluation was the best
+        assert torch.equal(best["policy"][name], value)
+        assert torch.equal(result.policy.state_dict()[name], value)

@@ -172,6 +172,9 @@ class Trainer:
             self.best_eval = value
             self.best_state = copy.deepcopy(self.policy.state_dict())
             self.evals_without_improvement = 0
+            if self.checkpoint_dir is not None:
+                # The policy to ship: the best evaluated so far, whatever comes later.
+                checkpoint.save(self.checkpoint_dir / "best.pt", self.state_dict())
         else:
             self.evals_without_improvement += 1
         return (self.cfg.early_stop_patience > 0
