@@ -237,7 +237,7 @@ impl Env for CompatPickEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay_compat::{replay_workload_window, CompatJob, CompatMetric};
+    use crate::replay_compat::{replay_window, CompatJob, CompatMetric};
 
     fn workload() -> Arc<CompatWorkload> {
         // A small machine under load: 8 nodes, jobs of 1-8 nodes, bursts of arrivals.
@@ -269,7 +269,7 @@ mod tests {
                 let mut env = CompatPickEnv::new(Arc::clone(&w), 256, 400, backfill,
                                                  RewardKind::BsldTerminal, 0).unwrap();
                 env.reset_window(100).unwrap();
-                let replayed = replay_workload_window(&w, 100, 256, p, backfill,
+                let replayed = replay_window(&w, 100, 256, p, backfill,
                                                       CompatMetric::BoundedSlowdown);
                 assert!((drive(&mut env, p) - replayed).abs() < 1e-9, "{p:?} backfill {backfill}");
             }

@@ -23,7 +23,7 @@ use crate::place_env::PlaceEnv;
 use crate::placement::Placement;
 use crate::policy::Priority;
 use crate::replay::{replay, ReplayConfig};
-use crate::replay_compat::{replay_workload_window, CompatMetric, CompatWorkload};
+use crate::replay_compat::{replay_window, CompatMetric, CompatWorkload};
 use crate::reward::RewardKind;
 use crate::sim::ClusterSim;
 use crate::swf::{self, SwfError};
@@ -582,7 +582,7 @@ fn replay_compat(py: Python<'_>, trace: Trace, policy: &str, starts: Vec<usize>,
     let workload = Arc::new(CompatWorkload::from_trace(t));
     Ok(py.allow_threads(|| {
         starts.iter()
-            .map(|&s| replay_workload_window(&workload, s, length, priority, backfill, metric))
+            .map(|&s| replay_window(&workload, s, length, priority, backfill, metric))
             .collect()
     }))
 }

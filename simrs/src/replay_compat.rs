@@ -269,23 +269,7 @@ pub fn compat_key(w: &CompatWorkload, policy: Priority, j: usize) -> crate::poli
 }
 
 /// Replays jobs `start .. start + len` with a heuristic; returns the window's metric.
-#[allow(clippy::too_many_arguments)]
 pub fn replay_window(
-    jobs: &[CompatJob],
-    nodes: i64,
-    max_procs: i64,
-    start: usize,
-    len: usize,
-    policy: Priority,
-    backfill: bool,
-    metric: CompatMetric,
-) -> f64 {
-    let w = Arc::new(CompatWorkload::new(jobs.to_vec(), nodes, max_procs));
-    replay_workload_window(&w, start, len, policy, backfill, metric)
-}
-
-/// `replay_window` on a workload built once (several windows of one trace).
-pub fn replay_workload_window(
     w: &Arc<CompatWorkload>,
     start: usize,
     len: usize,

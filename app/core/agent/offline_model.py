@@ -127,13 +127,20 @@ def _cancel(text: str, available: set[str], salt: str) -> list[dict[str, Any]] |
     return [_call("cancel_job", {"job_id": j}, salt, i) for i, j in enumerate(ids[:10])]
 
 
-def _why_waiting(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
-    if not re.search(r"\b(why|waiting|pending|stuck|not (?:yet )?(?:running|started))\b", text):
+def _one_job(text: str, pattern: str, tool: str, ask: str | None,
+             salt: str) -> list[dict[str, Any]] | str | None:
+    """A rule about one job: `tool` on the first job id named, `ask` when none is."""
+    if not re.search(pattern, text):
         return None
     ids = _job_ids(text)
     if not ids:
-        return "Which job? Say e.g. 'why is job 12 still waiting?'."
-    return [_call("job_details", {"job_id": ids[0]}, salt)]
+        return ask
+    return [_call(tool, {"job_id": ids[0]}, salt)]
+
+
+def _why_waiting(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
+    return _one_job(text, r"\b(why|waiting|pending|stuck|not (?:yet )?(?:running|started))\b",
+                    "job_details", "Which job? Say e.g. 'why is job 12 still waiting?'.", salt)
 
 
 def _savings(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
@@ -167,21 +174,14 @@ def _sweep(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | 
 
 
 def _start_now(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
-    if not re.search(r"\bstart\b.*\bnow\b|\bprioriti[sz]e\b|\bbump\b|\brun\b.*\bnow\b", text):
-        return None
-    ids = _job_ids(text)
-    if not ids:
-        return None
-    return [_call("start_now", {"job_id": ids[0]}, salt)]
+    # Without a job id this is not a start-now request ("run a sweep now"): no question.
+    return _one_job(text, r"\bstart\b.*\bnow\b|\bprioriti[sz]e\b|\bbump\b|\brun\b.*\bnow\b",
+                    "start_now", None, salt)
 
 
 def _retry(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
-    if not re.search(r"\b(retry|re-run|rerun|resubmit)\b", text):
-        return None
-    ids = _job_ids(text)
-    if not ids:
-        return "Which failed job should I retry? Say e.g. 'retry job 5'."
-    return [_call("retry_job", {"job_id": ids[0]}, salt)]
+    return _one_job(text, r"\b(retry|re-run|rerun|resubmit)\b", "retry_job",
+                    "Which failed job should I retry? Say e.g. 'retry job 5'.", salt)
 
 
 def _set_budget(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
