@@ -77,6 +77,32 @@ def test_eval_cli_sets_a_checkpoint_against_the_baselines(oppen_home: Path,
     assert bad.returncode == 1 and "checkpoint not found" in bad.stderr
 
 
+def test_a_checkpoint_of_another_network_is_named_not_a_traceback(oppen_home: Path,
+                                                                   tmp_path: Path) -> None:
+    """A checkpoint from before an architecture change: the weights' names and shapes differ
+    from this version's network. Every loader says so in one line."""
+    from app.core.errors import ConfigError
+    from app.training import checkpoint
+
+    state = checkpoint.load(_checkpoint(tmp_path))
+    weights = dict(state["policy"])
+    weights["host_encoder.0.weight"] = weights.pop("host_encoder.weight")  # an old layout
+    weights["score_host.weight"] = torch.zeros(3, 3)
+    old = checkpoint.save(tmp_path / "old.pt", {**state, "policy": weights})
+    with pytest.raises(ConfigError, match="does not match this version's network") as err:
+        LoadedPolicy.from_checkpoint(old)
+    assert "missing: host_encoder.weight" in str(err.value)
+    assert "unexpected: host_encoder.0.weight" in str(err.value)
+    assert "other shape: score_host.weight" in str(err.value)
+    trainer = Trainer(TrainConfig(**{**TINY, "num_hosts": 4}))
+    with pytest.raises(ConfigError, match="the checkpoint to start from"):
+        trainer.init_from(state | {"policy": weights})
+    proc = subprocess.run(oppen_cmd("eval", "--checkpoint", str(old), "--seeds", "42"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "train it again" in proc.stderr  # a config error
+    assert "Traceback" not in proc.stderr
+
+
 def test_inference_decides_only_allowed_actions(tmp_path: Path) -> None:
     loaded = LoadedPolicy.from_checkpoint(_checkpoint(tmp_path))
     rng = np.random.default_rng(0)

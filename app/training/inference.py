@@ -33,7 +33,7 @@ class LoadedPolicy:
         cfg = TrainConfig.from_dict(state["config"])
         hosts = num_hosts_of(cfg, obs_dim)
         policy = make_policy(cfg.mode, cfg.hidden, hosts)
-        policy.load_state_dict(state["policy"])
+        checkpoint.restore_weights(policy, state["policy"], str(path))
         return cls(policy.eval(), cfg)
 
     @classmethod

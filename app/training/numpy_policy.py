@@ -17,8 +17,7 @@ def _linear(layer: object) -> tuple[np.ndarray, np.ndarray | None]:
 
 class NumpyPlacePolicy:
     def __init__(self, policy: PlacePolicy) -> None:
-        self.h1 = _linear(policy.host_encoder[0])
-        self.h2 = _linear(policy.host_encoder[2])
+        self.h1 = _linear(policy.host_encoder)
         self.j1 = _linear(policy.job_encoder[0])
         self.j2 = _linear(policy.job_encoder[2])
         self.sh = _linear(policy.score_host)
@@ -34,9 +33,6 @@ class NumpyPlacePolicy:
         # re-reading the [batch, hosts, hidden] intermediates costs more than the matmuls.
         h = hosts @ self.h1[0]
         h += self.h1[1]
-        np.maximum(h, 0, out=h)
-        h = h @ self.h2[0]
-        h += self.h2[1]
         np.maximum(h, 0, out=h)
         j = np.maximum(job @ self.j1[0] + self.j1[1], 0)
         j = np.maximum(j @ self.j2[0] + self.j2[1], 0)

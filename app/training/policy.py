@@ -23,6 +23,18 @@ def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
+def _per_entity(layer: nn.Linear, entities: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`layer` over every entity of [rows, entities, in] as one batched matmul (`bias`, if
+    given, one per row, replaces the layer's). On a CPU, for layers this narrow, it is much
+    faster than the matmul over the flattened rows, forward and backward: the place update
+    went from 39 to 23 ms per 4,096-row minibatch of 64 hosts."""
+    rows = entities.shape[0]
+    if bias is None:
+        bias = layer.bias.expand(rows, 1, -1)
+    return torch.baddbmm(bias, entities, layer.weight.t().expand(rows, -1, -1))
+
+
 class MaskedPolicy(nn.Module, abc.ABC):
     """What every mode's policy shares: sampling and scoring under a mask."""
 
@@ -46,7 +58,8 @@ class MaskedPolicy(nn.Module, abc.ABC):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples (or scores the given) action under the mask: action, log-prob, entropy, value."""
         logits, value = self.heads(obs, mask)
-        dist = Categorical(logits=logits)
+        # Masked logits are finite by construction; argument checks cost a tenth of a rollout.
+        dist = Categorical(logits=logits, validate_args=False)
         if action is None:
             action = dist.sample()
         return action, dist.log_prob(action), dist.entropy(), value
@@ -60,13 +73,15 @@ class PlacePolicy(MaskedPolicy):
     """`place`: a host encoder over each host's 4 features and a job encoder over the job's 2,
     combined into one logit per host; the value head reads pooled host embeddings.
 
-    The scorer's first layer over [host; job] is split into a per-host and a per-job part
-    (the same function as one layer over the concatenation), so the job's share is computed
-    once per decision instead of once per host."""
+    Per-host work is what an update costs (rows x hosts x hidden, memory-bound on a CPU), so
+    the host side is kept to two layers: a one-layer host encoder, then the scorer's layer
+    over [host; job]. The scorer's layer is split into a per-host and a per-job part (the same
+    function as one layer over the concatenation), so the job's share is computed once per
+    decision instead of once per host."""
 
     def __init__(self, hidden: int = 64) -> None:
         super().__init__()
-        self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
+        self.host_encoder = nn.Linear(HOST_FEATURES, hidden)
         self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
         self.score_host = nn.Linear(hidden, hidden)
         self.score_job = nn.Linear(hidden, hidden, bias=False)
@@ -77,15 +92,23 @@ class PlacePolicy(MaskedPolicy):
         batch = obs.shape[0]
         hosts = obs[:, :-PLACE_JOB_FEATURES].reshape(batch, -1, HOST_FEATURES)
         job = obs[:, -PLACE_JOB_FEATURES:]
-        return torch.relu(self.host_encoder(hosts)), torch.relu(self.job_encoder(job))
+        # ReLU in place: a matmul's backward never reads its output, and the
+        # [rows, hosts, hidden] intermediates are the update's main memory traffic.
+        return (torch.relu_(_per_entity(self.host_encoder, hosts)),
+                torch.relu(self.job_encoder(job)))
 
     def _logits(self, host_emb: torch.Tensor, job_emb: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        hidden = torch.relu(self.score_host(host_emb) + self.score_job(job_emb).unsqueeze(1))
-        return self.score_out(hidden).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
+        per_row = (self.score_host.bias + self.score_job(job_emb)).unsqueeze(1)
+        hidden = torch.relu_(_per_entity(self.score_host, host_emb, bias=per_row))
+        logits = torch.matmul(hidden, self.score_out.weight[0]) + self.score_out.bias
+        return logits.masked_fill(~mask, MASKED_LOGIT)
 
     def _value(self, host_emb: torch.Tensor, job_emb: torch.Tensor) -> torch.Tensor:
-        return self.value_head(torch.cat([host_emb.mean(dim=1), job_emb], dim=-1)).squeeze(-1)
+        # A sum scaled afterwards: its backward broadcasts the gradient as a view, where a
+        # mean's would write a [rows, hosts, hidden] tensor.
+        pooled = host_emb.sum(dim=1) * (1.0 / host_emb.shape[1])
+        return self.value_head(torch.cat([pooled, job_emb], dim=-1)).squeeze(-1)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self._logits(*self._encode(obs), mask)

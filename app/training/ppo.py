@@ -21,7 +21,7 @@ import torch
 from torch import nn, optim
 
 from app.core.errors import ConfigError, OppenError
-from app.training import checkpoint
+from app.training import allocator, checkpoint
 from app.training.config import TrainConfig
 from app.training.gae import compute_gae
 from app.training.normalize import RunningMeanStd
@@ -90,6 +90,7 @@ class Trainer:
         self.stop = stop or threading.Event()
         self.evaluator = evaluator
         self.device = resolve_device(cfg.device)
+        allocator.keep_freed_memory()  # a training process reuses its large tensors' pages
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
         # `envs` replaces simrs's batch env with anything of the same interface (benchmarks).
@@ -131,7 +132,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
+        checkpoint.restore_weights(self.policy, state["policy"], "the checkpoint to resume")
         self.optimizer.load_state_dict(state["optimizer"])
         self.value_rms.load_state_dict(state["value_rms"])
         torch.set_rng_state(state["torch_rng"])
@@ -147,7 +148,7 @@ class Trainer:
 
     def init_from(self, state: dict[str, Any]) -> None:
         """Starts from a trained policy's weights (transfer); everything else is fresh."""
-        self.policy.load_state_dict(state["policy"])
+        checkpoint.restore_weights(self.policy, state["policy"], "the checkpoint to start from")
         if state.get("value_rms"):
             self.value_rms.load_state_dict(state["value_rms"])
 
