@@ -198,3 +198,19 @@ def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> N
                                          / out["sync_vector_env_steps_per_s"])
     print(f"bench train: {out['train_steps_per_s']:,.0f} steps/s, "
           f"{out['ratio']:.1f}x SyncVectorEnv")
+
+
+def test_the_decision_endpoint_scales_the_job_as_its_training_workload_did() -> None:
+    """simrs scales the job's features by the largest request its workload allows, so the
+    endpoint's default scale comes from the checkpoint's config, not a fixed constant."""
+    from app.training.serve import DecideRequest, place_observation
+
+    hosts = [{"cores": 16, "mem_mb": 65_536, "used_cores": 0, "used_mem_mb": 0}]
+    req = DecideRequest.model_validate({"hosts": hosts, "job": {"cores": 4, "mem_mb": 2_048}})
+    wide = TrainConfig(job_cores=(1, 16), job_mem_mb=(512, 8_192))
+    obs, mask = place_observation(req, wide)
+    assert obs[-2:].tolist() == [0.25, 0.25] and mask.tolist() == [1]
+    obs, _ = place_observation(req, TrainConfig())  # the default workload: 1-4 cores
+    assert obs[-2:].tolist() == [1.0, 0.5]
+    given = req.model_copy(update={"max_job_cores": 8, "max_job_mem_mb": 4_096})
+    assert place_observation(given, wide)[0][-2:].tolist() == [0.5, 0.5]

@@ -46,6 +46,23 @@ def test_config_validation_names_the_option() -> None:
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_the_synthetic_workload_sizes_are_options_checked_before_simrs_starts() -> None:
+    import simrs
+
+    cfg = TrainConfig.from_dict({"job_cores": "1,16", "eval_seeds": "7,8", "num_hosts": 8})
+    assert cfg.job_cores == (1, 16) and cfg.eval_seeds == (7, 8)  # what --set KEY=1,16 gives
+    assert cfg.workload()["job_cores"] == (1, 16)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    _hosts, jobs = simrs.Env("place", cfg.workload(), 3).episode()
+    assert max(cores for *_, cores, _mem in jobs) > 4  # the default workload's largest is 4
+    for bad, says in [({"job_cores": [4, 1]}, "job_cores: expected low,high"),
+                      ({"host_cores": [8]}, "host_cores: expected low,high"),
+                      ({"job_mem_mb": "512,x"}, "job_mem_mb: expected tuple"),
+                      ({"job_cores": [1, 64]}, "largest job must fit on the smallest host")]:
+        with pytest.raises(ConfigError, match=says):
+            TrainConfig.from_dict(bad)
+
+
 def test_config_from_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     good = tmp_path / "c.toml"
     good.write_text("total_timesteps = 1024\nlr = 0.001\n")

@@ -36,6 +36,12 @@ class TrainConfig:
     episode_length: int = _h(64, "Jobs per episode", min=1)
     max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1)
     mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3)
+    host_cores: tuple[int, ...] = _h((16, 32), "Cores per host, drawn from low,high", pair=True)
+    host_mem_mb: tuple[int, ...] = _h((65_536, 131_072), "Memory per host (MB), low,high",
+                                      pair=True)
+    job_cores: tuple[int, ...] = _h((1, 4), "Cores a job asks for, low,high", pair=True)
+    job_mem_mb: tuple[int, ...] = _h((512, 4_096), "Memory a job asks for (MB), low,high",
+                                     pair=True)
     reward: str = _h("wait", "wait | bsld_dense | bsld_terminal | utilization | load_balance")
     window: int = _h(128, "Visible queue window (pick mode)", min=1)
     backfill: str = _h("none", "Backfilling while a picked job waits: none | shadow | easy")
@@ -73,6 +79,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
+        # A job too big for the smallest host could wait forever: simrs refuses the workload.
+        if self.job_cores[1] > self.host_cores[0] or self.job_mem_mb[1] > self.host_mem_mb[0]:
+            raise ConfigError("training options job_cores/job_mem_mb: the largest job must fit "
+                              f"on the smallest host (jobs up to {self.job_cores[1]} cores and "
+                              f"{self.job_mem_mb[1]} MB; hosts from {self.host_cores[0]} cores "
+                              f"and {self.host_mem_mb[0]} MB)")
 
     @property
     def batch_size(self) -> int:
@@ -92,6 +104,10 @@ class TrainConfig:
             "episode_length": self.episode_length,
             "max_jobs_per_step": self.max_jobs_per_step,
             "mean_interarrival_s": self.mean_interarrival_s,
+            "host_cores": self.host_cores,
+            "host_mem_mb": self.host_mem_mb,
+            "job_cores": self.job_cores,
+            "job_mem_mb": self.job_mem_mb,
         }
 
     def env_options(self) -> dict[str, Any]:
@@ -113,10 +129,11 @@ class TrainConfig:
         return None if self.trace else self.workload()
 
     def to_dict(self) -> dict[str, Any]:
-        # Every field is a scalar but eval_seeds; a shallow copy is exact, and far quicker
-        # than dataclasses.asdict when a batch validates thousands of configs.
+        # Every field is a scalar or a tuple of ints; a shallow copy is exact, and far
+        # quicker than dataclasses.asdict when a batch validates thousands of configs.
         d = {name: getattr(self, name) for name in _fields_by_name()}
-        d["eval_seeds"] = list(self.eval_seeds)
+        for name in _TUPLE_FIELDS:
+            d[name] = list(d[name])
         return d
 
     @classmethod
@@ -151,6 +168,9 @@ def _fields_by_name() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in fields(TrainConfig)}
 
 
+_TUPLE_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.type == "tuple[int, ...]")
+
+
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     """Checks one option's type and range; names the option on failure."""
     name, kind, meta = f.name, f.type, f.metadata
@@ -170,7 +190,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
         elif kind == "float | None":
             out = None if value is None else float(value)
         elif kind == "tuple[int, ...]":
-            out = tuple(int(v) for v in value)
+            # "1,2,3" as well as [1, 2, 3]: what `--set KEY=1,2,3` gives.
+            items = value.split(",") if isinstance(value, str) else value
+            out = tuple(int(v) for v in items)
             if not out:
                 raise ValueError
         else:
@@ -179,6 +201,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             out = value
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"training option {name}: expected {kind}, got {value!r}") from None
+    if meta.get("pair") and (len(out) != 2 or not 0 < out[0] <= out[1]):
+        raise ConfigError(f"training option {name}: expected low,high with 0 < low <= high, "
+                          f"got {value!r}")
     if isinstance(out, float) and not math.isfinite(out):
         raise ConfigError(f"training option {name}: must be a finite number, got {value!r}")
     if isinstance(out, int | float) and not isinstance(out, bool):
