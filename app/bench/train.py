@@ -53,11 +53,38 @@ class SyncLoopEnv:
         return obs, info["action_mask"], rewards.astype(np.float32), terms, finished
 
 
-def _sps(cfg: TrainConfig, envs: Any) -> float:
-    trainer = Trainer(cfg, envs=envs)
+class TimedEnvs:
+    """Any batch env, with the wall time spent inside its reset and step counted: how much
+    of a training run the environment is, which bounds what a faster one can gain."""
+
+    def __init__(self, envs: Any) -> None:
+        self.envs = envs
+        self.obs_dim, self.action_dim = envs.obs_dim, envs.action_dim
+        self.seconds = 0.0
+
+    def reset(self, seed: int) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.envs.reset(seed)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def step(self, actions: np.ndarray) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.envs.step(actions)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def _sps(cfg: TrainConfig, envs: Any) -> tuple[float, float]:
+    """Steps per second of a whole run, and the share of its time spent in the env."""
+    timed = TimedEnvs(envs)
+    trainer = Trainer(cfg, envs=timed)
     start = time.perf_counter()
     result = trainer.run()
-    return result.global_step / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return result.global_step / elapsed, timed.seconds / elapsed
 
 
 def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
@@ -67,15 +94,25 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
                        mean_interarrival_s=60.0, num_envs=128, rollout_steps=128)
     cfg = TrainConfig.from_dict({**base.to_dict(),
                                  "total_timesteps": base.batch_size * iterations})
-    rust, loop, ratios = [], [], []
+    rust, loop, ratios, rust_env, loop_env, ceilings = [], [], [], [], [], []
     for _ in range(repeats):  # paired: both measured back to back
-        rust.append(_sps(cfg, simrs.BatchEnv("place", cfg.num_envs, cfg.workload(), cfg.seed)))
-        loop.append(_sps(cfg, SyncLoopEnv(cfg)))
+        sps, env_share = _sps(cfg, simrs.BatchEnv("place", cfg.num_envs, cfg.workload(),
+                                                  cfg.seed))
+        rust.append(sps)
+        rust_env.append(env_share)
+        sps, env_share = _sps(cfg, SyncLoopEnv(cfg))
+        loop.append(sps)
+        loop_env.append(env_share)
         ratios.append(rust[-1] / loop[-1])
+        # Env seconds per step on each side: the ratio a free network would give.
+        ceilings.append((loop_env[-1] / loop[-1]) / (rust_env[-1] / rust[-1]))
     return {"hosts": HOSTS, "num_envs": cfg.num_envs, "rollout_steps": cfg.rollout_steps,
             "hidden": cfg.hidden, "steps_per_sample": cfg.total_timesteps,
             "train_steps_per_s": statistics.median(rust),
             "sync_vector_env_steps_per_s": statistics.median(loop),
             "ratio": statistics.median(ratios),
+            "env_share": {"simrs": statistics.median(rust_env),
+                          "sync_vector_env": statistics.median(loop_env)},
+            "env_only_ratio": statistics.median(ceilings),
             "samples": {"simrs": rust, "sync_vector_env": loop, "ratio": ratios},
             "cpus": os.cpu_count()}

@@ -135,3 +135,7 @@ def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
         return
     click.echo(f"PPO on simrs: {r['train_steps_per_s']:,.0f} steps/s; through SyncVectorEnv: "
                f"{r['sync_vector_env_steps_per_s']:,.0f} steps/s ({r['ratio']:.1f}x)")
+    share = r["env_share"]
+    click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
+               f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
+               f"differ {r['env_only_ratio']:.1f}x")
