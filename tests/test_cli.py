@@ -57,6 +57,18 @@ def test_bad_settings_are_reported(oppen_home: Path, monkeypatch: pytest.MonkeyP
     assert_clean_error(run("queue", "list"), "cannot use database URL")
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(oppen_home: Path) -> None:
+    """`oppen config show | head -1`: the pipe closes under the command, which stops with the
+    shell's SIGPIPE status and no error line."""
+    proc = subprocess.Popen(oppen_cmd("config", "show"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # no reader: the first write fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
+
+
 def test_submit_list_show_json_round_trip(oppen_home: Path) -> None:
     sub = run("queue", "submit", "cli-job", "--priority", "urgent", "--set",
               "total_timesteps=1024", "--json")
@@ -110,7 +122,7 @@ def test_train_in_the_foreground(oppen_home: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["global_step"] == 256
-    assert set(out["evaluation"]) == {"ppo", "first_fit", "best_fit"}
+    assert set(out["evaluation"]) == {"ppo", "first_fit", "best_fit", "best_fit_mem"}
     assert out["evaluation"]["ppo"]["jobs"] == 16
 
 

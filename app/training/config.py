@@ -68,6 +68,9 @@ class TrainConfig:
     norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
     hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1)
+    pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
+                            "window's job embeddings (off: every job scored alone, as in "
+                            "RLScheduler)")
     # Checkpoints and evaluation
     checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")

@@ -54,7 +54,9 @@ def first_allowed(_env: Any, _obs: np.ndarray, mask: np.ndarray) -> int:
 def baselines(mode: str) -> dict[str, Chooser]:
     """The heuristics a trained policy is set against, per mode."""
     if mode == "place":
-        return {b: heuristic_chooser(b) for b in ("first_fit", "best_fit")}
+        # The issue's two (first-fit is the LSF seed's), and best-fit by memory, which is
+        # what packs a memory-bound cluster.
+        return {b: heuristic_chooser(b) for b in ("first_fit", "best_fit", "best_fit_mem")}
     if mode == "pick":
         return {b: heuristic_chooser(b) for b in ("fcfs", "sjf", "f1")}
     return {"fcfs_first_fit": first_allowed}

@@ -32,7 +32,7 @@ class LoadedPolicy:
         state = checkpoint.load(path)
         cfg = TrainConfig.from_dict(state["config"])
         hosts = num_hosts_of(cfg, obs_dim)
-        policy = make_policy(cfg.mode, cfg.hidden, hosts)
+        policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context)
         checkpoint.restore_weights(policy, state["policy"], str(path))
         return cls(policy.eval(), cfg)
 

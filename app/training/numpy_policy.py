@@ -28,6 +28,8 @@ class NumpyPlacePolicy:
         """Masked logits for a batch: obs [B, hosts * 4 + 2], masks [B, hosts]."""
         b = obs.shape[0]
         hosts = obs[:, :-PLACE_JOB_FEATURES].reshape(b, -1, HOST_FEATURES)
+        # host_inputs: the observed features, then free cores and memory (x (1 - utilisation)).
+        hosts = np.concatenate([hosts, hosts[..., 2:4] * (1.0 - hosts[..., 0:2])], axis=-1)
         job = obs[:, -PLACE_JOB_FEATURES:]
         # In place wherever possible: at batch sizes in the thousands, allocating and
         # re-reading the [batch, hosts, hidden] intermediates costs more than the matmuls.

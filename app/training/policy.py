@@ -8,12 +8,14 @@ Every policy has the same interface: ``logits(obs, mask)``, ``value(obs)``,
 from __future__ import annotations
 
 import abc
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.distributions import Categorical
 
 HOST_FEATURES = 4
+HOST_INPUTS = HOST_FEATURES + 2  # what the place policy's host encoder reads: see host_inputs
 PLACE_JOB_FEATURES = 2
 JOB_FEATURES = 8
 MASKED_LOGIT = -1e9  # finite, so a fully-masked row never turns into NaN
@@ -69,9 +71,20 @@ class MaskedPolicy(nn.Module, abc.ABC):
         return self.logits(obs, mask).argmax(dim=-1)
 
 
+def host_inputs(hosts: torch.Tensor) -> torch.Tensor:
+    """Each host's 4 observed features (core and memory utilisation, cores and memory over
+    the largest host's) beside its free cores and free memory on the same scale. Best-fit
+    ranks hosts by what is free, a product of two observed features that a one-layer encoder
+    can only approximate; given directly, packing by either resource is a linear score (on a
+    memory-bound workload the policy has to pack memory, not cores: docs/benchmarks.md)."""
+    free = hosts[..., 2:4] * (1.0 - hosts[..., 0:2])
+    return torch.cat([hosts, free], dim=-1)
+
+
 class PlacePolicy(MaskedPolicy):
-    """`place`: a host encoder over each host's 4 features and a job encoder over the job's 2,
-    combined into one logit per host; the value head reads pooled host embeddings.
+    """`place`: a host encoder over each host's 4 features (and its free cores and memory,
+    `host_inputs`) and a job encoder over the job's 2, combined into one logit per host; the
+    value head reads pooled host embeddings.
 
     Per-host work is what an update costs (rows x hosts x hidden, memory-bound on a CPU), so
     the host side is kept to two layers: a one-layer host encoder, then the scorer's layer
@@ -81,7 +94,7 @@ class PlacePolicy(MaskedPolicy):
 
     def __init__(self, hidden: int = 64) -> None:
         super().__init__()
-        self.host_encoder = nn.Linear(HOST_FEATURES, hidden)
+        self.host_encoder = nn.Linear(HOST_INPUTS, hidden)
         self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
         self.score_host = nn.Linear(hidden, hidden)
         self.score_job = nn.Linear(hidden, hidden, bias=False)
@@ -94,7 +107,7 @@ class PlacePolicy(MaskedPolicy):
         job = obs[:, -PLACE_JOB_FEATURES:]
         # ReLU in place: a matmul's backward never reads its output, and the
         # [rows, hosts, hidden] intermediates are the update's main memory traffic.
-        return (torch.relu_(_per_entity(self.host_encoder, hosts)),
+        return (torch.relu_(_per_entity(self.host_encoder, host_inputs(hosts))),
                 torch.relu(self.job_encoder(job)))
 
     def _logits(self, host_emb: torch.Tensor, job_emb: torch.Tensor,
@@ -133,43 +146,67 @@ def with_logs(jobs: torch.Tensor) -> torch.Tensor:
     return torch.cat([jobs, torch.log(jobs.clamp(min=LOG_FLOOR)) / LOG_SCALE], dim=-1)
 
 
+class _Slots(NamedTuple):
+    """A window's slots packed: only the filled ones are embedded."""
+
+    emb: torch.Tensor  # [packed slots, hidden]
+    rows: torch.Tensor  # [packed slots]: the row each belongs to
+    active: torch.Tensor  # [rows, window] bool: which slots were packed
+    pooled: torch.Tensor  # [rows, hidden]: the mean embedding of each row's filled slots
+
+
 class PickPolicy(MaskedPolicy):
     """`pick`: RLScheduler's kernel design, one shared scorer over each window slot's 8
     features (and their logarithms); the value head reads the mean embedding of the filled
-    slots."""
+    slots.
 
-    def __init__(self, hidden: int = 64) -> None:
+    With `context`, each slot's score also reads that mean embedding (through one linear
+    layer added before the scorer's ReLU), so the same job can score differently in a long
+    queue than in a short one; without it every slot is scored alone, as in RLScheduler."""
+
+    def __init__(self, hidden: int = 64, context: bool = False) -> None:
         super().__init__()
         self.encoder = _mlp(2 * JOB_FEATURES, hidden, hidden)
         self.scorer = _mlp(hidden, hidden, 1)
         self.value_head = _mlp(hidden, hidden, 1)
+        self.context = nn.Linear(hidden, hidden, bias=False) if context else None
 
     def _jobs(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.reshape(obs.shape[0], -1, JOB_FEATURES)
 
-    def _embed(self, jobs: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.encoder(with_logs(jobs)))
-
-    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        emb = self._embed(self._jobs(obs))
-        return self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
-
-    def _value(self, jobs: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _embed(self, jobs: torch.Tensor, mask: torch.Tensor | None = None) -> _Slots:
+        """Embeddings of the filled slots (and any other the mask allows) only: a window is
+        mostly empty (on lublin_256 a median of 16-24 of 128 slots are filled), so packing
+        the filled slots makes an update several times cheaper than scoring all 128."""
         # Empty slots read [0, 1, 1, 1, 1, 1, 1, 0]: their last feature (can start) is 0;
         # filled slots have can-start > 0.
-        filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
-        pooled = (emb * filled).sum(1) / filled.sum(1).clamp(min=1.0)
-        return self.value_head(pooled).squeeze(-1)
+        filled = jobs[..., 7] > 0
+        active = filled if mask is None else filled | mask
+        rows = active.nonzero(as_tuple=True)[0]  # the row of each packed slot, in order
+        emb = torch.relu(self.encoder(with_logs(jobs[active])))
+        weight = filled[active].unsqueeze(-1).to(emb.dtype)
+        count = filled.sum(1, keepdim=True).clamp(min=1).to(emb.dtype)
+        pooled = emb.new_zeros(jobs.shape[0], emb.shape[1]).index_add_(0, rows, emb * weight)
+        return _Slots(emb, rows, active, pooled / count)
+
+    def _logits(self, slots: _Slots, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.scorer[0](slots.emb)
+        if self.context is not None:
+            hidden = hidden + self.context(slots.pooled)[slots.rows]  # once per row
+        score = self.scorer[2](torch.relu(hidden)).squeeze(-1)
+        logits = score.new_full(slots.active.shape, MASKED_LOGIT)
+        logits = logits.masked_scatter(slots.active, score)  # row-major, as packed
+        return logits.masked_fill(~mask, MASKED_LOGIT)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._logits(self._embed(self._jobs(obs), mask), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        jobs = self._jobs(obs)
-        return self._value(jobs, self._embed(jobs))
+        return self.value_head(self._embed(self._jobs(obs)).pooled).squeeze(-1)
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        jobs = self._jobs(obs)
-        emb = self._embed(jobs)
-        logits = self.scorer(emb).squeeze(-1).masked_fill(~mask, MASKED_LOGIT)
-        return logits, self._value(jobs, emb)
+        slots = self._embed(self._jobs(obs), mask)
+        return self._logits(slots, mask), self.value_head(slots.pooled).squeeze(-1)
 
 
 class HierarchicalPolicy(MaskedPolicy):
@@ -217,11 +254,12 @@ class HierarchicalPolicy(MaskedPolicy):
             .squeeze(-1)
 
 
-def make_policy(mode: str, hidden: int, num_hosts: int) -> MaskedPolicy:
+def make_policy(mode: str, hidden: int, num_hosts: int,
+                pick_context: bool = False) -> MaskedPolicy:
     if mode == "place":
         return PlacePolicy(hidden)
     if mode == "pick":
-        return PickPolicy(hidden)
+        return PickPolicy(hidden, context=pick_context)
     if mode == "hierarchical":
         return HierarchicalPolicy(num_hosts, hidden)
     raise ValueError(f"unknown mode {mode!r}")

@@ -96,8 +96,8 @@ class Trainer:
         # `envs` replaces simrs's batch env with anything of the same interface (benchmarks).
         self.envs = envs or simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed,
                                            **cfg.env_options())
-        self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim)) \
-            .to(self.device)
+        self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
+                                  cfg.pick_context).to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
         self.iteration = 0

@@ -10,6 +10,9 @@ pub enum Placement {
     FirstFit,
     /// The fitting host left with the fewest free cores (then least free memory).
     BestFit,
+    /// The fitting host left with the least free memory (then fewest free cores): best-fit
+    /// for clusters where memory, not cores, fills a host.
+    BestFitMem,
     /// The fitting host left with the most free cores: spreads load.
     WorstFit,
     /// A fitting host chosen by a hash of the time and job: deterministic, unbiased.
@@ -21,11 +24,13 @@ impl Placement {
         Ok(match name {
             "first_fit" => Self::FirstFit,
             "best_fit" => Self::BestFit,
+            "best_fit_mem" => Self::BestFitMem,
             "worst_fit" => Self::WorstFit,
             "random" => Self::Random,
             other => {
                 return Err(SimError::InvalidConfig(format!(
-                    "unknown placement {other:?}; choose first_fit, best_fit, worst_fit or random"
+                    "unknown placement {other:?}; choose first_fit, best_fit, best_fit_mem, \
+                     worst_fit or random"
                 )))
             }
         })
@@ -37,6 +42,9 @@ impl Placement {
             Self::FirstFit => fitting.map(|(i, _)| i).next(),
             Self::BestFit => fitting
                 .min_by_key(|(i, h)| (h.free_cores() - job.cores, h.free_mem_mb() - job.mem_mb, *i))
+                .map(|(i, _)| i),
+            Self::BestFitMem => fitting
+                .min_by_key(|(i, h)| (h.free_mem_mb() - job.mem_mb, h.free_cores() - job.cores, *i))
                 .map(|(i, _)| i),
             Self::WorstFit => fitting
                 .max_by_key(|(i, h)| (h.free_cores(), h.free_mem_mb(), std::cmp::Reverse(*i)))
@@ -59,4 +67,36 @@ pub fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Host;
+
+    /// Three hosts after some placements: host 0 is short of cores, host 1 of memory, host 2
+    /// empty. A 2-core, 8 GB job fits on all three.
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new(vec![Host::new(16, 65_536), Host::new(16, 65_536),
+                                      Host::new(32, 131_072)]);
+        c.allocate(0, &Job::new(0, 0, 10, 10, 12, 8_192)).unwrap();
+        c.allocate(1, &Job::new(1, 0, 10, 10, 2, 49_152)).unwrap();
+        c
+    }
+
+    #[test]
+    fn each_rule_chooses_its_host() {
+        let c = cluster();
+        let job = Job::new(2, 0, 10, 10, 2, 8_192);
+        assert_eq!(Placement::FirstFit.choose(&c, &job, 0), Some(0));
+        assert_eq!(Placement::BestFit.choose(&c, &job, 0), Some(0)); // fewest cores left
+        assert_eq!(Placement::BestFitMem.choose(&c, &job, 0), Some(1)); // least memory left
+        assert_eq!(Placement::WorstFit.choose(&c, &job, 0), Some(2));
+        let random = Placement::Random.choose(&c, &job, 0).unwrap();
+        assert!(random < 3);
+        let too_big = Job::new(3, 0, 10, 10, 2, 70_000);
+        assert_eq!(Placement::BestFitMem.choose(&c, &too_big, 0), Some(2)); // the only fit
+        assert_eq!(Placement::parse("best_fit_mem"), Ok(Placement::BestFitMem));
+        assert!(Placement::parse("tightest").is_err());
+    }
 }

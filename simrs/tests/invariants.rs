@@ -95,7 +95,7 @@ proptest! {
 
     #[test]
     fn replay_keeps_invariants(sizes in prop::collection::vec((0u64..500, 1u64..400, 1u64..3, 1u32..5), 1..60),
-                               policy in 0usize..6, backfill in 0usize..3, placement in 0usize..4) {
+                               policy in 0usize..6, backfill in 0usize..3, placement in 0usize..5) {
         let hosts = vec![Host::new(4, 1 << 20), Host::new(6, 1 << 20), Host::new(5, 1 << 20)];
         let mut submit = 0;
         let jobs: Vec<Job> = sizes.iter().enumerate().map(|(i, &(gap, run, over, cores))| {
@@ -106,7 +106,8 @@ proptest! {
         let cfg = ReplayConfig {
             priority: Priority::ALL[policy],
             backfill: [Backfill::None, Backfill::Shadow, Backfill::Easy][backfill],
-            placement: [Placement::FirstFit, Placement::BestFit, Placement::WorstFit, Placement::Random][placement],
+            placement: [Placement::FirstFit, Placement::BestFit, Placement::BestFitMem,
+                        Placement::WorstFit, Placement::Random][placement],
         };
         replay(&mut sim, cfg);
         check_finished(&sim);

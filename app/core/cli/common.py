@@ -78,6 +78,11 @@ class OppenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader left (`oppen ... | head`): stop quietly with the shell's SIGPIPE
+            # status, and point stdout at /dev/null so the exit's flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - last line of defence for people
             if type(exc).__module__.startswith("simrs"):
                 fail(str(exc))

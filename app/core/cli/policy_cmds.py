@@ -8,15 +8,31 @@ from app.core.cli import common
 
 
 def _seeds(raw: str | None) -> list[int] | None:
+    """`1,2,3`, or ranges such as `100-139` (both ends included), or both mixed."""
     if raw is None:
         return None
+    seeds: list[int] = []
     try:
-        seeds = [int(s) for s in raw.split(",") if s.strip()]
+        for part in (p.strip() for p in raw.split(",")):
+            if not part:
+                continue
+            low, sep, high = part.partition("-")
+            if sep and low:
+                if int(high) < int(low):
+                    raise ValueError
+                seeds.extend(range(int(low), int(high) + 1))
+            else:
+                seeds.append(int(part))
     except ValueError:
         raise common.OppenError(
-            f"--seeds expects integers separated by commas, got {raw!r}") from None
+            f"--seeds expects integers or low-high ranges separated by commas, got {raw!r}"
+        ) from None
     if not seeds:
         raise common.OppenError("--seeds needs at least one seed")
+    if any(s < 0 for s in seeds):
+        raise common.OppenError(f"--seeds must be >= 0, got {raw!r}")
+    if len(seeds) > 10_000:
+        raise common.OppenError(f"--seeds names {len(seeds):,} seeds; at most 10,000")
     return seeds
 
 
@@ -68,6 +84,37 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
 @click.group(cls=common.OppenGroup)
 def policy() -> None:
     """Serve trained policies."""
+
+
+@policy.command("select")
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="A run's checkpoint folder (its --checkpoint-dir)")
+@click.option("--seeds", required=True, help="Validation seeds, e.g. 100-139: workload seeds, "
+              "or under the rlscheduler protocol one drawn window per seed. Keep them apart "
+              "from the seeds you report")
+@click.option("--copy-to", type=click.Path(dir_okay=False),
+              help="Copy the chosen checkpoint here")
+@click.option("--json", "as_json", is_flag=True)
+def policy_select(run_dir: str, seeds: str, copy_to: str | None, as_json: bool) -> None:
+    """Score every checkpoint of a run on validation episodes; the best first."""
+    import shutil
+
+    from app.training.selection import rank
+
+    used = _seeds(seeds) or []
+    ranked = rank(run_dir, used)
+    if copy_to is not None:
+        shutil.copyfile(ranked[0].path, copy_to)
+    if as_json:
+        common.emit_json({"run_dir": run_dir, "seeds": used, "chosen": str(ranked[0].path),
+                          "checkpoints": [{"path": str(s.path), "global_step": s.global_step,
+                                           "metric": s.metric} for s in ranked]})
+        return
+    click.echo(f"{len(ranked)} checkpoints on {len(used)} validation episodes "
+               "(the run's headline metric, lower is better):")
+    for s in ranked:
+        click.echo(f"  {s.metric:12.4f}  step {s.global_step:>10,}  {s.path}")
+    click.echo(f"chosen: {ranked[0].path}" + (f" (copied to {copy_to})" if copy_to else ""))
 
 
 @policy.command("serve")

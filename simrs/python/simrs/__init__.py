@@ -22,7 +22,7 @@ from simrs.env import ClusterEnv, ClusterHierarchicalEnv, ClusterPickEnv, Cluste
 from simrs.vector import BatchEnv, ClusterVectorEnv, FinishedEpisode
 
 MODES = ("place", "pick", "hierarchical")
-PLACEMENTS = ("first_fit", "best_fit", "worst_fit", "random")
+PLACEMENTS = ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random")
 PRIORITIES = ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep")
 BACKFILLS = ("none", "shadow", "easy")
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
