@@ -18,6 +18,12 @@ from app.training.schedules import SCHEDULES
 # The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 PROTOCOLS = ("simrs", "rlscheduler")
+# The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
+# slot): what `imitate` may name.
+HEURISTICS = {
+    "place": ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"),
+    "pick": ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep"),
+}
 
 
 def _h(default: Any, help: str, **kw: Any) -> Any:
@@ -71,6 +77,12 @@ class TrainConfig:
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")
+    # Warm start
+    imitate: str = _h("", "Heuristic whose decisions the policy copies before PPO starts "
+                      "(behaviour cloning; place: first_fit, best_fit, best_fit_mem, ...; "
+                      "pick: f1, sjf, ...); empty: start from a random policy")
+    imitate_steps: int = _h(100_000, "Heuristic decisions to copy (with imitate)", min=1)
+    imitate_epochs: int = _h(4, "Passes over them (with imitate)", min=1)
     # Checkpoints and evaluation
     checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")
@@ -82,6 +94,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
+        if self.imitate and self.imitate not in HEURISTICS.get(self.mode, ()):
+            choices = HEURISTICS.get(self.mode)
+            raise ConfigError(
+                f"training option imitate: choose one of {', '.join(choices)} for mode "
+                f"{self.mode}, got {self.imitate!r}" if choices else
+                f"training option imitate: mode {self.mode} has no single-step heuristic")
         # A job too big for the smallest host could wait forever: simrs refuses the workload.
         if self.job_cores[1] > self.host_cores[0] or self.job_mem_mb[1] > self.host_mem_mb[0]:
             raise ConfigError("training options job_cores/job_mem_mb: the largest job must fit "

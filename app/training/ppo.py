@@ -21,7 +21,7 @@ import torch
 from torch import nn, optim
 
 from app.core.errors import ConfigError, OppenError
-from app.training import allocator, checkpoint
+from app.training import allocator, checkpoint, imitation
 from app.training.config import TrainConfig
 from app.training.gae import compute_gae
 from app.training.normalize import RunningMeanStd
@@ -193,6 +193,10 @@ class Trainer:
         values = torch.zeros((T, N), device=device)
         recent: list[float] = []
         stopped = "completed"
+        if cfg.imitate and self.iteration == 0:
+            # Before the first update only: a checkpoint (so a resume) always comes later.
+            self.log(imitation.warm_start(self.policy, self.value_rms, cfg, self.rng, device),
+                     self.global_step)
         start, start_step = time.perf_counter(), self.global_step
         next_obs = next_mask = next_done = None
 

@@ -60,6 +60,9 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
         data = TrainConfig.from_file(config_file).to_dict() if config_file else {}
     data.update(common.parse_sets(sets))
     cfg = TrainConfig.from_dict(data)
+    if init_from and cfg.imitate:
+        raise OppenError("--init-from and the imitate option both choose the starting policy: "
+                         "give one")
     run_name = f"job-{job_id}" if job_id is not None else time.strftime("adhoc-%Y%m%d-%H%M%S")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else \
         services.settings.resolved_home / "checkpoints" / run_name
