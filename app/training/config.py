@@ -77,6 +77,9 @@ class TrainConfig:
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")
+    versus: str = _h("", "Heuristic played on a copy of every training episode; its return is "
+                     "subtracted at the episode's end (a control variate: same expected "
+                     "gradient, far less variance from the episode's jobs); empty: none")
     # Warm start
     imitate: str = _h("", "Heuristic whose decisions the policy copies before PPO starts "
                       "(behaviour cloning; place: first_fit, best_fit, best_fit_mem, ...; "
@@ -94,12 +97,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
-        if self.imitate and self.imitate not in HEURISTICS.get(self.mode, ()):
-            choices = HEURISTICS.get(self.mode)
-            raise ConfigError(
-                f"training option imitate: choose one of {', '.join(choices)} for mode "
-                f"{self.mode}, got {self.imitate!r}" if choices else
-                f"training option imitate: mode {self.mode} has no single-step heuristic")
+        for option in ("imitate", "versus"):
+            _check_heuristic(option, self.mode, getattr(self, option))
         # A job too big for the smallest host could wait forever: simrs refuses the workload.
         if self.job_cores[1] > self.host_cores[0] or self.job_mem_mb[1] > self.host_mem_mb[0]:
             raise ConfigError("training options job_cores/job_mem_mb: the largest job must fit "
@@ -248,6 +247,16 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
     return out
+
+
+def _check_heuristic(option: str, mode: str, name: str) -> None:
+    """`name` (if any) is a single-step heuristic of `mode`, or the error lists them."""
+    if not name or name in HEURISTICS.get(mode, ()):
+        return
+    choices = HEURISTICS.get(mode)
+    raise ConfigError(f"training option {option}: choose one of {', '.join(choices)} for mode "
+                      f"{mode}, got {name!r}" if choices else
+                      f"training option {option}: mode {mode} has no single-step heuristic")
 
 
 def _check_rlscheduler(cfg: TrainConfig) -> None:

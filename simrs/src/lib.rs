@@ -23,6 +23,7 @@ pub mod reward;
 pub mod sim;
 pub mod swf;
 pub mod vec_env;
+pub mod versus;
 pub mod workload;
 
 #[cfg(feature = "python")]

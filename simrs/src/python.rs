@@ -28,6 +28,7 @@ use crate::reward::RewardKind;
 use crate::sim::ClusterSim;
 use crate::swf::{self, SwfError};
 use crate::vec_env::{FinishedEpisode, VecEnv as CoreVecEnv};
+use crate::versus::{Rule, Versus};
 use crate::workload::{TraceWorkload, WorkloadConfig, WorkloadSource};
 use crate::cluster::{Cluster, Host};
 
@@ -278,6 +279,22 @@ impl AnyEnv {
         })
     }
 
+    /// Boxed for a VecEnv; with `versus`, every episode's return is scored against that
+    /// heuristic's on the same episode (see versus.rs).
+    fn boxed_versus(self, versus: Option<Rule>) -> PyResult<Box<dyn CoreEnv>> {
+        let Some(rule) = versus else { return Ok(self.boxed()) };
+        Ok(match self {
+            AnyEnv::Place(e) => Box::new(Versus::new(e, rule).map_err(to_py)?),
+            AnyEnv::Pick(e) => Box::new(Versus::new(e, rule).map_err(to_py)?),
+            AnyEnv::Compat(e) => Box::new(Versus::new(e, rule).map_err(to_py)?),
+            AnyEnv::Hier(_) => {
+                return Err(ConfigError::new_err(
+                    "hierarchical mode has no single-step heuristic to score against",
+                ))
+            }
+        })
+    }
+
     fn boxed(self) -> Box<dyn CoreEnv> {
         match self {
             AnyEnv::Place(e) => Box::new(e),
@@ -470,15 +487,22 @@ impl VecEnv {
     #[new]
     #[args(num_envs = "1", config = "None", seed = "0", "*", reward = "\"wait\"",
            window = "128", backfill = "\"none\"", trace = "None", episode_length = "256",
-           protocol = "\"simrs\"")]
+           protocol = "\"simrs\"", versus = "None")]
     #[allow(clippy::too_many_arguments)]
     fn new(mode: &str, num_envs: usize, config: Option<&PyDict>, seed: u64, reward: &str,
            window: usize, backfill: &str, trace: Option<Trace>, episode_length: usize,
-           protocol: &str) -> PyResult<Self> {
+           protocol: &str, versus: Option<&str>) -> PyResult<Self> {
         let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill,
                             protocol)?;
+        let rule = versus
+            .map(|name| match mode {
+                "place" => Placement::parse(name).map(Rule::Place),
+                _ => Priority::parse(name).map(Rule::Pick),
+            })
+            .transpose()
+            .map_err(to_py)?;
         let envs = (0..num_envs)
-            .map(|_| AnyEnv::build(&spec, seed).map(AnyEnv::boxed))
+            .map(|_| AnyEnv::build(&spec, seed).and_then(|e| e.boxed_versus(rule)))
             .collect::<PyResult<Vec<_>>>()?;
         let inner = CoreVecEnv::new(envs, seed).map_err(to_py)?;
         Ok(Self { finished: vec![None; inner.num_envs()], inner, bound: None })
