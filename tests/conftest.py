@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -22,6 +23,20 @@ from app.core.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
+
+# The plain-Python reference simulator's speed on the VM where the tests' timing bars were
+# set (docs/simulator.md, 2026-11-23). VMs of this kind are lent at very different speeds:
+# on 2026-12-01 the same code ran it at 5,163-6,832 steps/s.
+REFERENCE_PYTHON_STEPS_PER_S = 10_844
+
+
+@functools.cache
+def machine_slowdown() -> float:
+    """How many times slower than that VM this machine runs Python now (at least 1): timing
+    bars are stretched by it, so a slow VM fails only a slow change, not its own day."""
+    from app.bench.sim import python_speed
+
+    return max(1.0, REFERENCE_PYTHON_STEPS_PER_S / python_speed())
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from app.core.timeutil import utcnow
 from app.dashboard.data import gather
 from app.dashboard.render import render, sparkline
 from app.dashboard.schema import SCHEMA
-from tests.conftest import oppen_cmd
+from tests.conftest import machine_slowdown, oppen_cmd
 
 
 def seed(services, queued: int = 3, running: int = 2) -> None:  # type: ignore[no-untyped-def]
@@ -119,9 +119,11 @@ def test_render_with_10000_jobs_and_100_running_is_fast(services) -> None:  # ty
         render(gather(services), console)
         times.append(time.perf_counter() - start)
     median = sorted(times)[2]
+    slowdown = machine_slowdown()
     print(f"\n[dashboard] 10,000 jobs (100 running): gather + render median {median * 1000:.0f} ms "
-          f"over 5")
-    assert median < 0.3
+          f"over 5 (bar {300 * slowdown:.0f} ms: 300 ms on the reference VM, this one "
+          f"{slowdown:.2f}x slower)")
+    assert median < 0.3 * slowdown
 
 
 def test_oppen_ui_serves_mlflow_on_the_tracking_store(oppen_home) -> None:  # type: ignore[no-untyped-def]

@@ -88,6 +88,14 @@ def _reference_sps(seconds: float, num_envs: int, num_hosts: int) -> float:
     return steps / elapsed
 
 
+def python_speed(seconds: float = 1.0, repeats: int = 3) -> float:
+    """The plain-Python reference's steps per second with this benchmark's settings (median):
+    how fast this machine runs Python today, to compare with the VM a figure was measured on
+    (docs/simulator.md records it)."""
+    return statistics.median(_reference_sps(seconds, NUM_ENVS, PLACE_HOSTS)
+                             for _ in range(repeats))
+
+
 def verify_reference(num_hosts: int = 8, seeds: range = range(3)) -> bool:
     """The reference and simrs give identical episodes under identical actions."""
     import simrs

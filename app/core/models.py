@@ -15,6 +15,13 @@ def _utc_column(nullable: bool = True) -> Any:
     return Column(DateTime(timezone=True), nullable=nullable)
 
 
+def _empty_list() -> list[Any]:
+    """A default factory that pydantic can inspect cheaply. Pydantic 2.14 inspects a default
+    factory's signature on every instance, and for the builtin `list` that means parsing its
+    text signature: 190 us per Job, a third of what creating one costs."""
+    return []
+
+
 class Job(SQLModel, table=True):
     __tablename__ = "jobs"
 
@@ -53,7 +60,7 @@ class Job(SQLModel, table=True):
     # When progress last moved (stalled jobs are flagged), the recent reward curve (for the
     # dashboard's sparkline) and the final evaluation against the best heuristic.
     progress_at: datetime | None = Field(default=None, sa_column=_utc_column())
-    reward_curve: list[float] = Field(default_factory=list,
+    reward_curve: list[float] = Field(default_factory=_empty_list,
                                       sa_column=Column(JSON, nullable=False, server_default="[]"))
     eval_ratio: float | None = None
     # Run on spot capacity (cheaper, interruptible).

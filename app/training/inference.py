@@ -42,25 +42,25 @@ class LoadedPolicy:
 
         return cls(mlflow.pytorch.load_model(model_uri).eval(), config)
 
-    @torch.inference_mode()
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
         """One decision: the highest-scoring allowed action."""
         if not mask.any():
             raise ConfigError("no action is allowed by the mask")
-        if self.fast is not None:
+        if self.fast is not None:  # no torch at all: entering inference mode costs microseconds
             o = np.asarray(obs, dtype=np.float32)[None]
             return int(self.fast.decide_batch(o, np.asarray(mask)[None])[0])
-        o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).unsqueeze(0)
-        m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
-        return int(self.policy.logits(o, m).argmax(dim=-1).item())
+        with torch.inference_mode():
+            o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).unsqueeze(0)
+            m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
+            return int(self.policy.logits(o, m).argmax(dim=-1).item())
 
-    @torch.inference_mode()
     def decide_batch(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         if self.fast is not None:
             return self.fast.decide_batch(np.asarray(obs, dtype=np.float32), np.asarray(masks))
-        o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))
-        m = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))
-        return self.policy.logits(o, m).argmax(dim=-1).numpy()
+        with torch.inference_mode():
+            o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))
+            m = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))
+            return self.policy.logits(o, m).argmax(dim=-1).numpy()
 
     @torch.inference_mode()
     def scores(self, obs: np.ndarray, mask: np.ndarray) -> list[float]:
