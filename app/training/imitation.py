@@ -31,9 +31,9 @@ class Demonstrations:
 
 
 def collect(cfg: TrainConfig, steps: int) -> Demonstrations:
-    """`steps` decisions of the heuristic `cfg.imitate`, from whole episodes only (a return
-    needs its episode's end), over `cfg.num_envs` environments of the run's workload, their
-    seeds disjoint from the training episodes'."""
+    """At least `steps` decisions of the heuristic `cfg.imitate`, in whole episodes (a return
+    needs its episode's end) of the run's workload, on seeds far from the training
+    episodes'."""
     import simrs
 
     options = cfg.env_options()

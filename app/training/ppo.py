@@ -94,11 +94,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
         # `envs` replaces simrs's batch env with anything of the same interface (benchmarks).
-        options = cfg.env_options()
-        if cfg.versus:
-            options["versus"] = cfg.versus  # training episodes only; evaluation stays plain
-        self.envs = envs or simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed,
-                                           **options)
+        if envs is None:
+            options = cfg.env_options()
+            if cfg.versus:
+                options["versus"] = cfg.versus  # training episodes only; evaluation stays plain
+            envs = simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed, **options)
+        self.envs = envs
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
                                   cfg.pick_context).to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
