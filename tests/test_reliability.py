@@ -157,7 +157,8 @@ def _holder_pid(engine) -> int | None:  # type: ignore[no-untyped-def]
 def test_two_dispatchers_one_leads_and_the_other_takes_over(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ttl = 2.0
-    env = _env(home, OPPEN_LEASE_TTL_S=str(ttl), OPPEN_DISPATCH_INTERVAL_S="0.2")
+    env = _env(home, OPPEN_LEASE_TTL_S=str(ttl), OPPEN_DISPATCH_INTERVAL_S="0.2",
+               PYTHONUNBUFFERED="1")
     engine = _engine(home)
     first, second = _dispatcher(env), _dispatcher(env)
     try:
@@ -167,6 +168,12 @@ def test_two_dispatchers_one_leads_and_the_other_takes_over(tmp_path: Path) -> N
             time.sleep(0.1)
         leader = _holder_pid(engine)
         assert leader in (first.pid, second.pid)
+        # Measure a running follower's takeover, not its start-up (imports take seconds on a
+        # slow VM): only a follower prints "standing by", and only once it is ticking.
+        log = home / "dispatchers.log"
+        while b"standing by" not in log.read_bytes():
+            assert time.monotonic() < deadline, "the second dispatcher never started ticking"
+            time.sleep(0.1)
         time.sleep(3 * 0.2)
         assert _holder_pid(engine) == leader, "leadership changed while the leader lived"
         follower = second if leader == first.pid else first
