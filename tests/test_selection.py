@@ -91,6 +91,7 @@ def test_seed_lists_take_ranges_and_name_what_is_wrong() -> None:
     assert _seeds("42, 43") == [42, 43] and _seeds(None) is None
     for raw, message in (("9-5", "low-high ranges"), ("a", "low-high ranges"),
                          ("1-x", "low-high ranges"), (",", "at least one seed"),
-                         ("0-20000", "at most 10,000"), ("-5", ">= 0")):
+                         ("0-20000", "at most 10,000"), ("-5", ">= 0"),
+                         ("0-10000000000", "at most 10,000")):  # refused, not expanded
         with pytest.raises(OppenError, match=message):
             _seeds(raw)

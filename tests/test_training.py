@@ -63,6 +63,18 @@ def test_the_synthetic_workload_sizes_are_options_checked_before_simrs_starts() 
             TrainConfig.from_dict(bad)
 
 
+def test_the_option_choices_listed_without_importing_simrs_are_simrs_own() -> None:
+    # config.py and the sim CLI keep these lists to validate before simrs loads; a rule
+    # added to simrs (or renamed) must show up here, or it is refused as unknown.
+    import simrs
+    from app.core.cli.sim_cmds import PLACEMENTS, POLICIES
+    from app.training.config import HEURISTICS, REWARDS
+
+    assert HEURISTICS == {"place": simrs.PLACEMENTS, "pick": simrs.PRIORITIES}
+    assert tuple(POLICIES) == simrs.PRIORITIES and tuple(PLACEMENTS) == simrs.PLACEMENTS
+    assert REWARDS == simrs.REWARDS
+
+
 def test_config_from_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     good = tmp_path / "c.toml"
     good.write_text("total_timesteps = 1024\nlr = 0.001\n")

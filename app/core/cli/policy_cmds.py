@@ -11,7 +11,7 @@ def _seeds(raw: str | None) -> list[int] | None:
     """`1,2,3`, or ranges such as `100-139` (both ends included), or both mixed."""
     if raw is None:
         return None
-    seeds: list[int] = []
+    spans: list[range] = []
     try:
         for part in (p.strip() for p in raw.split(",")):
             if not part:
@@ -20,20 +20,22 @@ def _seeds(raw: str | None) -> list[int] | None:
             if sep and low:
                 if int(high) < int(low):
                     raise ValueError
-                seeds.extend(range(int(low), int(high) + 1))
+                spans.append(range(int(low), int(high) + 1))
             else:
-                seeds.append(int(part))
+                spans.append(range(int(part), int(part) + 1))
     except ValueError:
         raise common.OppenError(
             f"--seeds expects integers or low-high ranges separated by commas, got {raw!r}"
         ) from None
-    if not seeds:
+    # Counted before expanding, so a typo such as 0-10000000000 cannot exhaust memory.
+    count = sum(len(span) for span in spans)
+    if count == 0:
         raise common.OppenError("--seeds needs at least one seed")
-    if any(s < 0 for s in seeds):
+    if any(span.start < 0 for span in spans):
         raise common.OppenError(f"--seeds must be >= 0, got {raw!r}")
-    if len(seeds) > 10_000:
-        raise common.OppenError(f"--seeds names {len(seeds):,} seeds; at most 10,000")
-    return seeds
+    if count > 10_000:
+        raise common.OppenError(f"--seeds names {count:,} seeds; at most 10,000")
+    return [seed for span in spans for seed in span]
 
 
 @click.command("eval")

@@ -6,7 +6,9 @@ import click
 
 from app.core.cli import common
 
+# simrs.PRIORITIES and simrs.PLACEMENTS, listed so `--help` needs no simrs import.
 POLICIES = ["fcfs", "sjf", "smallest", "f1", "wfp3", "unicep"]
+PLACEMENTS = ["first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"]
 
 
 @click.group(cls=common.OppenGroup)
@@ -26,8 +28,7 @@ def sim() -> None:
                    "SC'20's 10 windows of 1,024 jobs and its semantics")
 @click.option("--metric", type=click.Choice(["bsld", "util"]), default="bsld",
               show_default=True)
-@click.option("--placement", type=click.Choice(["first_fit", "best_fit", "best_fit_mem",
-                                                "worst_fit", "random"]),
+@click.option("--placement", type=click.Choice(PLACEMENTS),
               default="first_fit", show_default=True)
 @click.option("--load-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="Compress inter-arrival times by this factor")
