@@ -43,7 +43,15 @@ def test_history_records_every_transition(queue: QueueService) -> None:
         transition(s, row, JobState.DISPATCHING, "admitted")
         transition(s, row, JobState.RUNNING, "launched")
         transition(s, row, JobState.FAILED, "exit code 3")
+        # transition() sets what it wrote on the job instead of reloading it: those values
+        # must be what the row holds, and not pending changes a later flush would write again.
+        assert not s.dirty
+        seen = (row.state, row.reason, as_utc(row.started_at), as_utc(row.finished_at))
         s.commit()
+    stored = queue.get(job.id)
+    assert seen == (stored.state, stored.reason, as_utc(stored.started_at),
+                    as_utc(stored.finished_at))
+    assert seen[:2] == ("failed", "exit code 3")
     retried = queue.retry(job.id)
     assert retried.state == "queued"
     events = queue.show(job.id).events
@@ -52,22 +60,6 @@ def test_history_records_every_transition(queue: QueueService) -> None:
         ("running", "failed"), ("failed", "queued")]
     assert events[3].reason == "exit code 3"
     assert all(e.at.tzinfo is not None or e.at is not None for e in events)
-
-
-def test_a_transition_leaves_the_job_as_stored_with_nothing_pending(queue: QueueService) -> None:
-    # transition() sets the new values on the job instead of reloading it: they must be what
-    # the row holds, and not pending changes that a later flush would write again.
-    job = queue.submit("t")
-    with Session(queue.engine) as s:
-        row = s.get(Job, job.id)
-        transition(s, row, JobState.DISPATCHING, "admitted")
-        transition(s, row, JobState.RUNNING, "launched")
-        assert not s.dirty
-        seen = (row.state, row.reason, as_utc(row.started_at), row.finished_at)
-        s.commit()
-    stored = queue.get(job.id)
-    assert seen == (stored.state, stored.reason, as_utc(stored.started_at), stored.finished_at)
-    assert seen[:2] == ("running", "launched") and seen[3] is None
 
 
 def test_illegal_transitions_are_errors(queue: QueueService) -> None:
