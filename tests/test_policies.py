@@ -19,7 +19,7 @@ from app.training.config import TrainConfig
 from app.training.inference import LoadedPolicy
 from app.training.policy import HierarchicalPolicy, PickPolicy
 from app.training.ppo import Trainer
-from tests.conftest import oppen_cmd
+from tests.conftest import REPO, oppen_cmd
 
 TINY = dict(total_timesteps=512, num_envs=4, rollout_steps=64, episode_length=24,
             num_minibatches=2, update_epochs=1, eval_seeds=(42,), window=16)
@@ -215,23 +215,76 @@ def test_bench_infer_reports_latency_and_throughput(oppen_home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["hosts"] == 64 and out["single_decision_us"] > 0
-    assert out["batched_decisions_per_s"] > 0
+    assert out["batched_decisions_per_s"] > 0 and out["path"] == "fused"
+    base = out["pytorch"]
+    assert out["batched_speedup"] == pytest.approx(out["batched_decisions_per_s"]
+                                                   / base["batched_decisions_per_s"])
+    assert out["single_speedup"] == pytest.approx(base["single_decision_us"]
+                                                  / out["single_decision_us"])
     print(f"infer: single {out['single_decision_us']:.0f} us, batched "
-          f"{out['batched_decisions_per_s']:,.0f}/s")
+          f"{out['batched_decisions_per_s']:,.0f}/s ({out['batched_speedup']:.1f}x PyTorch)")
 
 
-def test_numpy_inference_matches_the_torch_policy() -> None:
-    from app.training.numpy_policy import NumpyPlacePolicy
+def test_bench_infer_names_a_checkpoint_of_another_mode(oppen_home: Path) -> None:
+    proc = subprocess.run(oppen_cmd("bench", "infer", "--checkpoint",
+                                    str(REPO / "pretrained" / "pick-lublin256.pt")),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "measures place policies" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("hidden", "rows"), [(16, 1), (16, 300), (5, 40), (40, 130)])
+def test_fused_inference_matches_the_torch_policy(hidden: int, rows: int) -> None:
+    """simrs's fused forward pass against the PyTorch module: hidden sizes at and between its
+    compiled widths, one row and batches split across threads, bool and int8 masks."""
+    from app.training.fused_place import FusedPlacePolicy
     from app.training.policy import PlacePolicy
 
-    torch.manual_seed(0)
-    policy = PlacePolicy(16).eval()
-    rng = np.random.default_rng(0)
-    obs = rng.random((32, 64 * 4 + 2), dtype=np.float32)
-    masks = rng.random((32, 64)) < 0.5
-    expected = policy.logits(torch.from_numpy(obs), torch.from_numpy(masks)).detach().numpy()
-    np.testing.assert_allclose(NumpyPlacePolicy(policy).logits(obs, masks), expected,
+    torch.manual_seed(hidden)
+    policy = PlacePolicy(hidden).eval()
+    rng = np.random.default_rng(rows)
+    obs = rng.random((rows, 64 * 4 + 2), dtype=np.float32)
+    masks = rng.random((rows, 64)) < 0.5
+    masks[0, :] = False
+    masks[0, 7] = True  # one allowed host: it must be the choice
+    with torch.no_grad():
+        expected = policy.logits(torch.from_numpy(obs), torch.from_numpy(masks)).numpy()
+    fused = FusedPlacePolicy(policy)
+    np.testing.assert_allclose(fused.logits(obs, masks), expected, atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(fused.logits(obs, masks.astype(np.int8)),
+                                  fused.logits(obs, masks))
+    chosen = fused.decide_batch(obs, masks)
+    assert chosen[0] == 7
+    assert masks[np.arange(rows), chosen].all()
+    # The chosen host scores the row's best under PyTorch too (up to rounding).
+    np.testing.assert_allclose(expected[np.arange(rows), chosen], expected.max(axis=1),
                                atol=1e-5)
+
+
+def test_fused_inference_names_a_wrong_shape() -> None:
+    import simrs
+    from app.core.errors import ConfigError
+    from app.training.fused_place import FusedPlacePolicy
+    from app.training.policy import PlacePolicy
+
+    fused = FusedPlacePolicy(PlacePolicy(16))
+    obs = np.zeros((3, 8 * 4 + 2), dtype=np.float32)
+    with pytest.raises(ConfigError, match=r"shape \(3, 34\) do not fit masks of shape \(3, 9\)"):
+        fused.decide_batch(obs, np.ones((3, 9), dtype=bool))
+    with pytest.raises(ConfigError, match="do not fit"):
+        fused.logits(obs[:, 1:], np.ones((3, 8), dtype=bool))
+    with pytest.raises(ConfigError, match="do not fit"):  # the same values, other rows
+        fused.logits(obs.reshape(6, 17), np.ones((6, 4), dtype=bool))
+    # simrs checks the raw buffers itself too.
+    with pytest.raises(simrs.ConfigError, match="not whole rows"):
+        fused.net.decide(obs, np.ones((3, 9), dtype=np.int8), np.zeros(3, dtype=np.int64))
+    masks = np.ones((3, 8), dtype=np.int8)
+    with pytest.raises(simrs.ConfigError, match="must not share memory"):
+        fused.net.logits(obs, masks, obs.reshape(-1)[:24])
+    with pytest.raises(simrs.ConfigError, match="unknown place weight"):
+        simrs.PlaceNet({"value_head.0.weight": [0.0]})
+    with pytest.raises(simrs.ConfigError, match="missing place weight"):
+        simrs.PlaceNet({"host_encoder.bias": [0.0]})
 
 
 def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> None:
@@ -278,3 +331,26 @@ def test_the_shipped_place_policy_still_waits_5_percent_less_than_first_and_best
                                             **baselines("place")}, [42, 43, 44])
     wait = {name: row["mean_wait_s"] for name, row in table.items()}
     assert wait["ppo"] <= 0.95 * min(wait["first_fit"], wait["best_fit"]), wait
+
+
+def test_the_shipped_place_policy_decides_the_same_through_the_fused_path() -> None:
+    """Every decision of the evaluation episodes (seeds 42-44, 3,000 in all): the fused
+    forward pass that serving uses picks the host PyTorch picks."""
+    from app.training.evaluate import policy_chooser, run_episode
+
+    loaded = LoadedPolicy.from_checkpoint(REPO / "pretrained" / "place-64hosts-mem.pt")
+    assert loaded.fast is not None
+    with_torch = policy_chooser(loaded.policy, torch.device("cpu"))
+    decisions, disagreements = 0, []
+
+    def both(env: object, obs: np.ndarray, mask: np.ndarray) -> int:
+        nonlocal decisions
+        chosen = with_torch(env, obs, mask)
+        decisions += 1
+        if loaded.decide(obs, mask) != chosen:
+            disagreements.append(decisions)
+        return chosen
+
+    for seed in (42, 43, 44):
+        run_episode(loaded.config.workload(), seed, both, loaded.config.reward)
+    assert decisions == 3000 and disagreements == []

@@ -12,7 +12,7 @@ import torch
 from app.core.errors import ConfigError
 from app.training import checkpoint
 from app.training.config import TrainConfig
-from app.training.numpy_policy import NumpyPlacePolicy
+from app.training.fused_place import FusedPlacePolicy
 from app.training.policy import MaskedPolicy, PlacePolicy, make_policy
 from app.training.ppo import num_hosts_of
 
@@ -21,11 +21,11 @@ from app.training.ppo import num_hosts_of
 class LoadedPolicy:
     policy: MaskedPolicy
     config: TrainConfig
-    fast: NumpyPlacePolicy | None = None  # the NumPy path, where the mode has one
+    fast: FusedPlacePolicy | None = None  # simrs's fused forward pass, where the mode has one
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, PlacePolicy):
-            self.fast = NumpyPlacePolicy(self.policy)
+            self.fast = FusedPlacePolicy(self.policy)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, obs_dim: int | None = None) -> LoadedPolicy:
@@ -47,8 +47,7 @@ class LoadedPolicy:
         if not mask.any():
             raise ConfigError("no action is allowed by the mask")
         if self.fast is not None:  # no torch at all: entering inference mode costs microseconds
-            o = np.asarray(obs, dtype=np.float32)[None]
-            return int(self.fast.decide_batch(o, np.asarray(mask)[None])[0])
+            return int(self.fast.decide_batch(np.asarray(obs)[None], np.asarray(mask)[None])[0])
         with torch.inference_mode():
             o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32)).unsqueeze(0)
             m = torch.from_numpy(np.ascontiguousarray(mask).astype(bool)).unsqueeze(0)
@@ -56,7 +55,7 @@ class LoadedPolicy:
 
     def decide_batch(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         if self.fast is not None:
-            return self.fast.decide_batch(np.asarray(obs, dtype=np.float32), np.asarray(masks))
+            return self.fast.decide_batch(obs, masks)
         with torch.inference_mode():
             o = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))
             m = torch.from_numpy(np.ascontiguousarray(masks).astype(bool))

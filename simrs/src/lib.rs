@@ -15,6 +15,7 @@ pub mod job_features;
 pub mod metrics;
 pub mod pick_env;
 pub mod place_env;
+pub mod place_net;
 pub mod placement;
 pub mod policy;
 pub mod replay;

@@ -20,6 +20,7 @@ use crate::hier_env::HierEnv;
 use crate::metrics::EpisodeMetrics;
 use crate::pick_env::PickEnv;
 use crate::place_env::PlaceEnv;
+use crate::place_net::{PlaceNet as CorePlaceNet, PlaceWeights};
 use crate::placement::Placement;
 use crate::policy::Priority;
 use crate::replay::{replay, ReplayConfig};
@@ -133,6 +134,122 @@ impl<T: Element> RawMut<T> {
         // Safety: checked writable, contiguous and of `len` items of T; the view keeps the
         // array alive for our lifetime.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// A read-only view of a C-contiguous NumPy array, checked for type.
+struct RawRef<T> {
+    ptr: *const T,
+    len: usize,
+    _view: PyBuffer<T>,
+}
+
+// The view pins the array; the GIL is released only while we read it.
+unsafe impl<T: Element> Send for RawRef<T> {}
+
+impl<T: Element> RawRef<T> {
+    fn new(obj: &PyAny, name: &str, dtype: &str) -> PyResult<Self> {
+        let view = PyBuffer::<T>::get(obj)
+            .map_err(|_| ConfigError::new_err(format!("{name} must be a {dtype} array")))?;
+        if !view.is_c_contiguous() {
+            return Err(ConfigError::new_err(format!("{name} must be C-contiguous")));
+        }
+        Ok(Self { ptr: view.buf_ptr() as *const T, len: view.item_count(), _view: view })
+    }
+
+    fn slice(&self) -> &[T] {
+        // Safety: checked contiguous, of `len` items of T; the view keeps the array alive.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Refuses an output array that shares memory with this input: Rust may not read a
+    /// buffer while writing it (e.g. a view of the observations passed as the output).
+    fn check_apart<U: Element>(&self, out: &RawMut<U>, what: &str) -> PyResult<()> {
+        let (a, b) = (self.ptr as usize, out.ptr as usize);
+        let (a_end, b_end) = (a + self.len * size_of::<T>(), b + out.len * size_of::<U>());
+        if a < b_end && b < a_end {
+            return Err(ConfigError::new_err(format!("{what} must not share memory with the inputs")));
+        }
+        Ok(())
+    }
+}
+
+/// Weight names of the place policy's fused forward pass, as in PyTorch's state_dict.
+const PLACE_NET_WEIGHTS: [&str; 11] = [
+    "host_encoder.weight", "host_encoder.bias", "job_encoder.0.weight", "job_encoder.0.bias",
+    "job_encoder.2.weight", "job_encoder.2.bias", "score_host.weight", "score_host.bias",
+    "score_job.weight", "score_out.weight", "score_out.bias",
+];
+
+/// The `place` policy's forward pass, fused (place_net.rs): inference without PyTorch.
+#[pyclass(module = "simrs._simrs")]
+struct PlaceNet {
+    inner: CorePlaceNet,
+}
+
+#[pymethods]
+impl PlaceNet {
+    /// `weights`: the policy's state_dict entries above, each a flat sequence of floats.
+    #[new]
+    fn new(weights: &PyDict) -> PyResult<Self> {
+        for (k, _) in weights.iter() {
+            let key: String = k.extract()?;
+            if !PLACE_NET_WEIGHTS.contains(&key.as_str()) {
+                return Err(ConfigError::new_err(format!("unknown place weight {key:?}")));
+            }
+        }
+        let get = |key: &str| -> PyResult<Vec<f32>> {
+            let v = weights
+                .get_item(key)
+                .ok_or_else(|| ConfigError::new_err(format!("missing place weight {key:?}")))?;
+            v.extract::<Vec<f32>>()
+                .map_err(|_| ConfigError::new_err(format!("{key} must be a sequence of floats")))
+        };
+        let out_b = get("score_out.bias")?;
+        if out_b.len() != 1 {
+            return Err(ConfigError::new_err("score_out.bias must hold one value"));
+        }
+        let w = PlaceWeights {
+            hidden: get("host_encoder.bias")?.len(),
+            host_encoder: (get("host_encoder.weight")?, get("host_encoder.bias")?),
+            job_encoder_1: (get("job_encoder.0.weight")?, get("job_encoder.0.bias")?),
+            job_encoder_2: (get("job_encoder.2.weight")?, get("job_encoder.2.bias")?),
+            score_host: (get("score_host.weight")?, get("score_host.bias")?),
+            score_job: get("score_job.weight")?,
+            score_out: (get("score_out.weight")?, out_b[0]),
+        };
+        Ok(Self { inner: CorePlaceNet::new(&w).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn hidden(&self) -> usize {
+        self.inner.hidden()
+    }
+
+    /// Writes the masked logits of `obs` (float32, rows x (4 hosts + 2)) under `masks`
+    /// (int8, rows x hosts) into `out` (float32, rows x hosts).
+    fn logits(&self, py: Python<'_>, obs: &PyAny, masks: &PyAny, out: &PyAny) -> PyResult<()> {
+        let obs = RawRef::<f32>::new(obs, "obs", "float32")?;
+        let masks = RawRef::<i8>::new(masks, "masks", "int8")?;
+        let mut out = RawMut::<f32>::new(out, masks.len, "out")?;
+        obs.check_apart(&out, "out")?;
+        masks.check_apart(&out, "out")?;
+        let net = &self.inner;
+        py.allow_threads(move || net.logits(obs.slice(), masks.slice(), out.slice()))
+            .map_err(to_py)
+    }
+
+    /// Writes each row's highest-scoring allowed host into `actions` (int64, one per row).
+    fn decide(&self, py: Python<'_>, obs: &PyAny, masks: &PyAny, actions: &PyAny) -> PyResult<()> {
+        let obs = RawRef::<f32>::new(obs, "obs", "float32")?;
+        let masks = RawRef::<i8>::new(masks, "masks", "int8")?;
+        let n = PyBuffer::<i64>::get(actions).map(|b| b.item_count()).unwrap_or(0);
+        let mut actions = RawMut::<i64>::new(actions, n, "actions")?;
+        obs.check_apart(&actions, "actions")?;
+        masks.check_apart(&actions, "actions")?;
+        let net = &self.inner;
+        py.allow_threads(move || net.decide(obs.slice(), masks.slice(), actions.slice()))
+            .map_err(to_py)
     }
 }
 
@@ -650,6 +767,7 @@ fn _simrs(py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Env>()?;
     m.add_class::<VecEnv>()?;
     m.add_class::<Trace>()?;
+    m.add_class::<PlaceNet>()?;
     m.add_function(wrap_pyfunction!(load_trace, m)?)?;
     m.add_function(wrap_pyfunction!(replay_compat, m)?)?;
     m.add_function(wrap_pyfunction!(replay_trace, m)?)?;

@@ -116,8 +116,12 @@ def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> Non
     if as_json:
         common.emit_json({"benchmark": "infer", **r})
         return
-    click.echo(f"single decision (64 hosts): median {r['single_decision_us']:.1f} us")
-    click.echo(f"batched ({r['batch_size']}): {r['batched_decisions_per_s']:,.0f} decisions/s")
+    base = r["pytorch"]
+    click.echo(f"single decision (64 hosts, {r['path']}): median {r['single_decision_us']:.1f} us"
+               f" (PyTorch {base['single_decision_us']:.1f} us, {r['single_speedup']:.1f}x)")
+    click.echo(f"batched ({r['batch_size']}): {r['batched_decisions_per_s']:,.0f} decisions/s"
+               f" (PyTorch {base['batched_decisions_per_s']:,.0f}/s, "
+               f"{r['batched_speedup']:.1f}x)")
 
 
 @bench.command("train")

@@ -1,6 +1,7 @@
 """Type stubs for the native module (kept in step with simrs/src/python.rs)."""
 
 from os import PathLike
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,13 @@ class Env:
     def heuristic_action(self, name: str) -> int | None: ...
     def metrics(self) -> dict[str, float]: ...
     def episode(self) -> tuple[list[tuple[int, int]], list[tuple[int, int, int, int, int]]]: ...
+
+class PlaceNet:
+    """The `place` policy's forward pass, fused in Rust: inference without PyTorch."""
+    hidden: int
+    def __init__(self, weights: dict[str, Sequence[float]]) -> None: ...
+    def logits(self, obs: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None: ...
+    def decide(self, obs: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> None: ...
 
 class VecEnv:
     num_envs: int
