@@ -12,10 +12,9 @@
 use rayon::prelude::*;
 
 use crate::error::{SimError, SimResult};
+use crate::place_env::{HOST_FEATURES, JOB_FEATURES};
 
-pub const HOST_FEATURES: usize = 4;
 const HOST_INPUTS: usize = 6;
-pub const JOB_FEATURES: usize = 2;
 /// What a masked host scores (`MASKED_LOGIT` in policy.py): finite, so argmax stays defined.
 pub const MASKED_LOGIT: f32 = -1e9;
 /// The compiled widths; a network of hidden size up to the last one is padded to the next.
@@ -38,7 +37,6 @@ pub struct PlaceWeights {
 /// The network, its matrices transposed to `[in][out]` and padded to `width`.
 #[derive(Debug, Clone)]
 pub struct PlaceNet {
-    hidden: usize,
     width: usize,
     host_w: Vec<f32>,
     host_b: Vec<f32>,
@@ -89,17 +87,17 @@ fn padded(v: &[f32], width: usize) -> Vec<f32> {
 impl PlaceNet {
     pub fn new(w: &PlaceWeights) -> SimResult<Self> {
         let h = w.hidden;
-        let width = *WIDTHS.iter().find(|&&x| x >= h.max(1)).ok_or_else(|| {
-            SimError::InvalidConfig(format!(
-                "hidden size {h} is over {}, the widest the fused forward pass supports",
-                WIDTHS[WIDTHS.len() - 1]
-            ))
-        })?;
         if h == 0 {
             return Err(SimError::InvalidConfig(
                 "hidden size must be positive".into(),
             ));
         }
+        let width = *WIDTHS.iter().find(|&&x| x >= h).ok_or_else(|| {
+            SimError::InvalidConfig(format!(
+                "hidden size {h} is over {}, the widest the fused forward pass supports",
+                WIDTHS[WIDTHS.len() - 1]
+            ))
+        })?;
         check("host_encoder.weight", &w.host_encoder.0, h * HOST_INPUTS)?;
         check("host_encoder.bias", &w.host_encoder.1, h)?;
         check("job_encoder.0.weight", &w.job_encoder_1.0, h * JOB_FEATURES)?;
@@ -112,7 +110,6 @@ impl PlaceNet {
         check("score_out.weight", &w.score_out.0, h)?;
         check("score_out.bias", &[w.score_out.1], 1)?;
         Ok(Self {
-            hidden: h,
             width,
             host_w: transpose_padded(&w.host_encoder.0, h, HOST_INPUTS, HOST_INPUTS, width),
             host_b: padded(&w.host_encoder.1, width),
@@ -127,10 +124,6 @@ impl PlaceNet {
             out_b: w.score_out.1,
             avx_fma: avx_fma_available(),
         })
-    }
-
-    pub fn hidden(&self) -> usize {
-        self.hidden
     }
 
     /// Observation length for `hosts` hosts: 4 features per host, then the job's 2.
@@ -174,21 +167,23 @@ impl PlaceNet {
                 actions.len()
             )));
         }
-        let run = |(o, (m, a)): (&[f32], (&[i8], &mut i64))| {
-            let mut logits = vec![0.0f32; hosts];
-            self.row(o, m, &mut logits);
-            *a = argmax(&logits) as i64;
+        // One logits buffer per thread's run of rows, not one allocation per row.
+        let buffer = || vec![0.0f32; hosts];
+        let run = |logits: &mut Vec<f32>, (o, (m, a)): (&[f32], (&[i8], &mut i64))| {
+            self.row(o, m, logits);
+            *a = argmax(logits) as i64;
         };
         let dim = Self::obs_dim(hosts);
         if rows < 2 * ROWS_PER_TASK {
+            let mut logits = buffer();
             obs.chunks(dim)
                 .zip(masks.chunks(hosts).zip(actions.iter_mut()))
-                .for_each(run);
+                .for_each(|item| run(&mut logits, item));
         } else {
             obs.par_chunks(dim)
                 .zip(masks.par_chunks(hosts).zip(actions.par_iter_mut()))
                 .with_min_len(ROWS_PER_TASK)
-                .for_each(run);
+                .for_each_init(buffer, run);
         }
         Ok(())
     }
@@ -253,17 +248,8 @@ impl PlaceNet {
                 *logit = MASKED_LOGIT;
                 continue;
             }
-            // host_inputs in policy.py: the features, then free cores and memory.
-            let x = [
-                f[0],
-                f[1],
-                f[2],
-                f[3],
-                f[2] * (1.0 - f[0]),
-                f[3] * (1.0 - f[1]),
-            ];
             let mut h = host_b;
-            for (xi, w) in x.iter().zip(host_w) {
+            for (xi, w) in host_inputs(f).iter().zip(host_w) {
                 axpy::<W, FMA>(&mut h, *xi, w);
             }
             relu(&mut h);
@@ -295,6 +281,20 @@ fn relu<const W: usize>(v: &mut [f32; W]) {
         // A comparison, not f32::max, so that it compiles to one vector max.
         *x = if *x > 0.0 { *x } else { 0.0 };
     }
+}
+
+/// `host_inputs` in policy.py: a host's 4 observed features (core and memory utilisation,
+/// cores and memory), then its free cores and free memory on the same scale.
+#[inline(always)]
+fn host_inputs(f: &[f32; HOST_FEATURES]) -> [f32; HOST_INPUTS] {
+    [
+        f[0],
+        f[1],
+        f[2],
+        f[3],
+        f[2] * (1.0 - f[0]),
+        f[3] * (1.0 - f[1]),
+    ]
 }
 
 /// A dot product in 8 lanes, summed at the end: vectorised, where one running sum is not.
@@ -396,15 +396,8 @@ mod tests {
                 if mask[i] == 0 {
                     return MASKED_LOGIT as f64;
                 }
-                let f: Vec<f64> = obs[i * 4..i * 4 + 4].iter().map(|&x| x as f64).collect();
-                let x = [
-                    f[0],
-                    f[1],
-                    f[2],
-                    f[3],
-                    f[2] * (1.0 - f[0]),
-                    f[3] * (1.0 - f[1]),
-                ];
+                let f = obs[i * 4..i * 4 + 4].try_into().unwrap();
+                let x = host_inputs(f).map(|v| v as f64);
                 let e = linear(&w.host_encoder.0, Some(&w.host_encoder.1), &x, h, true);
                 let s: Vec<f64> = linear(&w.score_host.0, Some(&w.score_host.1), &e, h, false)
                     .iter()

@@ -221,11 +221,6 @@ impl PlaceNet {
         Ok(Self { inner: CorePlaceNet::new(&w).map_err(to_py)? })
     }
 
-    #[getter]
-    fn hidden(&self) -> usize {
-        self.inner.hidden()
-    }
-
     /// Writes the masked logits of `obs` (float32, rows x (4 hosts + 2)) under `masks`
     /// (int8, rows x hosts) into `out` (float32, rows x hosts).
     fn logits(&self, py: Python<'_>, obs: &PyAny, masks: &PyAny, out: &PyAny) -> PyResult<()> {
