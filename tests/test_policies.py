@@ -296,6 +296,9 @@ def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> N
     assert out["ratio"] == pytest.approx(out["train_steps_per_s"]
                                          / out["sync_vector_env_steps_per_s"])
     assert all(0 < share < 1 for share in out["env_share"].values())
+    assert out["host_layers"] == "fused"  # this machine has no CUDA
+    assert out["host_layers_speedup"] == pytest.approx(out["train_steps_per_s"]
+                                                       / out["torch_layers_steps_per_s"])
     # One native call for all envs against a Python loop over them (about 10x when measured
     # alone; a bound loose enough for a loaded CI machine).
     assert out["env_only_ratio"] > 1

@@ -65,8 +65,10 @@ def test_masked_sampling_never_picks_an_invalid_action(hosts: int, seed: int) ->
     assert torch.isfinite(logprob).all()
 
 
-def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path: Path) -> None:
-    cfg = TrainConfig(**TINY, checkpoint_every=2)
+@pytest.mark.parametrize("host_layers", ["fused", "torch"])
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path: Path,
+                                                         host_layers: str) -> None:
+    cfg = TrainConfig(**TINY, checkpoint_every=2, host_layers=host_layers)
     full = Trainer(cfg, checkpoint_dir=tmp_path / "full")
     full.run()
     stop = threading.Event()

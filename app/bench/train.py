@@ -1,6 +1,7 @@
 """`oppen bench train`: end-to-end PPO steps per second on simrs's batch env, against the same
-PPO driven through Gymnasium's SyncVectorEnv (a Python loop over single environments),
-measured in the same run."""
+PPO driven through Gymnasium's SyncVectorEnv (a Python loop over single environments), and
+against the same run with the policy's per-host layers in PyTorch, all measured in the same
+run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from app.training import host_layers
 from app.training.config import TrainConfig
-from app.training.ppo import Trainer
+from app.training.ppo import Trainer, resolve_device
 
 HOSTS = 64
 
@@ -94,12 +96,18 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
                        mean_interarrival_s=60.0, num_envs=128, rollout_steps=128)
     cfg = TrainConfig.from_dict({**base.to_dict(),
                                  "total_timesteps": base.batch_size * iterations})
+    # The same run with the per-host layers in PyTorch: what the fused pass gains.
+    torch_cfg = TrainConfig.from_dict({**cfg.to_dict(), "host_layers": "torch"})
     rust, loop, ratios, rust_env, loop_env, ceilings = [], [], [], [], [], []
-    for _ in range(repeats):  # paired: both measured back to back
+    torch_layers, fused_gains = [], []
+    for _ in range(repeats):  # paired: all measured back to back
         sps, env_share = _sps(cfg, simrs.BatchEnv("place", cfg.num_envs, cfg.workload(),
                                                   cfg.seed))
         rust.append(sps)
         rust_env.append(env_share)
+        torch_layers.append(_sps(torch_cfg, simrs.BatchEnv("place", cfg.num_envs,
+                                                            cfg.workload(), cfg.seed))[0])
+        fused_gains.append(rust[-1] / torch_layers[-1])
         sps, env_share = _sps(cfg, SyncLoopEnv(cfg))
         loop.append(sps)
         loop_env.append(env_share)
@@ -111,8 +119,13 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
             "train_steps_per_s": statistics.median(rust),
             "sync_vector_env_steps_per_s": statistics.median(loop),
             "ratio": statistics.median(ratios),
+            "host_layers": "fused" if host_layers.use_fused(cfg.host_layers, cfg.mode,
+                                                            cfg.hidden, resolve_device(cfg.device)) else "torch",
+            "torch_layers_steps_per_s": statistics.median(torch_layers),
+            "host_layers_speedup": statistics.median(fused_gains),
             "env_share": {"simrs": statistics.median(rust_env),
                           "sync_vector_env": statistics.median(loop_env)},
             "env_only_ratio": statistics.median(ceilings),
-            "samples": {"simrs": rust, "sync_vector_env": loop, "ratio": ratios},
+            "samples": {"simrs": rust, "sync_vector_env": loop, "ratio": ratios,
+                        "torch_layers": torch_layers},
             "cpus": os.cpu_count()}

@@ -18,6 +18,7 @@ from app.training.schedules import SCHEDULES
 # The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 PROTOCOLS = ("simrs", "rlscheduler")
+HOST_LAYERS = ("auto", "fused", "torch")
 # The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
 # slot): what `imitate` may name.
 HEURISTICS = {
@@ -74,6 +75,9 @@ class TrainConfig:
     norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
     hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1)
+    host_layers: str = _h("auto", "Place mode: how the per-host layers run. fused: simrs's "
+                          "Rust forward and backward pass (CPU only, hidden up to 128); "
+                          "torch: PyTorch's layers; auto: fused on a CPU, torch on CUDA")
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")
@@ -95,6 +99,10 @@ class TrainConfig:
     early_stop_min_delta: float = _h(0.01, "Relative improvement that counts", min=0.0)
 
     def __post_init__(self) -> None:
+        if self.host_layers == "fused" and (self.device == "cuda" or self.hidden > 128):  # MAX_HIDDEN
+            raise ConfigError("training option host_layers=fused runs on a CPU with hidden up "
+                              f"to 128 (device {self.device}, hidden {self.hidden}); use auto "
+                              "or torch")
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
         for option in ("imitate", "versus"):
@@ -166,6 +174,12 @@ class TrainConfig:
         for name, value in data.items():
             values[name] = _coerce(known[name], value)
         return cls(**values)
+
+    @classmethod
+    def of_checkpoint(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config a checkpoint was trained with. Checkpoints from before `host_layers`
+        existed were trained through PyTorch's layers: resumed, they continue that way."""
+        return cls.from_dict({"host_layers": "torch", **data})
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -244,6 +258,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
                           f"got {out!r}")
     if name == "protocol" and out not in PROTOCOLS:
         raise ConfigError(f"training option protocol: choose simrs or rlscheduler, got {out!r}")
+    if name == "host_layers" and out not in HOST_LAYERS:
+        raise ConfigError(f"training option host_layers: choose auto, fused or torch, "
+                          f"got {out!r}")
     if name == "device" and out not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"training option device: choose auto, cpu or cuda, got {out!r}")
     return out

@@ -51,7 +51,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
 
     resume = checkpoint.load(resume_from) if resume_from else None
     if resume is not None:
-        cfg = TrainConfig.from_dict(resume["config"])  # a resumed run keeps its own config
+        cfg = TrainConfig.of_checkpoint(resume["config"])  # a resumed run keeps its own
     tags = {"oppen.mode": cfg.mode,
             "oppen.workload": cfg.trace or json.dumps(cfg.workload())}
     if job_id is not None:

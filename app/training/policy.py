@@ -92,8 +92,11 @@ class PlacePolicy(MaskedPolicy):
     function as one layer over the concatenation), so the job's share is computed once per
     decision instead of once per host."""
 
-    def __init__(self, hidden: int = 64) -> None:
+    def __init__(self, hidden: int = 64, fused: bool = False) -> None:
         super().__init__()
+        # On a CPU, the per-host layers through simrs's fused pass (host_layers.py): the
+        # same function and gradients, several times faster.
+        self.fused = fused
         self.host_encoder = nn.Linear(HOST_INPUTS, hidden)
         self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
         self.score_host = nn.Linear(hidden, hidden)
@@ -123,13 +126,35 @@ class PlacePolicy(MaskedPolicy):
         pooled = host_emb.sum(dim=1) * (1.0 / host_emb.shape[1])
         return self.value_head(torch.cat([pooled, job_emb], dim=-1)).squeeze(-1)
 
+    def _fused_heads(self, obs: torch.Tensor,
+                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from app.training.host_layers import fused_host_layers
+
+        job_emb = torch.relu(self.job_encoder(obs[:, -PLACE_JOB_FEATURES:]))
+        share = self.score_host.bias + self.score_job(job_emb)
+        logits, pooled = fused_host_layers(obs, mask, share, self.host_encoder,
+                                           self.score_host, self.score_out)
+        return logits, self.value_head(torch.cat([pooled, job_emb], dim=-1)).squeeze(-1)
+
+    def _use_fused(self, obs: torch.Tensor) -> bool:
+        return self.fused and obs.device.type == "cpu" and obs.dtype == torch.float32
+
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self._use_fused(obs):
+            return self._fused_heads(obs, mask)[0]
         return self._logits(*self._encode(obs), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self._use_fused(obs):
+            # No host allowed: the fused pass then only encodes the hosts for the mean.
+            nothing = torch.zeros(obs.shape[0], (obs.shape[1] - PLACE_JOB_FEATURES)
+                                  // HOST_FEATURES, dtype=torch.bool)
+            return self._fused_heads(obs, nothing)[1]
         return self._value(*self._encode(obs))
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._use_fused(obs):
+            return self._fused_heads(obs, mask)
         host_emb, job_emb = self._encode(obs)
         return self._logits(host_emb, job_emb, mask), self._value(host_emb, job_emb)
 
@@ -254,10 +279,11 @@ class HierarchicalPolicy(MaskedPolicy):
             .squeeze(-1)
 
 
-def make_policy(mode: str, hidden: int, num_hosts: int,
-                pick_context: bool = False) -> MaskedPolicy:
+def make_policy(mode: str, hidden: int, num_hosts: int, pick_context: bool = False,
+                fused: bool = False) -> MaskedPolicy:
+    """`fused`: place policies' per-host layers through simrs on a CPU (other modes ignore it)."""
     if mode == "place":
-        return PlacePolicy(hidden)
+        return PlacePolicy(hidden, fused=fused)
     if mode == "pick":
         return PickPolicy(hidden, context=pick_context)
     if mode == "hierarchical":

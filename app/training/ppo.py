@@ -21,7 +21,7 @@ import torch
 from torch import nn, optim
 
 from app.core.errors import ConfigError, OppenError
-from app.training import allocator, checkpoint, imitation
+from app.training import allocator, checkpoint, host_layers, imitation
 from app.training.config import TrainConfig
 from app.training.gae import compute_gae
 from app.training.normalize import RunningMeanStd
@@ -100,8 +100,9 @@ class Trainer:
                 options["versus"] = cfg.versus  # training episodes only; evaluation stays plain
             envs = simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed, **options)
         self.envs = envs
+        fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden, self.device)
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
-                                  cfg.pick_context).to(self.device)
+                                  cfg.pick_context, fused=fused).to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
         self.iteration = 0

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pick_env;
 pub mod place_env;
 pub mod place_net;
+pub mod place_train;
 pub mod placement;
 pub mod policy;
 pub mod replay;

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::error::{SimError, SimResult};
 use crate::place_env::{HOST_FEATURES, JOB_FEATURES};
 
-const HOST_INPUTS: usize = 6;
+pub(crate) const HOST_INPUTS: usize = 6;
 /// What a masked host scores (`MASKED_LOGIT` in policy.py): finite, so argmax stays defined.
 pub const MASKED_LOGIT: f32 = -1e9;
 /// The compiled widths; a network of hidden size up to the last one is padded to the next.
@@ -52,7 +52,17 @@ pub struct PlaceNet {
     avx_fma: bool,
 }
 
-fn check(name: &str, v: &[f32], len: usize) -> SimResult<()> {
+/// The compiled width a network of hidden size `h` is padded to.
+pub(crate) fn width_for(h: usize) -> SimResult<usize> {
+    WIDTHS.iter().copied().find(|&x| x >= h).ok_or_else(|| {
+        SimError::InvalidConfig(format!(
+            "hidden size {h} is over {}, the widest the fused place network supports",
+            WIDTHS[WIDTHS.len() - 1]
+        ))
+    })
+}
+
+pub(crate) fn check(name: &str, v: &[f32], len: usize) -> SimResult<()> {
     if v.len() != len {
         return Err(SimError::InvalidConfig(format!(
             "{name} has {} values; a place network of this hidden size needs {len}",
@@ -68,7 +78,7 @@ fn check(name: &str, v: &[f32], len: usize) -> SimResult<()> {
 }
 
 /// `[out][in]` (torch) to `[in][width]`, zero beyond `out` columns and `in` rows.
-fn transpose_padded(w: &[f32], out: usize, inp: usize, rows: usize, width: usize) -> Vec<f32> {
+pub(crate) fn transpose_padded(w: &[f32], out: usize, inp: usize, rows: usize, width: usize) -> Vec<f32> {
     let mut t = vec![0.0; rows * width];
     for o in 0..out {
         for i in 0..inp {
@@ -78,7 +88,7 @@ fn transpose_padded(w: &[f32], out: usize, inp: usize, rows: usize, width: usize
     t
 }
 
-fn padded(v: &[f32], width: usize) -> Vec<f32> {
+pub(crate) fn padded(v: &[f32], width: usize) -> Vec<f32> {
     let mut p = v.to_vec();
     p.resize(width, 0.0);
     p
@@ -92,12 +102,7 @@ impl PlaceNet {
                 "hidden size must be positive".into(),
             ));
         }
-        let width = *WIDTHS.iter().find(|&&x| x >= h).ok_or_else(|| {
-            SimError::InvalidConfig(format!(
-                "hidden size {h} is over {}, the widest the fused forward pass supports",
-                WIDTHS[WIDTHS.len() - 1]
-            ))
-        })?;
+        let width = width_for(h)?;
         check("host_encoder.weight", &w.host_encoder.0, h * HOST_INPUTS)?;
         check("host_encoder.bias", &w.host_encoder.1, h)?;
         check("job_encoder.0.weight", &w.job_encoder_1.0, h * JOB_FEATURES)?;
@@ -264,7 +269,7 @@ impl PlaceNet {
 }
 
 #[inline(always)]
-fn axpy<const W: usize, const FMA: bool>(acc: &mut [f32; W], x: f32, w: &[f32; W]) {
+pub(crate) fn axpy<const W: usize, const FMA: bool>(acc: &mut [f32; W], x: f32, w: &[f32; W]) {
     for k in 0..W {
         // mul_add is one instruction only where FMA is enabled; elsewhere a slow libm call.
         acc[k] = if FMA {
@@ -276,7 +281,7 @@ fn axpy<const W: usize, const FMA: bool>(acc: &mut [f32; W], x: f32, w: &[f32; W
 }
 
 #[inline(always)]
-fn relu<const W: usize>(v: &mut [f32; W]) {
+pub(crate) fn relu<const W: usize>(v: &mut [f32; W]) {
     for x in v.iter_mut() {
         // A comparison, not f32::max, so that it compiles to one vector max.
         *x = if *x > 0.0 { *x } else { 0.0 };
@@ -286,7 +291,7 @@ fn relu<const W: usize>(v: &mut [f32; W]) {
 /// `host_inputs` in policy.py: a host's 4 observed features (core and memory utilisation,
 /// cores and memory), then its free cores and free memory on the same scale.
 #[inline(always)]
-fn host_inputs(f: &[f32; HOST_FEATURES]) -> [f32; HOST_INPUTS] {
+pub(crate) fn host_inputs(f: &[f32; HOST_FEATURES]) -> [f32; HOST_INPUTS] {
     [
         f[0],
         f[1],
@@ -299,7 +304,7 @@ fn host_inputs(f: &[f32; HOST_FEATURES]) -> [f32; HOST_INPUTS] {
 
 /// A dot product in 8 lanes, summed at the end: vectorised, where one running sum is not.
 #[inline(always)]
-fn dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
+pub(crate) fn dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
     let mut lanes = [0.0f32; 8];
     for (ca, cb) in a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0) {
         for l in 0..8 {
@@ -309,7 +314,7 @@ fn dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
     lanes.iter().sum()
 }
 
-fn avx_fma_available() -> bool {
+pub(crate) fn avx_fma_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("fma")
@@ -320,7 +325,7 @@ fn avx_fma_available() -> bool {
 
 /// Rows and hosts per row of a batch: rows * (4 * hosts + 2) observation values and
 /// rows * hosts mask values fix both.
-fn rows_and_hosts(obs: &[f32], masks: &[i8]) -> SimResult<(usize, usize)> {
+pub(crate) fn rows_and_hosts(obs: &[f32], masks: &[i8]) -> SimResult<(usize, usize)> {
     let (o, m) = (obs.len(), masks.len());
     let extra = o.saturating_sub(HOST_FEATURES * m);
     let rows = extra / JOB_FEATURES;

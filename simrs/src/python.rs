@@ -21,6 +21,7 @@ use crate::metrics::EpisodeMetrics;
 use crate::pick_env::PickEnv;
 use crate::place_env::PlaceEnv;
 use crate::place_net::{PlaceNet as CorePlaceNet, PlaceWeights};
+use crate::place_train::HostLayers;
 use crate::placement::Placement;
 use crate::policy::Priority;
 use crate::replay::{replay, ReplayConfig};
@@ -128,6 +129,16 @@ impl<T: Element> RawMut<T> {
             )));
         }
         Ok(Self { ptr: view.buf_ptr() as *mut T, len, _view: view })
+    }
+
+    /// Refuses two outputs that share memory.
+    fn check_apart_from<U: Element>(&self, other: &RawMut<U>) -> PyResult<()> {
+        let (a, b) = (self.ptr as usize, other.ptr as usize);
+        let (a_end, b_end) = (a + self.len * size_of::<T>(), b + other.len * size_of::<U>());
+        if a < b_end && b < a_end {
+            return Err(ConfigError::new_err("the outputs must not share memory"));
+        }
+        Ok(())
     }
 
     fn slice(&mut self) -> &mut [T] {
@@ -245,6 +256,78 @@ impl PlaceNet {
         let net = &self.inner;
         py.allow_threads(move || net.decide(obs.slice(), masks.slice(), actions.slice()))
             .map_err(to_py)
+    }
+}
+
+/// The `place` policy's per-host layers for training, forward and backward, fused
+/// (place_train.rs). Built from the current weights for one forward and its backward.
+#[pyclass(module = "simrs._simrs")]
+struct PlaceHostLayers {
+    inner: HostLayers,
+}
+
+#[pymethods]
+impl PlaceHostLayers {
+    /// float32 arrays as PyTorch holds them: `w1` (hidden x 6), `b1`, `ws` (hidden x hidden),
+    /// `wo`; `bo` a float.
+    #[new]
+    fn new(w1: &PyAny, b1: &PyAny, ws: &PyAny, wo: &PyAny, bo: f32) -> PyResult<Self> {
+        let w1 = RawRef::<f32>::new(w1, "w1", "float32")?;
+        let b1 = RawRef::<f32>::new(b1, "b1", "float32")?;
+        let ws = RawRef::<f32>::new(ws, "ws", "float32")?;
+        let wo = RawRef::<f32>::new(wo, "wo", "float32")?;
+        let inner = HostLayers::new(w1.slice(), b1.slice(), ws.slice(), wo.slice(), bo)
+            .map_err(to_py)?;
+        Ok(Self { inner })
+    }
+
+    /// Writes the masked logits (rows x hosts) and the mean host embeddings (rows x hidden)
+    /// of `obs` under `masks` (int8), `share` (rows x hidden) being the job's part of the score.
+    fn forward(&self, py: Python<'_>, obs: &PyAny, masks: &PyAny, share: &PyAny, logits: &PyAny,
+               pooled: &PyAny) -> PyResult<()> {
+        let obs = RawRef::<f32>::new(obs, "obs", "float32")?;
+        let masks = RawRef::<i8>::new(masks, "masks", "int8")?;
+        let share = RawRef::<f32>::new(share, "share", "float32")?;
+        let mut logits = RawMut::<f32>::new(logits, masks.len, "logits")?;
+        let n = PyBuffer::<f32>::get(pooled).map(|b| b.item_count()).unwrap_or(0);
+        let mut pooled = RawMut::<f32>::new(pooled, n, "pooled")?;
+        for out in [&logits, &pooled] {
+            obs.check_apart(out, "the outputs")?;
+            masks.check_apart(out, "the outputs")?;
+            share.check_apart(out, "the outputs")?;
+        }
+        logits.check_apart_from(&pooled)?;
+        let layers = &self.inner;
+        py.allow_threads(move || {
+            layers.forward(obs.slice(), masks.slice(), share.slice(), logits.slice(), pooled.slice())
+        })
+        .map_err(to_py)
+    }
+
+    /// Writes the gradient of `share` into `g_share` and returns the weights' gradients as
+    /// lists in PyTorch's layout: `(w1, b1, ws, wo, bo)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn backward(&self, py: Python<'_>, obs: &PyAny, masks: &PyAny, share: &PyAny,
+                g_logits: &PyAny, g_pooled: &PyAny, g_share: &PyAny)
+                -> PyResult<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, f32)> {
+        let obs = RawRef::<f32>::new(obs, "obs", "float32")?;
+        let masks = RawRef::<i8>::new(masks, "masks", "int8")?;
+        let share = RawRef::<f32>::new(share, "share", "float32")?;
+        let g_logits = RawRef::<f32>::new(g_logits, "g_logits", "float32")?;
+        let g_pooled = RawRef::<f32>::new(g_pooled, "g_pooled", "float32")?;
+        let mut g_share = RawMut::<f32>::new(g_share, share.len, "g_share")?;
+        for input in [&obs, &share, &g_logits, &g_pooled] {
+            input.check_apart(&g_share, "g_share")?;
+        }
+        masks.check_apart(&g_share, "g_share")?;
+        let layers = &self.inner;
+        let g = py
+            .allow_threads(move || {
+                layers.backward(obs.slice(), masks.slice(), share.slice(), g_logits.slice(),
+                                g_pooled.slice(), g_share.slice())
+            })
+            .map_err(to_py)?;
+        Ok((g.w1, g.b1, g.ws, g.wo, g.bo))
     }
 }
 
@@ -763,6 +846,7 @@ fn _simrs(py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<VecEnv>()?;
     m.add_class::<Trace>()?;
     m.add_class::<PlaceNet>()?;
+    m.add_class::<PlaceHostLayers>()?;
     m.add_function(wrap_pyfunction!(load_trace, m)?)?;
     m.add_function(wrap_pyfunction!(replay_compat, m)?)?;
     m.add_function(wrap_pyfunction!(replay_trace, m)?)?;

@@ -1,7 +1,7 @@
 """Type stubs for the native module (kept in step with simrs/src/python.rs)."""
 
-from os import PathLike
 from collections.abc import Sequence
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,16 @@ class PlaceNet:
     def __init__(self, weights: dict[str, Sequence[float]]) -> None: ...
     def logits(self, obs: np.ndarray, masks: np.ndarray, out: np.ndarray) -> None: ...
     def decide(self, obs: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> None: ...
+
+class PlaceHostLayers:
+    """The `place` policy's per-host layers for training, forward and backward, fused in Rust."""
+    def __init__(self, w1: np.ndarray, b1: np.ndarray, ws: np.ndarray, wo: np.ndarray,
+                 bo: float) -> None: ...
+    def forward(self, obs: np.ndarray, masks: np.ndarray, share: np.ndarray,
+                logits: np.ndarray, pooled: np.ndarray) -> None: ...
+    def backward(self, obs: np.ndarray, masks: np.ndarray, share: np.ndarray,
+                 g_logits: np.ndarray, g_pooled: np.ndarray, g_share: np.ndarray,
+                 ) -> tuple[list[float], list[float], list[float], list[float], float]: ...
 
 class VecEnv:
     num_envs: int
