@@ -270,6 +270,24 @@ impl PlaceNet {
 
 #[inline(always)]
 pub(crate) fn axpy<const W: usize, const FMA: bool>(acc: &mut [f32; W], x: f32, w: &[f32; W]) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA && W.is_multiple_of(8) {
+        // Whole 8-lane vectors, spelled out: left to itself, the compiler sometimes split
+        // the accumulators into pairs of lanes (the training kernel's scorer ran at a third
+        // of the speed). The same fused multiply-add per element, so the same results.
+        use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+        // Safety: FMA is true only inside functions compiled for AVX and FMA, which run only
+        // after the CPU was checked for both; every chunk of 8 lies within the arrays.
+        unsafe {
+            let xv = _mm256_set1_ps(x);
+            for c in (0..W).step_by(8) {
+                let sum = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w.as_ptr().add(c)),
+                                          _mm256_loadu_ps(acc.as_ptr().add(c)));
+                _mm256_storeu_ps(acc.as_mut_ptr().add(c), sum);
+            }
+        }
+        return;
+    }
     for k in 0..W {
         // mul_add is one instruction only where FMA is enabled; elsewhere a slow libm call.
         acc[k] = if FMA {

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use crate::error::{SimError, SimResult};
 use crate::place_env::HOST_FEATURES;
 use crate::place_net::{
-    avx_fma_available, axpy, check, dot, host_inputs, padded, relu, rows_and_hosts,
-    transpose_padded, width_for, HOST_INPUTS, MASKED_LOGIT,
+    avx_fma_available, axpy, check, host_inputs, padded, relu, rows_and_hosts, transpose_padded,
+    width_for, HOST_INPUTS, MASKED_LOGIT,
 };
 
 /// Rows summed together before the runs are summed: fixed, so the result does not depend
@@ -179,32 +179,37 @@ impl HostLayers {
                 ("pooled", pooled.len()),
             ],
         )?;
-        let (dim, h) = (obs.len() / (masks.len() / hosts), self.hidden);
+        let (dim, h, width) = (obs.len() / rows, self.hidden, self.width);
+        // Per-row vectors padded to the width: the kernels then read and write whole vectors
+        // (a copy of `hidden` values into a wider one vectorises badly inside them).
+        let share = pad_rows(share, h, width);
+        let mut pooled_padded = vec![0.0f32; rows * width];
         let run = |((((o, m), s), l), p): ForwardRow<'_>| self.forward_row(o, m, s, l, p);
         if rows < SEQUENTIAL_BELOW {
             // A rollout step's batch: waking rayon's threads costs more than it saves.
             obs.chunks(dim)
                 .zip(masks.chunks(hosts))
-                .zip(share.chunks(h))
+                .zip(share.chunks(width))
                 .zip(logits.chunks_mut(hosts))
-                .zip(pooled.chunks_mut(h))
+                .zip(pooled_padded.chunks_mut(width))
                 .for_each(run);
-            return Ok(());
+        } else {
+            obs.par_chunks(dim * ROWS_PER_TASK)
+                .zip(masks.par_chunks(hosts * ROWS_PER_TASK))
+                .zip(share.par_chunks(width * ROWS_PER_TASK))
+                .zip(logits.par_chunks_mut(hosts * ROWS_PER_TASK))
+                .zip(pooled_padded.par_chunks_mut(width * ROWS_PER_TASK))
+                .for_each(|((((o, m), s), l), p)| {
+                    let rows = o
+                        .chunks(dim)
+                        .zip(m.chunks(hosts))
+                        .zip(s.chunks(width))
+                        .zip(l.chunks_mut(hosts))
+                        .zip(p.chunks_mut(width));
+                    rows.for_each(run);
+                });
         }
-        obs.par_chunks(dim * ROWS_PER_TASK)
-            .zip(masks.par_chunks(hosts * ROWS_PER_TASK))
-            .zip(share.par_chunks(h * ROWS_PER_TASK))
-            .zip(logits.par_chunks_mut(hosts * ROWS_PER_TASK))
-            .zip(pooled.par_chunks_mut(h * ROWS_PER_TASK))
-            .for_each(|((((o, m), s), l), p)| {
-                let rows = o
-                    .chunks(dim)
-                    .zip(m.chunks(hosts))
-                    .zip(s.chunks(h))
-                    .zip(l.chunks_mut(hosts))
-                    .zip(p.chunks_mut(h));
-                rows.for_each(run);
-            });
+        unpad_rows(&pooled_padded, pooled, h, width);
         Ok(())
     }
 
@@ -221,7 +226,7 @@ impl HostLayers {
         g_pooled: &[f32],
         g_share: &mut [f32],
     ) -> SimResult<HostLayerGrads> {
-        let (_, hosts) = self.shape(
+        let (rows, hosts) = self.shape(
             obs,
             masks,
             &[
@@ -231,23 +236,26 @@ impl HostLayers {
                 ("g_share", g_share.len()),
             ],
         )?;
-        let (dim, h, width) = (obs.len() / (masks.len() / hosts), self.hidden, self.width);
+        let (dim, h, width) = (obs.len() / rows, self.hidden, self.width);
+        let share = pad_rows(share, h, width);
+        let g_pooled = pad_rows(g_pooled, h, width);
+        let mut g_share_padded = vec![0.0f32; rows * width];
         let runs: Vec<Sums> = obs
             .par_chunks(dim * ROWS_PER_TASK)
             .zip(masks.par_chunks(hosts * ROWS_PER_TASK))
-            .zip(share.par_chunks(h * ROWS_PER_TASK))
+            .zip(share.par_chunks(width * ROWS_PER_TASK))
             .zip(g_logits.par_chunks(hosts * ROWS_PER_TASK))
-            .zip(g_pooled.par_chunks(h * ROWS_PER_TASK))
-            .zip(g_share.par_chunks_mut(h * ROWS_PER_TASK))
+            .zip(g_pooled.par_chunks(width * ROWS_PER_TASK))
+            .zip(g_share_padded.par_chunks_mut(width * ROWS_PER_TASK))
             .map(|(((((o, m), s), gl), gp), gs)| {
                 let mut sums = Sums::zeros(width);
                 let rows = o
                     .chunks(dim)
                     .zip(m.chunks(hosts))
-                    .zip(s.chunks(h))
+                    .zip(s.chunks(width))
                     .zip(gl.chunks(hosts))
-                    .zip(gp.chunks(h))
-                    .zip(gs.chunks_mut(h));
+                    .zip(gp.chunks(width))
+                    .zip(gs.chunks_mut(width));
                 for (((((obs, mask), share), g_logits), g_pooled), g_share) in rows {
                     let row = RowGrad {
                         obs,
@@ -262,6 +270,7 @@ impl HostLayers {
                 sums
             })
             .collect();
+        unpad_rows(&g_share_padded, g_share, h, width);
         let mut total = Sums::zeros(width);
         for run in &runs {
             total.add(run);
@@ -358,8 +367,14 @@ impl HostLayers {
     #[inline(always)]
     fn encode<const W: usize, const FMA: bool>(&self, x: &[f32; HOST_INPUTS]) -> [f32; W] {
         let mut e: [f32; W] = self.b1.as_slice().try_into().expect("padded to the width");
-        for (xi, w) in x.iter().zip(self.w1_by_input.as_chunks::<W>().0) {
-            axpy::<W, FMA>(&mut e, *xi, w);
+        let w1: &[[f32; W]; HOST_INPUTS] = self
+            .w1_by_input
+            .as_chunks::<W>()
+            .0
+            .try_into()
+            .expect("6 rows");
+        for i in 0..HOST_INPUTS {
+            axpy::<W, FMA>(&mut e, x[i], &w1[i]);
         }
         relu(&mut e);
         e
@@ -368,9 +383,14 @@ impl HostLayers {
     /// The scorer's hidden vector `z = relu(Ws e + share)`.
     #[inline(always)]
     fn score<const W: usize, const FMA: bool>(&self, e: &[f32; W], share: &[f32; W]) -> [f32; W] {
-        let mut z = *share;
+        // From zero, `share` added last: started from a copy of `share`, the compiler
+        // moved the vectors around in pairs of lanes (a measured 15-20% slower).
+        let mut z = [0.0f32; W];
         for (ei, w) in e.iter().zip(self.ws_by_input.as_chunks::<W>().0) {
             axpy::<W, FMA>(&mut z, *ei, w);
+        }
+        for k in 0..W {
+            z[k] += share[k];
         }
         relu(&mut z);
         z
@@ -386,7 +406,7 @@ impl HostLayers {
         pooled: &mut [f32],
     ) {
         let hosts = mask.len();
-        let share = padded_row::<W>(share);
+        let share: &[f32; W] = share.try_into().expect("padded to the width");
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
         let mut sum = [0.0f32; W];
         let features = obs[..hosts * HOST_FEATURES].as_chunks::<HOST_FEATURES>().0;
@@ -399,25 +419,27 @@ impl HostLayers {
             *logit = if allowed == 0 {
                 MASKED_LOGIT
             } else {
-                dot(&self.score::<W, FMA>(&e, &share), &wo) + self.bo
+                halving_dot(&self.score::<W, FMA>(&e, share), &wo) + self.bo
             };
         }
         let scale = 1.0 / hosts as f32;
-        for (p, s) in pooled.iter_mut().zip(sum) {
-            *p = s * scale;
+        let pooled: &mut [f32; W] = pooled.try_into().expect("padded to the width");
+        for k in 0..W {
+            pooled[k] = sum[k] * scale;
         }
     }
 
     #[inline(always)]
     fn backward_w<const W: usize, const FMA: bool>(&self, row: RowGrad<'_>, sums: &mut Sums) {
         let hosts = row.mask.len();
-        let share = padded_row::<W>(row.share);
+        let share: &[f32; W] = row.share.try_into().expect("padded to the width");
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
         let ws_by_output = self.ws_by_output.as_chunks::<W>().0;
         // d pooled / d e is 1/hosts for every host.
-        let mut g_mean = padded_row::<W>(row.g_pooled);
-        for g in g_mean.iter_mut() {
-            *g /= hosts as f32;
+        let g_pooled: &[f32; W] = row.g_pooled.try_into().expect("padded to the width");
+        let mut g_mean = [0.0f32; W];
+        for k in 0..W {
+            g_mean[k] = g_pooled[k] / hosts as f32;
         }
         let mut g_share = [0.0f32; W];
         let w1_sums = sums.w1_by_input.as_chunks_mut::<W>().0;
@@ -432,7 +454,7 @@ impl HostLayers {
             let e = self.encode::<W, FMA>(&x);
             let mut g_e = g_mean;
             if allowed != 0 && g_logit != 0.0 {
-                let z = self.score::<W, FMA>(&e, &share);
+                let z = self.score::<W, FMA>(&e, share);
                 sums.bo += g_logit;
                 axpy::<W, FMA>(wo_sums, g_logit, &z);
                 let mut g_z = [0.0f32; W];
@@ -455,7 +477,8 @@ impl HostLayers {
                 axpy::<W, FMA>(sum, *xi, &g_e);
             }
         }
-        row.g_share.copy_from_slice(&g_share[..self.hidden]);
+        let out: &mut [f32; W] = row.g_share.try_into().expect("padded to the width");
+        *out = g_share;
     }
 }
 
@@ -468,12 +491,38 @@ fn rows_padded(w: &[f32], h: usize, width: usize) -> Vec<f32> {
     p
 }
 
-/// A row's `hidden` values, zero-padded to the width.
+/// A dot product summed by halves, each step over whole vectors (place_net's 8-lane `dot`
+/// compiled to pairs of lanes here, a measured 15-20% slower forward pass).
 #[inline(always)]
-fn padded_row<const W: usize>(v: &[f32]) -> [f32; W] {
-    let mut p = [0.0f32; W];
-    p[..v.len()].copy_from_slice(v);
+fn halving_dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
+    let mut t = [0.0f32; W];
+    for k in 0..W {
+        t[k] = a[k] * b[k];
+    }
+    let mut n = W;
+    while n > 1 {
+        n /= 2;
+        for k in 0..n {
+            t[k] += t[k + n];
+        }
+    }
+    t[0]
+}
+
+/// Rows of `h` values, each zero-padded to `width`.
+fn pad_rows(v: &[f32], h: usize, width: usize) -> Vec<f32> {
+    let mut p = vec![0.0f32; v.len() / h * width];
+    for (dst, src) in p.chunks_mut(width).zip(v.chunks(h)) {
+        dst[..h].copy_from_slice(src);
+    }
     p
+}
+
+/// The first `h` values of each padded row.
+fn unpad_rows(padded: &[f32], out: &mut [f32], h: usize, width: usize) {
+    for (dst, src) in out.chunks_mut(h).zip(padded.chunks(width)) {
+        dst.copy_from_slice(&src[..h]);
+    }
 }
 
 #[cfg(test)]
