@@ -53,14 +53,15 @@ def test_running_mean_std_matches_numpy() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 12), st.integers(0, 2**31 - 1))
-def test_masked_sampling_never_picks_an_invalid_action(hosts: int, seed: int) -> None:
+@given(st.integers(1, 12), st.integers(0, 2**31 - 1), st.booleans())
+def test_masked_sampling_never_picks_an_invalid_action(hosts: int, seed: int,
+                                                       fused: bool) -> None:
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand((64, hosts), generator=gen) < 0.4
     mask[torch.arange(64), torch.randint(0, hosts, (64,), generator=gen)] = True
     obs = torch.rand((64, hosts * 4 + 2), generator=gen)
     torch.manual_seed(seed)
-    actions, logprob, _, _ = PlacePolicy(hidden=8).act(obs, mask)
+    actions, logprob, _, _ = PlacePolicy(hidden=8, fused=fused).act(obs, mask)
     assert mask[torch.arange(64), actions].all()
     assert torch.isfinite(logprob).all()
 
