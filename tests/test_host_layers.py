@@ -4,6 +4,8 @@ where they apply, refused where they do not."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,13 @@ def test_the_native_layers_refuse_bad_shapes_and_aliasing() -> None:
         simrs.PlaceHostLayers(w[0], w[1], w[2].reshape(-1)[:15].copy(), w[3], 0.0)
     with pytest.raises(simrs.ConfigError, match="NaN"):
         simrs.PlaceHostLayers(w[0], w[1], w[2], w[3], float("nan"))
+
+
+def test_a_place_module_pickled_before_the_option_still_decides() -> None:
+    """MLflow stores whole pickled modules; one from before `fused` existed has no such
+    attribute and must fall back to PyTorch's layers."""
+    reference, _ = _pair(16, seed=3)
+    old = pickle.loads(pickle.dumps(reference))
+    del old.__dict__["fused"]
+    obs, mask = _batch(8, 64, seed=4)
+    torch.testing.assert_close(old.logits(obs, mask), reference.logits(obs, mask))

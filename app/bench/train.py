@@ -96,6 +96,8 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
                        mean_interarrival_s=60.0, num_envs=128, rollout_steps=128)
     cfg = TrainConfig.from_dict({**base.to_dict(),
                                  "total_timesteps": base.batch_size * iterations})
+    fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden,
+                                  resolve_device(cfg.device))
     # The same run with the per-host layers in PyTorch: what the fused pass gains.
     torch_cfg = TrainConfig.from_dict({**cfg.to_dict(), "host_layers": "torch"})
     rust, loop, ratios, rust_env, loop_env, ceilings = [], [], [], [], [], []
@@ -119,8 +121,7 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
             "train_steps_per_s": statistics.median(rust),
             "sync_vector_env_steps_per_s": statistics.median(loop),
             "ratio": statistics.median(ratios),
-            "host_layers": "fused" if host_layers.use_fused(cfg.host_layers, cfg.mode,
-                                                            cfg.hidden, resolve_device(cfg.device)) else "torch",
+            "host_layers": "fused" if fused else "torch",
             "torch_layers_steps_per_s": statistics.median(torch_layers),
             "host_layers_speedup": statistics.median(fused_gains),
             "env_share": {"simrs": statistics.median(rust_env),

@@ -19,6 +19,7 @@ from app.training.schedules import SCHEDULES
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 PROTOCOLS = ("simrs", "rlscheduler")
 HOST_LAYERS = ("auto", "fused", "torch")
+FUSED_MAX_HIDDEN = 128  # the widest hidden size simrs's fused place kernels compile
 # The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
 # slot): what `imitate` may name.
 HEURISTICS = {
@@ -99,10 +100,11 @@ class TrainConfig:
     early_stop_min_delta: float = _h(0.01, "Relative improvement that counts", min=0.0)
 
     def __post_init__(self) -> None:
-        if self.host_layers == "fused" and (self.device == "cuda" or self.hidden > 128):  # MAX_HIDDEN
+        if self.host_layers == "fused" and (self.device == "cuda"
+                                            or self.hidden > FUSED_MAX_HIDDEN):
             raise ConfigError("training option host_layers=fused runs on a CPU with hidden up "
-                              f"to 128 (device {self.device}, hidden {self.hidden}); use auto "
-                              "or torch")
+                              f"to {FUSED_MAX_HIDDEN} (device {self.device}, hidden "
+                              f"{self.hidden}); use auto or torch")
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
         for option in ("imitate", "versus"):

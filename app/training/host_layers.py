@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-MAX_HIDDEN = 128  # the widest simrs compiles (place_net.rs)
+from app.training.config import FUSED_MAX_HIDDEN
 
 
 def use_fused(host_layers: str, mode: str, hidden: int, device: torch.device) -> bool:
@@ -23,7 +23,7 @@ def use_fused(host_layers: str, mode: str, hidden: int, device: torch.device) ->
     CPU with a width it supports."""
     if mode != "place" or device.type != "cpu":
         return False
-    return host_layers == "fused" or (host_layers == "auto" and hidden <= MAX_HIDDEN)
+    return host_layers == "fused" or (host_layers == "auto" and hidden <= FUSED_MAX_HIDDEN)
 
 
 def _array(t: torch.Tensor) -> Any:

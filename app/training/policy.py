@@ -92,10 +92,14 @@ class PlacePolicy(MaskedPolicy):
     function as one layer over the concatenation), so the job's share is computed once per
     decision instead of once per host."""
 
+    # A class default too: a module pickled before the option existed (an MLflow model)
+    # unpickles without the instance attribute.
+    fused = False
+
     def __init__(self, hidden: int = 64, fused: bool = False) -> None:
         super().__init__()
         # On a CPU, the per-host layers through simrs's fused pass (host_layers.py): the
-        # same function and gradients, several times faster.
+        # same function and gradients, about twice as fast as PyTorch's layers.
         self.fused = fused
         self.host_encoder = nn.Linear(HOST_INPUTS, hidden)
         self.job_encoder = _mlp(PLACE_JOB_FEATURES, hidden, hidden)
