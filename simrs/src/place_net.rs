@@ -367,12 +367,12 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    pub(crate) fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
     }
 
@@ -432,7 +432,8 @@ mod tests {
             .collect()
     }
 
-    fn batch(rows: usize, hosts: usize, seed: u64) -> (Vec<f32>, Vec<i8>) {
+    /// Random observations in [0, 1) and masks allowing 70% of hosts.
+    pub(crate) fn batch(rows: usize, hosts: usize, seed: u64) -> (Vec<f32>, Vec<i8>) {
         let rng = &mut ChaCha8Rng::seed_from_u64(seed);
         let obs = (0..rows * PlaceNet::obs_dim(hosts))
             .map(|_| rng.gen_range(0.0..1.0))

@@ -89,20 +89,49 @@ impl Sums {
     }
 }
 
-/// One row's observations, mask and share, then its logits and pooled outputs.
-type ForwardRow<'a> = (
+/// A run of rows' observations, masks and shares, then their logits and pooled outputs.
+type ForwardChunk<'a> = (
     (((&'a [f32], &'a [i8]), &'a [f32]), &'a mut [f32]),
     &'a mut [f32],
 );
 
-/// One row's inputs and outputs for the backward pass.
-struct RowGrad<'a> {
+/// One row's inputs and outputs for the forward pass.
+struct ForwardRow<'a> {
+    obs: &'a [f32],
+    mask: &'a [i8],
+    share: &'a [f32],
+    logits: &'a mut [f32],
+    pooled: &'a mut [f32],
+}
+
+/// One row's inputs and outputs for the backward pass, and the sums it adds to.
+struct BackwardRow<'a, 's> {
     obs: &'a [f32],
     mask: &'a [i8],
     share: &'a [f32],
     g_logits: &'a [f32],
     g_pooled: &'a [f32],
     g_share: &'a mut [f32],
+    sums: &'s mut Sums,
+}
+
+/// A pass over one row, compiled once per width and code path (`HostLayers::run_row`).
+trait RowPass {
+    fn run<const W: usize, const FMA: bool>(self, layers: &HostLayers);
+}
+
+impl RowPass for ForwardRow<'_> {
+    #[inline(always)]
+    fn run<const W: usize, const FMA: bool>(self, layers: &HostLayers) {
+        layers.forward_w::<W, FMA>(self)
+    }
+}
+
+impl RowPass for BackwardRow<'_, '_> {
+    #[inline(always)]
+    fn run<const W: usize, const FMA: bool>(self, layers: &HostLayers) {
+        layers.backward_w::<W, FMA>(self)
+    }
 }
 
 impl HostLayers {
@@ -184,30 +213,39 @@ impl HostLayers {
         // (a copy of `hidden` values into a wider one vectorises badly inside them).
         let share = pad_rows(share, h, width);
         let mut pooled_padded = vec![0.0f32; rows * width];
-        let run = |((((o, m), s), l), p): ForwardRow<'_>| self.forward_row(o, m, s, l, p);
+        let run = |((((o, m), s), l), p): ForwardChunk<'_>| {
+            let rows = o
+                .chunks(dim)
+                .zip(m.chunks(hosts))
+                .zip(s.chunks(width))
+                .zip(l.chunks_mut(hosts))
+                .zip(p.chunks_mut(width));
+            for ((((obs, mask), share), logits), pooled) in rows {
+                self.run_row(ForwardRow {
+                    obs,
+                    mask,
+                    share,
+                    logits,
+                    pooled,
+                });
+            }
+        };
+        let chunk = |n: usize| n * ROWS_PER_TASK;
         if rows < SEQUENTIAL_BELOW {
             // A rollout step's batch: waking rayon's threads costs more than it saves.
-            obs.chunks(dim)
-                .zip(masks.chunks(hosts))
-                .zip(share.chunks(width))
-                .zip(logits.chunks_mut(hosts))
-                .zip(pooled_padded.chunks_mut(width))
+            obs.chunks(chunk(dim))
+                .zip(masks.chunks(chunk(hosts)))
+                .zip(share.chunks(chunk(width)))
+                .zip(logits.chunks_mut(chunk(hosts)))
+                .zip(pooled_padded.chunks_mut(chunk(width)))
                 .for_each(run);
         } else {
-            obs.par_chunks(dim * ROWS_PER_TASK)
-                .zip(masks.par_chunks(hosts * ROWS_PER_TASK))
-                .zip(share.par_chunks(width * ROWS_PER_TASK))
-                .zip(logits.par_chunks_mut(hosts * ROWS_PER_TASK))
-                .zip(pooled_padded.par_chunks_mut(width * ROWS_PER_TASK))
-                .for_each(|((((o, m), s), l), p)| {
-                    let rows = o
-                        .chunks(dim)
-                        .zip(m.chunks(hosts))
-                        .zip(s.chunks(width))
-                        .zip(l.chunks_mut(hosts))
-                        .zip(p.chunks_mut(width));
-                    rows.for_each(run);
-                });
+            obs.par_chunks(chunk(dim))
+                .zip(masks.par_chunks(chunk(hosts)))
+                .zip(share.par_chunks(chunk(width)))
+                .zip(logits.par_chunks_mut(chunk(hosts)))
+                .zip(pooled_padded.par_chunks_mut(chunk(width)))
+                .for_each(run);
         }
         unpad_rows(&pooled_padded, pooled, h, width);
         Ok(())
@@ -257,15 +295,16 @@ impl HostLayers {
                     .zip(gp.chunks(width))
                     .zip(gs.chunks_mut(width));
                 for (((((obs, mask), share), g_logits), g_pooled), g_share) in rows {
-                    let row = RowGrad {
+                    let sums = &mut sums;
+                    self.run_row(BackwardRow {
                         obs,
                         mask,
                         share,
                         g_logits,
                         g_pooled,
                         g_share,
-                    };
-                    self.backward_row(row, &mut sums);
+                        sums,
+                    });
                 }
                 sums
             })
@@ -290,76 +329,30 @@ impl HostLayers {
         })
     }
 
-    fn forward_row(
-        &self,
-        obs: &[f32],
-        mask: &[i8],
-        share: &[f32],
-        logits: &mut [f32],
-        pooled: &mut [f32],
-    ) {
+    fn run_row<P: RowPass>(&self, pass: P) {
         #[cfg(target_arch = "x86_64")]
         if self.avx_fma {
             // Safety: the CPU was checked for AVX and FMA when the layers were built.
-            return unsafe { self.forward_row_avx_fma(obs, mask, share, logits, pooled) };
+            return unsafe { self.run_row_avx_fma(pass) };
         }
-        self.forward_at::<false>(obs, mask, share, logits, pooled)
+        self.run_row_at::<P, false>(pass)
     }
 
+    /// The same code compiled for 8-wide vectors and fused multiply-adds, chosen at run time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx,fma")]
-    unsafe fn forward_row_avx_fma(
-        &self,
-        obs: &[f32],
-        mask: &[i8],
-        share: &[f32],
-        logits: &mut [f32],
-        pooled: &mut [f32],
-    ) {
-        self.forward_at::<true>(obs, mask, share, logits, pooled)
+    unsafe fn run_row_avx_fma<P: RowPass>(&self, pass: P) {
+        self.run_row_at::<P, true>(pass)
     }
 
     #[inline(always)]
-    fn forward_at<const FMA: bool>(
-        &self,
-        obs: &[f32],
-        mask: &[i8],
-        share: &[f32],
-        logits: &mut [f32],
-        pooled: &mut [f32],
-    ) {
+    fn run_row_at<P: RowPass, const FMA: bool>(&self, pass: P) {
         match self.width {
-            8 => self.forward_w::<8, FMA>(obs, mask, share, logits, pooled),
-            16 => self.forward_w::<16, FMA>(obs, mask, share, logits, pooled),
-            32 => self.forward_w::<32, FMA>(obs, mask, share, logits, pooled),
-            64 => self.forward_w::<64, FMA>(obs, mask, share, logits, pooled),
-            _ => self.forward_w::<128, FMA>(obs, mask, share, logits, pooled),
-        }
-    }
-
-    fn backward_row(&self, row: RowGrad<'_>, sums: &mut Sums) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx_fma {
-            // Safety: the CPU was checked for AVX and FMA when the layers were built.
-            return unsafe { self.backward_row_avx_fma(row, sums) };
-        }
-        self.backward_at::<false>(row, sums)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx,fma")]
-    unsafe fn backward_row_avx_fma(&self, row: RowGrad<'_>, sums: &mut Sums) {
-        self.backward_at::<true>(row, sums)
-    }
-
-    #[inline(always)]
-    fn backward_at<const FMA: bool>(&self, row: RowGrad<'_>, sums: &mut Sums) {
-        match self.width {
-            8 => self.backward_w::<8, FMA>(row, sums),
-            16 => self.backward_w::<16, FMA>(row, sums),
-            32 => self.backward_w::<32, FMA>(row, sums),
-            64 => self.backward_w::<64, FMA>(row, sums),
-            _ => self.backward_w::<128, FMA>(row, sums),
+            8 => pass.run::<8, FMA>(self),
+            16 => pass.run::<16, FMA>(self),
+            32 => pass.run::<32, FMA>(self),
+            64 => pass.run::<64, FMA>(self),
+            _ => pass.run::<128, FMA>(self),
         }
     }
 
@@ -394,14 +387,14 @@ impl HostLayers {
     }
 
     #[inline(always)]
-    fn forward_w<const W: usize, const FMA: bool>(
-        &self,
-        obs: &[f32],
-        mask: &[i8],
-        share: &[f32],
-        logits: &mut [f32],
-        pooled: &mut [f32],
-    ) {
+    fn forward_w<const W: usize, const FMA: bool>(&self, row: ForwardRow<'_>) {
+        let ForwardRow {
+            obs,
+            mask,
+            share,
+            logits,
+            pooled,
+        } = row;
         let hosts = mask.len();
         let share: &[f32; W] = share.try_into().expect("padded to the width");
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
@@ -427,7 +420,8 @@ impl HostLayers {
     }
 
     #[inline(always)]
-    fn backward_w<const W: usize, const FMA: bool>(&self, row: RowGrad<'_>, sums: &mut Sums) {
+    fn backward_w<const W: usize, const FMA: bool>(&self, row: BackwardRow<'_, '_>) {
+        let sums = row.sums;
         let hosts = row.mask.len();
         let share: &[f32; W] = row.share.try_into().expect("padded to the width");
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
@@ -542,13 +536,10 @@ fn unpad_rows(padded: &[f32], out: &mut [f32], h: usize, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::place_net::tests::{batch, random};
     use crate::place_net::PlaceNet;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-    }
 
     struct Case {
         layers: HostLayers,
@@ -570,12 +561,7 @@ mod tests {
             random(rng, h),
         ];
         let bo = rng.gen_range(-1.0..1.0);
-        let obs = (0..rows * PlaceNet::obs_dim(hosts))
-            .map(|_| rng.gen_range(0.0..1.0))
-            .collect();
-        let masks = (0..rows * hosts)
-            .map(|_| i8::from(rng.gen_bool(0.7)))
-            .collect();
+        let (obs, masks) = batch(rows, hosts, seed);
         let share = random(rng, rows * h);
         let layers = HostLayers::new(&w[0], &w[1], &w[2], &w[3], bo).unwrap();
         Case {
@@ -710,17 +696,19 @@ mod tests {
                     &mut g_share,
                 )
                 .unwrap();
-            let eps = 1e-3f32;
-            let numeric = |w: &[Vec<f32>; 4],
-                           bo: f32,
-                           share: &[f32],
-                           wp: &[Vec<f32>; 4],
-                           bop: f32,
-                           sharep: &[f32]| {
-                (loss(&c, wp, bop, sharep, &c_logit, &c_pooled)
-                    - loss(&c, w, bo, share, &c_logit, &c_pooled))
-                    / eps as f64
+            // Central differences: what moves is weight tensor `t`'s element `j` (t < 4),
+            // the output bias (t == 4) or share[j] (t == 5).
+            let eps = 1e-4f32;
+            let moved = |t: usize, j: usize, d: f32| {
+                let (mut w, mut bo, mut share) = (c.w.clone(), c.bo, c.share.clone());
+                match t {
+                    0..=3 => w[t][j] += d,
+                    4 => bo += d,
+                    _ => share[j] += d,
+                }
+                loss(&c, &w, bo, &share, &c_logit, &c_pooled)
             };
+            let numeric = |t, j| (moved(t, j, eps) - moved(t, j, -eps)) / (2.0 * eps as f64);
             let close = |got: f32, want: f64, what: &str| {
                 assert!(
                     (got as f64 - want).abs() <= 2e-2 * want.abs().max(1.0),
@@ -730,28 +718,12 @@ mod tests {
             let got = [&grads.w1, &grads.b1, &grads.ws, &grads.wo];
             for (t, g) in got.iter().enumerate() {
                 for j in (0..g.len()).step_by(3) {
-                    let mut wp = c.w.clone();
-                    wp[t][j] += eps;
-                    close(
-                        g[j],
-                        numeric(&c.w, c.bo, &c.share, &wp, c.bo, &c.share),
-                        &format!("weight {t}[{j}]"),
-                    );
+                    close(g[j], numeric(t, j), &format!("weight {t}[{j}]"));
                 }
             }
-            close(
-                grads.bo,
-                numeric(&c.w, c.bo, &c.share, &c.w, c.bo + eps, &c.share),
-                "bo",
-            );
+            close(grads.bo, numeric(4, 0), "bo");
             for j in (0..g_share.len()).step_by(7) {
-                let mut sp = c.share.clone();
-                sp[j] += eps;
-                close(
-                    g_share[j],
-                    numeric(&c.w, c.bo, &c.share, &c.w, c.bo, &sp),
-                    &format!("share[{j}]"),
-                );
+                close(g_share[j], numeric(5, j), &format!("share[{j}]"));
             }
         }
     }
