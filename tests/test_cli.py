@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,20 @@ def test_help_lists_the_verbs(oppen_home: Path) -> None:
 def test_bad_input_gives_one_clear_line(oppen_home: Path, args: tuple[str, ...],
                                         fragment: str) -> None:
     assert_clean_error(run(*args), fragment)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_training_commands_put_idle_openmp_threads_to_sleep(preset: str | None,
+                                                            expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    probe = ("import os; from app.core.cli.common import sleep_idle_openmp_threads; "
+             "sleep_idle_openmp_threads(); import torch; print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
 
 
 def test_bad_settings_are_reported(oppen_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ endpoint (a real server process on a loopback port)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -288,10 +289,13 @@ def test_fused_inference_names_a_wrong_shape() -> None:
 
 
 def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     proc = subprocess.run(oppen_cmd("bench", "train", "--repeats", "1", "--iterations", "1",
-                                    "--json"), capture_output=True, text=True, timeout=300)
+                                    "--json"), capture_output=True, text=True, timeout=300,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
+    assert out["openmp_wait_policy"] == "PASSIVE"  # oppen's default, set before torch loads
     assert out["hosts"] == 64 and out["train_steps_per_s"] > 0
     assert out["ratio"] == pytest.approx(out["train_steps_per_s"]
                                          / out["sync_vector_env_steps_per_s"])

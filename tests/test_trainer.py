@@ -60,10 +60,17 @@ def test_masked_sampling_never_picks_an_invalid_action(hosts: int, seed: int,
     mask = torch.rand((64, hosts), generator=gen) < 0.4
     mask[torch.arange(64), torch.randint(0, hosts, (64,), generator=gen)] = True
     obs = torch.rand((64, hosts * 4 + 2), generator=gen)
+    policy = PlacePolicy(hidden=8, fused=fused)
     torch.manual_seed(seed)
-    actions, logprob, _, _ = PlacePolicy(hidden=8, fused=fused).act(obs, mask)
+    actions, logprob, value = policy.sample(obs, mask)  # the rollout's draw
     assert mask[torch.arange(64), actions].all()
     assert torch.isfinite(logprob).all()
+    # The same draw as act's, scored as the update scores it.
+    torch.manual_seed(seed)
+    act_actions, act_logprob, _, act_value = policy.act(obs, mask)
+    assert torch.equal(act_actions, actions) and torch.equal(act_value, value)
+    _, rescored, _, _ = policy.act(obs, mask, actions)
+    assert torch.equal(act_logprob, logprob) and torch.allclose(rescored, logprob)
 
 
 @pytest.mark.parametrize("host_layers", ["fused", "torch"])

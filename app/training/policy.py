@@ -55,16 +55,29 @@ class MaskedPolicy(nn.Module, abc.ABC):
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, mask)
 
+    def _distribution(self, obs: torch.Tensor,
+                      mask: torch.Tensor) -> tuple[Categorical, torch.Tensor]:
+        logits, value = self.heads(obs, mask)
+        # Masked logits are finite by construction; argument checks cost a tenth of a rollout.
+        return Categorical(logits=logits, validate_args=False), value
+
     def act(
         self, obs: torch.Tensor, mask: torch.Tensor, action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Samples (or scores the given) action under the mask: action, log-prob, entropy, value."""
-        logits, value = self.heads(obs, mask)
-        # Masked logits are finite by construction; argument checks cost a tenth of a rollout.
-        dist = Categorical(logits=logits, validate_args=False)
+        dist, value = self._distribution(obs, mask)
         if action is None:
             action = dist.sample()
         return action, dist.log_prob(action), dist.entropy(), value
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor,
+               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A rollout step: `act`'s action, log-prob and value from the same random draw,
+        without the entropy, which only the update's loss reads."""
+        dist, value = self._distribution(obs, mask)
+        action = dist.sample()
+        return action, dist.log_prob(action), value
 
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

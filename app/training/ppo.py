@@ -220,8 +220,7 @@ class Trainer:
             for t in range(T):
                 self.global_step += N
                 obs_buf[t], mask_buf[t], dones[t] = next_obs, next_mask, next_done
-                with torch.no_grad():
-                    action, logprob, _, value = self.policy.act(next_obs, next_mask)
+                action, logprob, value = self.policy.sample(next_obs, next_mask)
                 values[t], actions[t], logprobs[t] = value, action, logprob
                 obs_np, mask_np, reward_np, done_np, ended = envs.step(action.cpu().numpy())
                 rewards[t] = torch.as_tensor(reward_np, device=device)

@@ -131,6 +131,7 @@ def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True)
 def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
     """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop."""
+    common.sleep_idle_openmp_threads()  # as `oppen train` runs
     from app.bench.train import run
 
     r = run(repeats, iterations)

@@ -38,6 +38,7 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
 
     SIGTERM (a cancel, a preempted pod) writes a checkpoint and exits with code 143.
     """
+    common.sleep_idle_openmp_threads()
     import signal
     import threading
     import time
