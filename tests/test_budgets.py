@@ -3,8 +3,11 @@ advice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -18,7 +21,7 @@ from app.core.timeutil import utcnow
 from app.costs.budgets import BudgetExceeded, BudgetService, period_window
 from app.costs.calculator import Shape
 from app.costs.forecast import Throughput, forecast
-from app.costs.pricing import DEFAULT_PRICING_FILE, load_pricing
+from app.costs.pricing import DEFAULT_PRICING_FILE, Pricing, load_pricing
 from app.costs.service import CostService, plateau_step, report_chart
 from tests.conftest import fresh_postgres_database, run_in_processes
 
@@ -26,8 +29,13 @@ PRICING = load_pricing(DEFAULT_PRICING_FILE)
 SMALL = {"total_timesteps": 80_000}  # ~40 s of 1 CPU + 1 GB: a few hundredths of a cent
 
 
-def budgeted(engine) -> QueueService:  # type: ignore[no-untyped-def]
-    return QueueService(engine, Limits(), PRICING, budgets=BudgetService(engine, PRICING))
+# The same prices at every hour: for tests about counting, not about when a job runs (under
+# PRICING a job priced a moment before 09:00 UTC on a weekday costs more a moment later).
+FLAT = replace(PRICING, peak=replace(PRICING.peak, off_peak_discount=Decimal(0)))
+
+
+def budgeted(engine, pricing: Pricing = PRICING) -> QueueService:  # type: ignore[no-untyped-def]
+    return QueueService(engine, Limits(), pricing, budgets=BudgetService(engine, pricing))
 
 
 @pytest.fixture
@@ -53,7 +61,14 @@ def test_hard_budget_refuses_with_how_far_over_and_what_fits(q: QueueService) ->
     assert q.submit("elsewhere", SMALL, team="other").state == "queued"
 
 
-def test_refusal_names_variants_that_fit(q: QueueService) -> None:
+@pytest.mark.parametrize("refused_at", [
+    datetime(2026, 12, 2, 3, 0, tzinfo=UTC),    # a Wednesday, far from any peak boundary
+    datetime(2026, 12, 2, 8, 55, tzinfo=UTC),   # five minutes before its peak opens
+])
+def test_refusal_names_variants_that_still_fit_minutes_later(
+        q: QueueService, monkeypatch: pytest.MonkeyPatch, refused_at: datetime) -> None:
+    clock = [refused_at]
+    monkeypatch.setattr("app.core.queue.utcnow", lambda: clock[0])
     q.budgets.set("tight", "0.02", scope="project", scope_value="p1")
     with pytest.raises(BudgetExceeded) as info:
         q.submit("big", {"total_timesteps": 2_000_000}, gpus=1, cpus=1, project="p1")
@@ -61,8 +76,44 @@ def test_refusal_names_variants_that_fit(q: QueueService) -> None:
     assert "total_timesteps=" in fits
     steps = int(fits.split("total_timesteps=")[1].split(" ")[0].replace(",", ""))
     assert 0 < steps < 2_000_000
-    # The suggestion really fits: submitting it is accepted.
+    # The suggestion really fits, submitted nine minutes later: past 09:00 it runs at peak
+    # prices, which a suggestion priced at the moment of the refusal would not cover.
+    clock[0] += timedelta(minutes=9)
     assert q.submit("smaller", {"total_timesteps": steps}, gpus=1, project="p1").state == "queued"
+
+
+@pytest.mark.parametrize("minutes_before_peak", [30, 9, 4, 0.5, -3])
+def test_dearest_start_cost_is_the_most_any_start_in_the_window_costs(
+        q: QueueService, minutes_before_peak: float) -> None:
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC) - timedelta(minutes=minutes_before_peak)
+    window = timedelta(minutes=10)
+    for steps in (4_000, 480_000, 2_000_000):  # the job ends inside and beyond the window
+        spec = q.validate("x", {"total_timesteps": steps})
+        dearest = q.dearest_start_cost(spec, now, window)
+        # Every start a second apart across the window: none costs more, one costs as much.
+        sampled = [q.estimate(spec, now + timedelta(seconds=i)).cost_micros
+                   for i in range(int(window.total_seconds()) + 1)]
+        assert max(sampled) <= dearest <= max(sampled) + 1
+        assert dearest >= q.estimate(spec, now).cost_micros
+
+
+def test_dearest_start_cost_finds_a_peak_inside_the_window(q: QueueService) -> None:
+    """A job 5 minutes shorter than the 9-hour peak window, submitted 2 minutes before it
+    opens: starts from 09:00 to 09:05 run wholly at peak, and both ends of a 10-minute
+    window cost less than they do."""
+    def spec(steps: int) -> Any:
+        return q.validate("x", {"total_timesteps": steps})
+
+    per_step = (q.estimate(spec(200_000)).duration_s - q.estimate(spec(100_000)).duration_s) \
+        / 100_000
+    overhead = q.estimate(spec(100_000)).duration_s - 100_000 * per_step
+    job = spec(round((timedelta(hours=8, minutes=55).total_seconds() - overhead) / per_step))
+    now = datetime(2026, 12, 2, 8, 58, tzinfo=UTC)
+    ends = max(q.estimate(job, now).cost_micros,
+               q.estimate(job, now + timedelta(minutes=10)).cost_micros)
+    at_peak = q.estimate(job, datetime(2026, 12, 2, 9, 1, tzinfo=UTC)).cost_micros
+    assert at_peak > ends
+    assert q.dearest_start_cost(job, now, timedelta(minutes=10)) == at_peak
 
 
 def test_soft_budget_accepts_with_a_warning(q: QueueService) -> None:
@@ -74,7 +125,7 @@ def test_soft_budget_accepts_with_a_warning(q: QueueService) -> None:
 
 def _submit_until_refused(url: str, worker: int, attempts: int) -> None:
     engine = make_engine(url)
-    queue = budgeted(engine)
+    queue = budgeted(engine, FLAT)
     for i in range(attempts):
         try:
             queue.submit(f"w{worker}-{i}", SMALL)
@@ -90,7 +141,7 @@ def test_sixteen_concurrent_submitters_never_commit_past_a_hard_budget(
         fresh_postgres_database(request.getfixturevalue("postgres_url"))
     engine = make_engine(url)
     init_db(engine)
-    queue = budgeted(engine)
+    queue = budgeted(engine, FLAT)
     per_job = queue.estimate(queue.validate("x", SMALL)).cost_micros
     limit = per_job * 40 + per_job // 2  # room for 40 jobs, not 41
     queue.budgets.set("global", limit / 1e6)
@@ -101,7 +152,7 @@ def test_sixteen_concurrent_submitters_never_commit_past_a_hard_budget(
     print(f"\n[budget-race] {backend}: 96 attempts, {len(jobs)} accepted, committed "
           f"{committed} of {limit} micro-dollars")
     assert committed <= limit
-    assert 38 <= len(jobs) <= 40  # (a job priced across a peak boundary may differ slightly)
+    assert len(jobs) == 40  # flat prices: every job costs the same at any hour
 
 
 def test_dispatcher_recheck_holds_a_job_a_budget_can_no_longer_cover(q: QueueService) -> None:

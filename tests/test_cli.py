@@ -50,6 +50,16 @@ def test_bad_input_gives_one_clear_line(oppen_home: Path, args: tuple[str, ...],
     assert_clean_error(run(*args), fragment)
 
 
+def test_the_command_line_loads_without_torch() -> None:
+    """Training commands set OpenMP's wait policy before torch loads; a module-level torch
+    import anywhere under the CLI would silently undo that (and slow every command's start)."""
+    probe = "import sys, app.core.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_training_commands_put_idle_openmp_threads_to_sleep(preset: str | None,
                                                             expected: str) -> None:

@@ -35,12 +35,16 @@ from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import TERMINAL, JobState, check_transition
 from app.core.timeutil import as_utc, utcnow
 from app.costs.budgets import BudgetAdmission, BudgetExceeded, BudgetService, Decision, money
+from app.costs.calculator import peak_spans
 from app.costs.pricing import Pricing, load_pricing, usd_text
 from app.costs.windows import next_off_peak
 from app.training.config import TrainConfig
 
 ACTIVE_STATES = (JobState.DISPATCHING.value, JobState.RUNNING.value)
 MAX_LIST_LIMIT = 1000
+# How long the variants suggested with a budget refusal keep fitting, prices permitting: a
+# person reads the refusal, then submits one of them.
+SUGGESTION_HOLDS = timedelta(minutes=10)
 
 
 def transition(session: Session, job: Job, target: JobState, reason: str = "") -> None:
@@ -508,7 +512,9 @@ class QueueService:
                 "budgets": rows, "refusals": refusals, "suggestions": suggestions}
 
     def suggest(self, spec: JobSpec) -> list[str]:
-        """Variants of a refused job that fit the room left under its hard budgets."""
+        """Variants of a refused job that fit the room left under its hard budgets, priced at
+        their dearest start within SUGGESTION_HOLDS: a person submits one a little later, and
+        a job that straddles a peak boundary costs more the nearer its start comes to peak."""
         assert self.budgets is not None
         now = utcnow()
         with Session(self.engine) as s:
@@ -526,20 +532,34 @@ class QueueService:
             variants.append((f"starting off-peak at {off_peak.isoformat(timespec='minutes')}",
                              replace(spec, not_before=off_peak)))
         for label, variant in variants:
-            cost = self.estimate(variant, now).cost_micros
+            cost = self.dearest_start_cost(variant, now)
             if cost <= room:
                 out.append(f"{label} ({money(cost)})")
         steps = self._fitting_timesteps(spec, room, now)
         if steps:
-            cost = self.estimate(_with_timesteps(spec, steps), now).cost_micros
+            cost = self.dearest_start_cost(_with_timesteps(spec, steps), now)
             out.append(f"total_timesteps={steps:,} ({money(cost)})")
         return out
+
+    def dearest_start_cost(self, spec: JobSpec, now: datetime,
+                           within: timedelta = SUGGESTION_HOLDS) -> int:
+        """The highest estimate for the job submitted at any moment in [now, now + within].
+        The price is piecewise linear in the start time, so its maximum lies at an end of
+        that range or where the job's start or end crosses a peak boundary."""
+        duration = timedelta(seconds=self.estimate(spec, now).duration_s)
+        last = now + within
+        boundaries = {edge for span in peak_spans(self._pricing(), now - timedelta(hours=1),
+                                                   last + duration + timedelta(hours=1))
+                      for edge in span}
+        starts = {now, last} | {t for b in boundaries for t in (b, b - duration)
+                                if now < t < last}
+        return max(self.estimate(spec, t).cost_micros for t in starts)
 
     def _fitting_timesteps(self, spec: JobSpec, room: int, now: datetime) -> int | None:
         lo, hi = 0, int(spec.config["total_timesteps"])
         while lo < hi:  # the most timesteps whose estimate fits
             mid = (lo + hi + 1) // 2
-            if self.estimate(_with_timesteps(spec, mid), now).cost_micros <= room:
+            if self.dearest_start_cost(_with_timesteps(spec, mid), now) <= room:
                 lo = mid
             else:
                 hi = mid - 1
