@@ -44,21 +44,22 @@ def q(queue: QueueService) -> QueueService:
 
 
 def test_hard_budget_refuses_with_how_far_over_and_what_fits(q: QueueService) -> None:
-    one = q.submit("probe", SMALL, team="ml")
+    flat = budgeted(q.engine, FLAT)  # three alike jobs must cost the same at any hour
+    one = flat.submit("probe", SMALL, team="ml")
     per_job = one.estimated_cost_micros
-    q.budgets.set("ml-weekly", per_job * 3 / 1e6, scope="team", scope_value="ml",
-                  period="weekly")
-    q.submit("second", SMALL, team="ml")
-    q.submit("third", SMALL, team="ml")
-    before = q.counts()
+    flat.budgets.set("ml-weekly", per_job * 3 / 1e6, scope="team", scope_value="ml",
+                     period="weekly")
+    flat.submit("second", SMALL, team="ml")
+    flat.submit("third", SMALL, team="ml")
+    before = flat.counts()
     with pytest.raises(BudgetExceeded) as info:
-        q.submit("fourth", {"total_timesteps": 800_000}, team="ml")
+        flat.submit("fourth", {"total_timesteps": 800_000}, team="ml")
     message = str(info.value)
     assert "budget 'ml-weekly' (team ml, weekly)" in message and "over" in message
-    assert q.counts() == before  # nothing stored
+    assert flat.counts() == before  # nothing stored
     # Nothing fits in zero room; another team is not bound by this budget.
     assert "What would fit" not in message
-    assert q.submit("elsewhere", SMALL, team="other").state == "queued"
+    assert flat.submit("elsewhere", SMALL, team="other").state == "queued"
 
 
 @pytest.mark.parametrize("refused_at", [
