@@ -440,6 +440,10 @@ impl HostLayers {
             for k in 0..W {
                 sum[k] += b[k];
             }
+            if allowed == &[0, 0] {
+                *logit = [MASKED_LOGIT; 2];
+                continue;
+            }
             let (za, zb) = self.score_pair::<W, FMA>(&a, &b, share);
             for ((logit, &allowed), z) in logit.iter_mut().zip(allowed).zip([za, zb]) {
                 *logit = if allowed == 0 {
