@@ -89,6 +89,15 @@ impl Sums {
     }
 }
 
+/// A checked batch: its rows, hosts per row, observation values per row, and `share` padded
+/// to the width.
+struct Batch {
+    rows: usize,
+    hosts: usize,
+    dim: usize,
+    share: Vec<f32>,
+}
+
 /// A run of rows' observations, masks and shares, then their logits and pooled outputs.
 type ForwardChunk<'a> = (
     (((&'a [f32], &'a [i8]), &'a [f32]), &'a mut [f32]),
@@ -163,16 +172,19 @@ impl HostLayers {
         })
     }
 
-    /// Rows and hosts of a batch, every buffer checked against them: `share` and `pooled`
-    /// hold `hidden` values per row, `logits` one per host.
-    fn shape(
+    /// A batch's shape, every buffer checked against it (`share` and the per-row buffers
+    /// named in `per_row` hold `hidden` values per row, `logits` one per host), and `share`
+    /// padded to the width: the kernels then read and write whole vectors (a copy of
+    /// `hidden` values into a wider one vectorises badly inside them).
+    fn batch(
         &self,
         obs: &[f32],
         masks: &[i8],
+        share: &[f32],
         per_row: &[(&str, usize)],
-    ) -> SimResult<(usize, usize)> {
+    ) -> SimResult<Batch> {
         let (rows, hosts) = rows_and_hosts(obs, masks)?;
-        for &(name, len) in per_row {
+        for &(name, len) in [("share", share.len())].iter().chain(per_row) {
             let want = if name.contains("logits") {
                 rows * hosts
             } else {
@@ -185,7 +197,12 @@ impl HostLayers {
                 )));
             }
         }
-        Ok((rows, hosts))
+        Ok(Batch {
+            rows,
+            hosts,
+            dim: obs.len() / rows,
+            share: pad_rows(share, self.hidden, self.width),
+        })
     }
 
     /// Masked logits (`[rows][hosts]`, masked hosts at `MASKED_LOGIT`) and each row's mean host
@@ -199,19 +216,18 @@ impl HostLayers {
         logits: &mut [f32],
         pooled: &mut [f32],
     ) -> SimResult<()> {
-        let (rows, hosts) = self.shape(
+        let Batch {
+            rows,
+            hosts,
+            dim,
+            share,
+        } = self.batch(
             obs,
             masks,
-            &[
-                ("share", share.len()),
-                ("logits", logits.len()),
-                ("pooled", pooled.len()),
-            ],
+            share,
+            &[("logits", logits.len()), ("pooled", pooled.len())],
         )?;
-        let (dim, h, width) = (obs.len() / rows, self.hidden, self.width);
-        // Per-row vectors padded to the width: the kernels then read and write whole vectors
-        // (a copy of `hidden` values into a wider one vectorises badly inside them).
-        let share = pad_rows(share, h, width);
+        let (h, width) = (self.hidden, self.width);
         let mut pooled_padded = vec![0.0f32; rows * width];
         let run = |((((o, m), s), l), p): ForwardChunk<'_>| {
             let rows = o
@@ -264,18 +280,22 @@ impl HostLayers {
         g_pooled: &[f32],
         g_share: &mut [f32],
     ) -> SimResult<HostLayerGrads> {
-        let (rows, hosts) = self.shape(
+        let Batch {
+            rows,
+            hosts,
+            dim,
+            share,
+        } = self.batch(
             obs,
             masks,
+            share,
             &[
-                ("share", share.len()),
                 ("g_logits", g_logits.len()),
                 ("g_pooled", g_pooled.len()),
                 ("g_share", g_share.len()),
             ],
         )?;
-        let (dim, h, width) = (obs.len() / rows, self.hidden, self.width);
-        let share = pad_rows(share, h, width);
+        let (h, width) = (self.hidden, self.width);
         let g_pooled = pad_rows(g_pooled, h, width);
         let mut g_share_padded = vec![0.0f32; rows * width];
         let runs: Vec<Sums> = obs
