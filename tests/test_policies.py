@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import time
 import urllib.error
@@ -290,20 +291,28 @@ def test_fused_inference_names_a_wrong_shape() -> None:
 
 def test_bench_train_compares_with_a_sync_vector_env_loop(oppen_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    proc = subprocess.run(oppen_cmd("bench", "train", "--repeats", "1", "--iterations", "1",
+    # Three paired samples: one short sample's env time (about 0.1 s on the simrs side) can
+    # be swamped by a single stall of a shared VM; the medians are not.
+    proc = subprocess.run(oppen_cmd("bench", "train", "--repeats", "3", "--iterations", "1",
                                     "--json"), capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["openmp_wait_policy"] == "PASSIVE"  # oppen's default, set before torch loads
     assert out["hosts"] == 64 and out["train_steps_per_s"] > 0
-    assert out["ratio"] == pytest.approx(out["train_steps_per_s"]
-                                         / out["sync_vector_env_steps_per_s"])
+    samples = out["samples"]
+    assert all(len(v) == 3 for v in samples.values())
+    # Every ratio is taken within one pair, then the median over the pairs is reported.
+    for i in range(3):
+        assert samples["ratio"][i] == pytest.approx(samples["simrs"][i]
+                                                    / samples["sync_vector_env"][i])
+    assert out["ratio"] == pytest.approx(statistics.median(samples["ratio"]))
+    assert out["train_steps_per_s"] == pytest.approx(statistics.median(samples["simrs"]))
     assert all(0 < share < 1 for share in out["env_share"].values())
     assert out["host_layers"] == "fused"  # this machine has no CUDA
-    assert out["host_layers_speedup"] == pytest.approx(out["train_steps_per_s"]
-                                                       / out["torch_layers_steps_per_s"])
-    # One native call for all envs against a Python loop over them (about 10x when measured
+    assert out["host_layers_speedup"] == pytest.approx(statistics.median(
+        [a / b for a, b in zip(samples["simrs"], samples["torch_layers"], strict=True)]))
+    # One native call for all envs against a Python loop over them (5-10x when measured
     # alone; a bound loose enough for a loaded CI machine).
     assert out["env_only_ratio"] > 1
     print(f"bench train: {out['train_steps_per_s']:,.0f} steps/s, "
