@@ -358,12 +358,15 @@ class LocalOperations(Operations):
                 cap = to_micros(Decimal(str(max_total_usd)))
             except (InvalidOperation, ValueError):
                 raise ConfigError(f"max_total_usd {max_total_usd!r} is not an amount") from None
-            if total > cap:
-                each = total / len(specs)
+            # Checked at the dearest price until they are stored, which may be past a peak
+            # boundary: the stored estimates never add up to more than the cap.
+            dearest = queue.dearest_total(specs)
+            if dearest > cap:
+                each = dearest / len(specs)
                 fit = int(cap // each) if each else len(specs)
                 raise ConfigError(
-                    f"the sweep's {len(specs)} jobs are estimated at {usd_text(total)} USD, over "
-                    f"the {usd_text(cap)} cap; about {fit} of them would fit")
+                    f"the sweep's {len(specs)} jobs are estimated at {usd_text(dearest)} USD, "
+                    f"over the {usd_text(cap)} cap; about {fit} of them would fit")
         with self._write_lock:
             ids = queue.store(specs)
         return {"queued": ids, "configs": configs, "estimated_total_usd": usd_text(total),

@@ -45,6 +45,9 @@ MAX_LIST_LIMIT = 1000
 # How long the variants suggested with a budget refusal keep fitting, prices permitting: a
 # person reads the refusal, then submits one of them.
 SUGGESTION_HOLDS = timedelta(minutes=10)
+# A cap checked before storing holds for this long: the jobs are priced again as they are
+# stored, a moment later, and a peak boundary may pass in between.
+CAP_HOLDS = timedelta(minutes=1)
 
 
 def transition(session: Session, job: Job, target: JobState, reason: str = "") -> None:
@@ -554,6 +557,13 @@ class QueueService:
         starts = {now, last} | {t for b in boundaries for t in (b, b - duration)
                                 if now < t < last}
         return max(self.estimate(spec, t).cost_micros for t in starts)
+
+    def dearest_total(self, specs: Sequence[JobSpec], within: timedelta = CAP_HOLDS) -> int:
+        """What the specs cost together if stored at the dearest moment of the next
+        ``within``: a cap that this total fits still holds for the prices they are stored
+        at."""
+        now = utcnow()
+        return sum(self.dearest_start_cost(spec, now, within) for spec in specs)
 
     def _fitting_timesteps(self, spec: JobSpec, room: int, now: datetime) -> int | None:
         lo, hi = 0, int(spec.config["total_timesteps"])
