@@ -1,3 +1,3 @@
-from app.core.cli import main
+from app.cli import main
 
 main()

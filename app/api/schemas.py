@@ -9,10 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Priority = Literal["urgent", "normal", "background"]
+from app.core.submission import NAME_PATTERN, JobSubmission, Priority
+
 State = Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled"]
-# Names people choose: printable, no control characters, bounded.
-NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+__all__ = ["JobSubmission"]  # the one submission contract, re-exported for the routes
 
 
 class Strict(BaseModel):
@@ -20,31 +22,6 @@ class Strict(BaseModel):
 
 
 # --- requests --------------------------------------------------------------------------------
-
-
-class JobSubmission(Strict):
-    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN,
-                      description="What the job is called")
-    config: dict[str, Any] = Field(default_factory=dict,
-                                   description="Training options (oppen train --help)")
-    priority: Priority = "normal"
-    cpus: float = Field(default=1.0, gt=0, le=1024)
-    memory_mb: int = Field(default=1024, gt=0, le=16 * 1024 * 1024)
-    gpus: int = Field(default=0, ge=0, le=64)
-    team: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME_PATTERN,
-                             description="Defaults to the token's team")
-    project: str = Field(default="default", min_length=1, max_length=100, pattern=NAME_PATTERN)
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_runtime_s: float | None = Field(default=None, gt=0, le=366 * 86400)
-    spot: bool = False
-    start_after: datetime | None = Field(default=None,
-                                         description="Not before this time (ISO 8601)")
-
-    def item(self) -> dict[str, Any]:
-        d = self.model_dump(exclude_none=True)
-        if "start_after" in d:
-            d["start_after"] = self.start_after
-        return d
 
 
 class BatchSubmission(Strict):

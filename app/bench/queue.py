@@ -24,7 +24,7 @@ from app.core.dispatcher import Dispatcher
 from app.core.executors.base import ExecStatus, Phase
 from app.core.lease import Lease
 from app.core.models import Job
-from app.core.queue import QueueService
+from app.services import build_queue
 
 JOBS = 10_000
 ONE_BY_ONE_SAMPLE = 200
@@ -80,7 +80,7 @@ def run(repeats: int = 3, database_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="oppen-bench-queue-") as tmp:
         counter = iter(range(10_000))
 
-        def fresh() -> QueueService:
+        def fresh() -> Any:
             url = database_url or f"sqlite:///{Path(tmp) / f'q{next(counter)}.db'}"
             engine = make_engine(url)
             if database_url:  # a shared server: start from empty tables
@@ -88,7 +88,7 @@ def run(repeats: int = 3, database_url: str | None = None) -> dict[str, Any]:
                     conn.exec_driver_sql("DROP TABLE IF EXISTS job_events, jobs, "
                                          "dispatcher_lease, alembic_version CASCADE")
             init_db(engine)
-            return QueueService(engine)
+            return build_queue(engine)
 
         batch, one_by_one, ticks, ticks_busy, lists, statuses = [], [], [], [], [], []
         for _ in range(repeats):

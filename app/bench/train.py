@@ -123,7 +123,7 @@ def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
             "ratio": statistics.median(ratios),
             "host_layers": "fused" if fused else "torch",
             # How PyTorch's idle OpenMP threads wait (PASSIVE unless a person set it otherwise:
-            # app/core/cli/common.sleep_idle_openmp_threads).
+            # app/cli/common.sleep_idle_openmp_threads).
             "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
             "torch_layers_steps_per_s": statistics.median(torch_layers),
             "host_layers_speedup": statistics.median(fused_gains),

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -27,10 +26,11 @@ from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
 from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import Lease
-from app.core.models import Job, JobEvent
-from app.core.queue import ACTIVE_STATES, active_usage, plan_queue, transition
+from app.core.models import Job
+from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
+from app.core.transitions import transition, transition_many
 
 log = logging.getLogger(__name__)
 
@@ -231,18 +231,8 @@ class Dispatcher:
                                   .with_for_update(skip_locked=True)).all())
             if not ids:
                 return []
-            claimed = s.execute(
-                update(Job).where(col(Job.id).in_(ids))
-                .where(col(Job.state) == JobState.QUEUED.value)
-                .values(state=JobState.DISPATCHING.value, attempts=Job.attempts + 1,
-                        not_before=None, reason="admitted")
-                .returning(Job.id)
-            ).scalars().all()
-            if claimed:
-                s.execute(insert(JobEvent), [
-                    dict(job_id=job_id, at=now, from_state=JobState.QUEUED.value,
-                         to_state=JobState.DISPATCHING.value, reason="admitted")
-                    for job_id in claimed])
+            claimed = transition_many(s, ids, JobState.QUEUED, JobState.DISPATCHING,
+                                      "admitted", attempts=Job.attempts + 1, not_before=None)
             s.commit()
         order = {job_id: i for i, job_id in enumerate(plan.admitted)}
         return sorted(claimed, key=order.__getitem__)

@@ -31,3 +31,7 @@ class AuthenticationError(OppenError):
 
 class PermissionDeniedError(OppenError):
     """A valid token whose role does not allow the action (HTTP 403)."""
+
+
+class BudgetExceeded(ConfigError):
+    """A hard budget (or a cap) refused the work; nothing was stored or started."""

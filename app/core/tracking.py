@@ -1,7 +1,7 @@
 """MLflow behind a small interface: the embedded SQLite store by default, a server by URL.
 
-MLflow is imported lazily (it is slow to import and opens nothing until asked), and the
-artifact root of the experiment is pinned under OPPEN_HOME so runs never write into the
+MLflow is reached through app.core.adaptors.mlflow (imported lazily, one client per store),
+and the artifact root of the experiment is pinned under OPPEN_HOME so runs never write into the
 current directory.
 """
 
@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.core.adaptors import mlflow
 
 EXPERIMENT = "oppen"
 
@@ -33,11 +35,8 @@ class Tracker:
         self.experiment = experiment
 
     def client(self) -> Any:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        mlflow.set_tracking_uri(self.tracking_uri)
-        return MlflowClient(self.tracking_uri)
+        mlflow.use_store(self.tracking_uri)
+        return mlflow.client(self.tracking_uri)
 
     def experiment_id(self) -> str:
         """The experiment's id, creating the store and the experiment on first use."""
@@ -69,11 +68,11 @@ class Tracker:
         """Builds a fresh store beside the real path and renames it into place, so a process
         killed while MLflow migrates (the dispatcher's first start, say) leaves no
         half-migrated store behind, only a temporary file the next start replaces."""
-        from mlflow.tracking import MlflowClient
-
         tmp = db.with_name(f".{db.name}.creating")
         tmp.unlink(missing_ok=True)
-        MlflowClient(f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates it
+        # A client of its own, not the cached one: this store is renamed away at once.
+        mlflow.fluent().tracking.MlflowClient(f"sqlite:///{tmp}").search_experiments(
+            max_results=1)  # migrates it
         os.replace(tmp, db)
 
     def _experiment_id(self) -> str:
@@ -97,12 +96,11 @@ class Tracker:
                             run_id: str | None = None) -> Any:
         """Starts a run, or reopens `run_id` (a resumed training run keeps logging there).
         The caller ends it with mlflow.end_run()."""
-        import mlflow
-
+        fluent = mlflow.fluent()
         # System metrics (CPU and memory use every 10 s) feed the right-sizing advice.
         if run_id is not None:
-            return mlflow.start_run(run_id=run_id, log_system_metrics=True)
-        return mlflow.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
+            return fluent.start_run(run_id=run_id, log_system_metrics=True)
+        return fluent.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
                                 log_system_metrics=True)
 
     def run_summary(self, run_id: str) -> RunSummary:

@@ -15,8 +15,8 @@ more than the limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,24 +28,16 @@ from sqlmodel import Session, col, select
 from app.core.admission import Candidate
 from app.core.errors import ConfigError, NotFoundError
 from app.core.models import Budget, Job
+from app.core.money import to_micros, usd_micros, usd_text
+from app.core.ports import Decision
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.costs.calculator import Shape, interval_cost
-from app.costs.pricing import Pricing, dollars, to_micros, usd_text
+from app.costs.pricing import Pricing
 
 SCOPES = ("global", "team", "project")
 PERIODS = ("weekly", "monthly", "custom")
 RUNNING = (JobState.DISPATCHING.value, JobState.RUNNING.value)
-
-
-class BudgetExceeded(ConfigError):
-    """A hard budget refused a submission; nothing was stored."""
-
-
-def money(micros: int) -> str:
-    """Cents for dollar amounts; hundredths of a cent below a dollar, where small jobs live."""
-    amount = dollars(micros)
-    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.4f}"
 
 
 def shape_of(job: Job | Candidate) -> Shape:
@@ -112,18 +104,6 @@ class BudgetStatus:
 def used_percent(used_fraction: float | None) -> str:
     """A budget's share used, for people; None (over a $0 limit) reads as infinite."""
     return "∞%" if used_fraction is None else f"{used_fraction * 100:.0f}%"
-
-
-@dataclass
-class Decision:
-    """A submission's verdict: warnings from soft budgets; refusals from hard ones."""
-
-    warnings: list[str] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
-
-
-# (job fields) -> estimated cost in micro-dollars, for the "what would fit" suggestions.
-Estimator = Callable[..., int]
 
 
 class BudgetService:
@@ -275,9 +255,9 @@ class BudgetService:
             if after <= budget.limit_micros:
                 continue
             line = (f"budget '{budget.name}' ({budget.scope} {budget.scope_value}, "
-                    f"{budget.period}): {money(committed)} of {money(budget.limit_micros)} "
-                    f"committed; this needs {money(extra_micros)}, "
-                    f"{money(after - budget.limit_micros)} over")
+                    f"{budget.period}): {usd_micros(committed)} of {usd_micros(budget.limit_micros)} "
+                    f"committed; this needs {usd_micros(extra_micros)}, "
+                    f"{usd_micros(after - budget.limit_micros)} over")
             (decision.refusals if budget.hard else decision.warnings).append(line)
         return decision
 
@@ -314,8 +294,8 @@ class BudgetAdmission:
         cost = c.estimated_cost_micros or 0
         for b in self._for(c):
             if self._base(b) + cost > b.limit_micros:
-                return (f"budget '{b.name}' has {money(max(0, b.limit_micros - self._base(b)))} "
-                        f"left; this job is estimated at {money(cost)}")
+                return (f"budget '{b.name}' has {usd_micros(max(0, b.limit_micros - self._base(b)))} "
+                        f"left; this job is estimated at {usd_micros(cost)}")
         return None
 
     def admit(self, c: Candidate) -> None:

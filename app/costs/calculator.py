@@ -18,7 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from app.core.errors import ConfigError
-from app.costs.pricing import Pricing, to_micros
+from app.core.money import to_micros
+from app.costs.pricing import Pricing
 
 SECONDS_PER_HOUR = Decimal(3600)
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core.estimate import FIXED_OVERHEAD_S, PRIOR_STEPS_PER_SECOND
+from app.core.money import usd_text
 from app.costs.calculator import Shape, interval_cost
-from app.costs.pricing import Pricing, usd_text
+from app.costs.estimate import FIXED_OVERHEAD_S, PRIOR_STEPS_PER_SECOND
+from app.costs.pricing import Pricing
 
 PRIOR_LOW, PRIOR_HIGH = 0.5, 2.0
 RECENT_RATES = 20

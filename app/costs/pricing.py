@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from app.core.errors import ConfigError
 
 DEFAULT_PRICING_FILE = Path(__file__).with_name("default_pricing.toml")
-MICROS_PER_DOLLAR = Decimal(1_000_000)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -78,19 +77,6 @@ class Pricing:
 
 def _dec(value: float | Decimal | int) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def to_micros(dollars: Decimal) -> int:
-    return int(dollars.scaleb(6).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-def dollars(micros: int) -> Decimal:
-    return Decimal(micros).scaleb(-6)
-
-
-def usd_text(micros: int) -> str:
-    """Exact dollars as plain text for JSON: "6", "0.038339", never an exponent."""
-    return format(dollars(micros).normalize(), "f")
 
 
 def _decimal(data: dict[str, Any], key: str, where: str, default: str | None = None,

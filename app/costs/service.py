@@ -18,7 +18,10 @@ from sqlmodel import Session, col, select
 
 from app.core.errors import ConfigError
 from app.core.models import Job
-from app.core.queue import ACTIVE_STATES, QueueService, remaining_seconds
+from app.core.money import usd, usd_text
+from app.core.planning import ACTIVE_STATES, remaining_seconds
+from app.core.ports import ConfigValidator
+from app.core.queue import QueueService
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.core.tracking import Tracker
@@ -27,9 +30,7 @@ from app.costs.calculator import Shape, interval_cost
 from app.costs.forecast import Throughput, forecast, forecast_new_job, prior_throughput
 from app.costs.history import comparable_throughput, job_history_throughput, live_progress
 from app.costs.pricing import Pricing
-from app.costs.pricing import usd_text as usd
 from app.costs.windows import next_off_peak
-from app.training.config import TrainConfig
 
 PERIODS = ("day", "week", "month")
 GROUPS = ("team", "project", "priority", "status")
@@ -43,6 +44,11 @@ class CostService:
     queue: QueueService
     budgets: BudgetService
     tracker: Tracker | None = None
+    # Checks and completes training options (the queue's own validator, from the root).
+    validate_config: ConfigValidator | None = None
+
+    def _options(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self.validate_config(config) if self.validate_config else dict(config)
 
     # --- throughput --------------------------------------------------------------------------
 
@@ -78,11 +84,11 @@ class CostService:
                 raise ConfigError("hours must be positive")
             cost = interval_cost(self.pricing, start, start + timedelta(hours=hours), shape)
             return {"start": start.isoformat(timespec="seconds"), "hours": hours,
-                    "cost_usd": usd(cost.micros), "peak_hours": str(cost.peak_hours),
+                    "cost_usd": usd_text(cost.micros), "peak_hours": str(cost.peak_hours),
                     "off_peak_hours": str(cost.off_peak_hours), **self._shape_dict(shape)}
         if timesteps is None or timesteps <= 0:
             raise ConfigError("timesteps must be positive")
-        cfg = TrainConfig.from_dict({**(config or {}), "total_timesteps": timesteps}).to_dict()
+        cfg = self._options({**(config or {}), "total_timesteps": timesteps})
         rate = self.throughput(cfg, shape.cpus, shape.gpus)
         if shape.spot:
             factor = float(self.pricing.spot.duration_factor())
@@ -129,18 +135,18 @@ class CostService:
                 step, rate = live
                 fc = forecast(self.pricing, shape_of(job), now, total - step, rate, spent)
                 return {"job_id": job_id, "state": job.state, "global_step": step,
-                        "spent_usd": usd(spent), **fc.to_dict()}
+                        "spent_usd": usd_text(spent), **fc.to_dict()}
             fc = forecast(self.pricing, shape_of(job), now, total,
                           self.throughput(job.config, job.cpus, job.gpus), spent)
             return {"job_id": job_id, "state": job.state, "global_step": 0,
-                    "spent_usd": usd(spent), **fc.to_dict()}
+                    "spent_usd": usd_text(spent), **fc.to_dict()}
         if job.state == JobState.QUEUED.value:
             start = self._expected_start(job)
             fc = forecast_new_job(self.pricing, shape_of(job), start, total,
                                   self.throughput(job.config, job.cpus, job.gpus))
             return {"job_id": job_id, "state": job.state, "start_at": start.isoformat(
                 timespec="seconds"), **fc.to_dict()}
-        return {"job_id": job_id, "state": job.state, "final_cost_usd": usd(job.cost_micros),
+        return {"job_id": job_id, "state": job.state, "final_cost_usd": usd_text(job.cost_micros),
                 "finished_at": job.finished_at.isoformat() if job.finished_at else None}
 
     def forecast_queue(self, team: str | None = None) -> list[dict[str, Any]]:
@@ -188,21 +194,21 @@ class CostService:
             by_day[r["at"].astimezone(self.pricing.zone).date()] += r["micros"]
         day, days = start.astimezone(self.pricing.zone).date(), []
         while day < end.astimezone(self.pricing.zone).date():
-            days.append({"date": day.isoformat(), "cost_usd": usd(by_day.get(day, 0))})
+            days.append({"date": day.isoformat(), "cost_usd": usd_text(by_day.get(day, 0))})
             day += timedelta(days=1)
         total, total_before = sum(r["micros"] for r in current), sum(r["micros"] for r in before)
         runs = [r for r in current if r["micros"] > 0]
         return {
             "period": period, "team": team, "currency": self.pricing.currency,
             "start": start.isoformat(), "end": end.isoformat(),
-            "group_by": group_by, "total_usd": usd(total), "runs": len(runs),
-            "average_per_run_usd": usd(int(total / len(runs))) if runs else "0",
-            "previous_total_usd": usd(total_before),
+            "group_by": group_by, "total_usd": usd_text(total), "runs": len(runs),
+            "average_per_run_usd": usd_text(int(total / len(runs))) if runs else "0",
+            "previous_total_usd": usd_text(total_before),
             "change_vs_previous": (round((total - total_before) / total_before, 4)
                                    if total_before else None),
-            "groups": [{"key": key, "cost_usd": usd(sum(r["micros"] for r in items)),
+            "groups": [{"key": key, "cost_usd": usd_text(sum(r["micros"] for r in items)),
                         "runs": len(items),
-                        "average_per_run_usd": usd(int(sum(r["micros"] for r in items)
+                        "average_per_run_usd": usd_text(int(sum(r["micros"] for r in items)
                                                        / len(items)))}
                        for key, items in sorted(groups.items(),
                                                 key=lambda kv: -sum(r["micros"] for r in kv[1]))],
@@ -281,7 +287,7 @@ class CostService:
 
         def add(kind: str, text: str, cost: int, **extra: Any) -> None:
             if cost < base:
-                advice.append({"kind": kind, "advice": text, "saving_usd": usd(base - cost),
+                advice.append({"kind": kind, "advice": text, "saving_usd": usd_text(base - cost),
                                "saving_fraction": round((base - cost) / base, 4) if base else 0,
                                **extra})
 
@@ -328,7 +334,7 @@ class CostService:
             out.append({"kind": "early-stopping",
                         "advice": f"the reward curve flattens at step {plateau:,}; stop there "
                                   f"(set total_timesteps={plateau:,} or early stopping)",
-                        "plateau_step": plateau, "saving_usd": usd(base - cost),
+                        "plateau_step": plateau, "saving_usd": usd_text(base - cost),
                         "saving_fraction": round(1 - frac, 4)})
         cpu = [m.value for m in client.get_metric_history(
             job.mlflow_run_id, "system/cpu_utilization_percentage")]
@@ -341,7 +347,7 @@ class CostService:
                 out.append({"kind": "right-size",
                             "advice": f"it used about {used:.1f} of {shape.cpus:g} CPUs "
                                       f"(MLflow system metrics); request {needed:g}",
-                            "saving_usd": usd(base - cost),
+                            "saving_usd": usd_text(base - cost),
                             "saving_fraction": round((base - cost) / base, 4) if base else 0})
         batch = int(job.config.get("num_envs", 8)) * int(job.config.get("rollout_steps", 128))
         if batch < 2048 and self.tracker is not None:
@@ -354,7 +360,7 @@ class CostService:
                             "advice": f"num_envs={bigger['num_envs']} ran at "
                                       f"{theirs.sps:,.0f} steps/s in comparable runs vs "
                                       f"{mine.sps:,.0f}",
-                            "saving_usd": usd(base - cost),
+                            "saving_usd": usd_text(base - cost),
                             "saving_fraction": round((base - cost) / base, 4) if base else 0})
         return out
 
@@ -372,7 +378,7 @@ class CostService:
         qualities: dict[tuple[Any, ...], dict[str, Any]] = {}
         for index, raw in enumerate(configs):
             try:
-                cfg = TrainConfig.from_dict(raw).to_dict()
+                cfg = self._options(raw)
             except ConfigError as exc:
                 raise ConfigError(f"config {index}: {exc}") from None
             kind = (cfg["mode"], cfg["num_hosts"], cfg.get("device"))
@@ -450,7 +456,7 @@ def report_chart(report: dict[str, Any], path: Path) -> Path:
     ax.bar(days, values, color="#4a7fb0")
     ax.set_ylabel(f"spend ({report.get('currency', 'USD')})")
     ax.set_title(f"Spend per day, {report['period']} from {report['start'][:10]} "
-                 f"(total ${float(report['total_usd']):,.2f})")
+                 f"(total {usd(report['total_usd'])})")
     ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,10 +67,10 @@ def _mb(quantity: str | None) -> int:
 def kubernetes_cluster(api_client: Any, namespace: str) -> Cluster:
     """Allocatable per node from the node list; requested from the pods in Oppen's
     namespace (what its Role may read). Without permission to list nodes, says so."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from app.core.adaptors import kubernetes as k8s
 
-    core = client.CoreV1Api(api_client)
+    ApiException = k8s.api_exception()
+    core = k8s.core_api(api_client)
     try:
         nodes = core.list_node(_request_timeout=3).items
     except ApiException as exc:

@@ -12,12 +12,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.core.models import Job
-from app.core.queue import ACTIVE_STATES, remaining_seconds
+from app.core.money import usd_text
+from app.core.planning import ACTIVE_STATES, remaining_seconds
 from app.core.states import TERMINAL, JobState
 from app.core.timeutil import as_utc, utcnow
 from app.costs.budgets import shape_of, used_percent
 from app.costs.calculator import interval_cost
-from app.costs.pricing import usd_text
 from app.dashboard import health
 from app.dashboard.cluster import Cluster, Node, kubernetes_cluster, local_cluster
 

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from app.core.money import usd
 from app.costs.budgets import used_percent
 from app.dashboard.data import DashboardData
 
@@ -51,10 +52,7 @@ def duration(seconds: float | None) -> str:
 
 
 def money(value: str | None) -> str:
-    if value is None:
-        return NA
-    amount = float(value)
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+    return NA if value is None else usd(value)
 
 
 def bar(fraction: float | None, width: int = 12) -> Text:

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from app.api.operations import Operations
 from app.core.errors import OppenError
+from app.core.money import usd
+from app.core.submission import describe, field_errors
 from app.tools import schemas as s
 
 # Tools that spend money, change limits or destroy work: the agent asks a person first.
@@ -30,6 +32,17 @@ def _config(total_timesteps: int, num_hosts: int, mode: str = "place",
             "seed": seed}
 
 
+def _submission(name: str, priority: str, gpus: int, cpus: float, memory_mb: int,
+                max_runtime_s: float | None, spot: bool,
+                config: dict[str, Any]) -> dict[str, Any]:
+    """A job for the submission contract, from a tool's arguments."""
+    item = {"name": name, "priority": priority, "gpus": gpus, "cpus": cpus,
+            "memory_mb": memory_mb, "spot": spot, "config": config}
+    if max_runtime_s is not None:
+        item["max_runtime_s"] = max_runtime_s
+    return item
+
+
 def _job_line(d: dict[str, Any]) -> str:
     where = f", position {d['position']}" if d.get("position") else ""
     return f"#{d['id']} {d['name']!r} [{d['priority_class']}] {d['state']}{where}"
@@ -40,12 +53,13 @@ def build_tools(ops: Operations) -> list[BaseTool]:
 
     def queue_training_job(name: str, priority: str = "normal", total_timesteps: int = 4096,
                            num_hosts: int = 4, mode: str = "place", seed: int = 1,
-                           gpus: int = 0, spot: bool = False) -> Result:
-        view = ops.submit({"name": name, "priority": priority, "gpus": gpus, "spot": spot,
-                           "config": _config(total_timesteps, num_hosts, mode, seed)})
+                           gpus: int = 0, cpus: float = 1.0, memory_mb: int = 1024,
+                           max_runtime_s: float | None = None, spot: bool = False) -> Result:
+        view = ops.submit(_submission(name, priority, gpus, cpus, memory_mb, max_runtime_s,
+                                      spot, _config(total_timesteps, num_hosts, mode, seed)))
         return (f"Queued job {view['id']} {view['name']!r} ({priority}, {total_timesteps:,} "
                 f"steps, {num_hosts} hosts), position {view['position']}, estimated "
-                f"${float(view['estimated_cost_usd']):.4f}.", view)
+                f"{usd(view['estimated_cost_usd'])}.", view)
 
     def submit_batch(name: str, count: int, priority: str = "normal",
                      total_timesteps: int = 4096, num_hosts: int = 4) -> Result:
@@ -109,12 +123,13 @@ def build_tools(ops: Operations) -> list[BaseTool]:
 
     def check_budget(name: str = "planned", priority: str = "normal",
                      total_timesteps: int = 4096, num_hosts: int = 4, mode: str = "place",
-                     seed: int = 1, gpus: int = 0, spot: bool = False,
+                     seed: int = 1, gpus: int = 0, cpus: float = 1.0, memory_mb: int = 1024,
+                     max_runtime_s: float | None = None, spot: bool = False,
                      max_cost_usd: str | None = None) -> Result:
         found = ops.check_submission(
-            {"name": name, "priority": priority, "gpus": gpus, "spot": spot,
-             "config": _config(total_timesteps, num_hosts, mode, seed)}, max_cost_usd)
-        cost = f"${float(found['estimated_cost_usd']):.4f}"
+            _submission(name, priority, gpus, cpus, memory_mb, max_runtime_s, spot,
+                        _config(total_timesteps, num_hosts, mode, seed)), max_cost_usd)
+        cost = f"{usd(found['estimated_cost_usd'])}"
         if found["fits"]:
             text = (f"It fits: estimated {cost} and {found['estimated_duration_s'] / 60:.1f} "
                     "min" + (f", within the ${found['cap_usd']} cap" if found["cap_usd"] else "")
@@ -137,17 +152,17 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         f = ops.forecast(job_id)["forecast"]
         if "final_cost_interval_usd" in f:
             low, high = f["final_cost_interval_usd"]
-            text = (f"Job {job_id} should cost ${float(f['final_cost_usd']):.4f} (95%: "
-                    f"${float(low):.4f}-${float(high):.4f}), {f['remaining_s'] / 60:.1f} min "
+            text = (f"Job {job_id} should cost {usd(f['final_cost_usd'])} (95%: "
+                    f"{usd(low)}-{usd(high)}), {f['remaining_s'] / 60:.1f} min "
                     "left.")
         else:
-            text = f"Job {job_id} ({f['state']}) cost ${float(f['final_cost_usd']):.4f}."
+            text = f"Job {job_id} ({f['state']}) cost {usd(f['final_cost_usd'])}."
         return text, f
 
     def cost_report(period: str = "week", group_by: str = "team") -> Result:
         r = ops.cost_report(period, group_by)
-        groups = ", ".join(f"{g['key']} ${float(g['cost_usd']):.4f}" for g in r["groups"][:5])
-        return (f"This {period}: ${float(r['total_usd']):.4f} over {r['runs']} runs"
+        groups = ", ".join(f"{g['key']} {usd(g['cost_usd'])}" for g in r["groups"][:5])
+        return (f"This {period}: {usd(r['total_usd'])} over {r['runs']} runs"
                 + (f" ({groups})" if groups else "") + ".", r)
 
     def recommend_savings(job_id: int | None = None) -> Result:
@@ -157,13 +172,13 @@ def build_tools(ops: Operations) -> list[BaseTool]:
             return f"Job {r['job_id']} is already as cheap as the rules can make it.", r
         head = f"For job {r['job_id']}: " if r["job_id"] else "With no open job to price: "
         return head + "; ".join(
-            a["advice"] + (f" (saves ${float(a['saving_usd']):.4f})" if "saving_usd" in a
+            a["advice"] + (f" (saves {usd(a['saving_usd'])})" if "saving_usd" in a
                            else "") for a in advice) + ".", r
 
     def compare_configs(configs: list[dict[str, Any]], gpus: int = 0,
                         priority: str = "normal") -> Result:
         rows = ops.compare(configs, gpus=gpus, priority=priority)["comparison"]
-        return "; ".join(f"#{r['index']}: ${float(r['final_cost_usd']):.4f}, "
+        return "; ".join(f"#{r['index']}: {usd(r['final_cost_usd'])}, "
                          f"{r['remaining_s'] / 60:.1f} min" for r in rows) + ".", {"rows": rows}
 
     def hyperparameter_sweep(name: str = "sweep", method: str = "random", n: int = 10,
@@ -174,7 +189,7 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                          priority, max_total_usd)
         ids = done["queued"]
         return (f"Queued a {method} sweep of {len(ids)} jobs ({ids[0]}..{ids[-1]}), estimated "
-                f"${float(done['estimated_total_usd']):.4f} in all"
+                f"{usd(done['estimated_total_usd'])} in all"
                 + (f", within ${max_total_usd}" if max_total_usd else "") + ".", done)
 
     # --- the whole picture and results -----------------------------------------------------
@@ -186,8 +201,8 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         health = ", ".join(f"{h['component']} {h['status']}" for h in d["health"])
         text = (f"{c['queued']} queued, {c['running'] + c['dispatching']} running, "
                 f"{c['succeeded']} succeeded, {c['failed']} failed. Spend today "
-                f"${float(d['costs']['today_usd']):.4f}, this month "
-                f"${float(d['costs']['month_usd']):.4f}. Health: {health}. "
+                f"{usd(d['costs']['today_usd'])}, this month "
+                f"{usd(d['costs']['month_usd'])}. Health: {health}. "
                 + ("Alerts: " + "; ".join(alerts) + "." if alerts else "No alerts."))
         return text, d
 
@@ -272,10 +287,8 @@ def build_tools(ops: Operations) -> list[BaseTool]:
 
 
 def _validation_text(exc: ValidationError) -> str:
-    """A bad argument from the model, as one line naming the field."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "arguments"
-    return f"error: {where}: {first['msg']}"
+    """A bad argument from the model, worded as the submission contract words it."""
+    return f"error: {describe(field_errors(exc.errors()))}"
 
 
 def _errors_to_model(func: Callable[..., Any]) -> Callable[..., Any]:

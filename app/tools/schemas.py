@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Priority = Literal["urgent", "normal", "background"]
+from app.core.submission import Cpus, Gpus, JobName, MemoryMb, Priority, RuntimeS
+
 Money = Field(pattern=r"^\d{1,9}(\.\d{1,6})?$", description="Dollars, e.g. '5' or '0.50'")
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NoArgs(Args):
@@ -24,8 +25,8 @@ class JobIdArgs(Args):
 
 
 class TrainingJobArgs(Args):
-    name: str = Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$",
-                      description="Short name for the job, e.g. 'place-64-hosts'")
+    # The submission contract's own field types: the agent is refused as the CLI and the API.
+    name: JobName = Field(description="Short name for the job, e.g. 'place-64-hosts'")
     priority: Priority = Field(default="normal",
                                description="urgent (1000), normal (100) or background (10)")
     total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000,
@@ -35,7 +36,11 @@ class TrainingJobArgs(Args):
         default="place", description="place: choose a host; pick: choose the next job; "
                                      "hierarchical: both")
     seed: int = Field(default=1, ge=0, le=2**31, description="Training seed")
-    gpus: int = Field(default=0, ge=0, le=8, description="GPUs for the job")
+    gpus: Gpus = Field(default=0, description="GPUs for the job")
+    cpus: Cpus = Field(default=1.0, description="CPU cores for the job")
+    memory_mb: MemoryMb = Field(default=1024, description="Memory for the job, in MB")
+    max_runtime_s: RuntimeS | None = Field(
+        default=None, description="Stop the job after this many seconds; omit for no limit")
     spot: bool = Field(default=False, description="Run on spot capacity (cheaper)")
 
 
@@ -44,8 +49,7 @@ class QueueTrainingJobArgs(TrainingJobArgs):
 
 
 class CheckBudgetArgs(TrainingJobArgs):
-    name: str = Field(default="planned", min_length=1, max_length=120,
-                      pattern=r"^[^\x00-\x1f\x7f]+$", description="Name of the planned job")
+    name: JobName = Field(default="planned", description="Name of the planned job")
     max_cost_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
                                      description="A cap for this job alone, in dollars")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.core.adaptors import mlflow as tracking_sdk
 from app.core.tracking import Tracker
 from app.training import checkpoint
 from app.training.config import TrainConfig
@@ -47,7 +48,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                  on_run_started: Any = None, checkpoint_dir: Path | None = None,
                  resume_from: str | Path | None = None, init_from: str | Path | None = None,
                  stop: threading.Event | None = None) -> TrainingOutcome:
-    import mlflow
+    mlflow = tracking_sdk.fluent()
 
     resume = checkpoint.load(resume_from) if resume_from else None
     if resume is not None:
@@ -109,7 +110,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
 
 def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str, float]],
                  curve: list[tuple[int, float]], result: Any) -> None:
-    import mlflow
+    mlflow = tracking_sdk.fluent()
 
     for name, row in table.items():
         logger.call("log_metrics", mlflow.log_metrics,
@@ -140,7 +141,7 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
     level = pytorch_log.level
     pytorch_log.setLevel(logging.ERROR)
     try:
-        logger.call("log_model", mlflow.pytorch.log_model, result.policy.cpu(), name="policy",
+        logger.call("log_model", tracking_sdk.pytorch().log_model, result.policy.cpu(), name="policy",
                     pip_requirements=["torch"], serialization_format="pickle")
     finally:
         pytorch_log.setLevel(level)

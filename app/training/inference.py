@@ -38,9 +38,9 @@ class LoadedPolicy:
 
     @classmethod
     def from_mlflow(cls, model_uri: str, config: TrainConfig) -> LoadedPolicy:
-        import mlflow.pytorch
+        from app.core.adaptors import mlflow as tracking_sdk
 
-        return cls(mlflow.pytorch.load_model(model_uri).eval(), config)
+        return cls(tracking_sdk.pytorch().load_model(model_uri).eval(), config)
 
     def decide(self, obs: np.ndarray, mask: np.ndarray) -> int:
         """One decision: the highest-scoring allowed action."""

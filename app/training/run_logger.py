@@ -30,6 +30,8 @@ class RunLogger:
             return None
 
     def metrics(self, metrics: dict[str, float], step: int) -> None:
-        import mlflow
+        from app.core.adaptors import mlflow as tracking_sdk
+
+        mlflow = tracking_sdk.fluent()
 
         self.call("log_metrics", mlflow.log_metrics, metrics, step=step)

@@ -1,7 +1,7 @@
 """Runs each attempt as a Kubernetes batch/v1 Job through the official client.
 
-The client is imported lazily. Configuration comes from the pod's service account when the
-dispatcher runs in a cluster, else from kubeconfig, or from an explicit ``ApiClient`` (tests
+The client comes through app.core.adaptors.kubernetes (imported lazily, configured once: the
+pod's service account in a cluster, else kubeconfig), or is an explicit ``ApiClient`` (tests
 point one at a fake API server).
 """
 
@@ -10,22 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.core.adaptors import kubernetes as k8s
 from app.core.executors.base import ExecStatus, LaunchError, Phase
 from app.core.executors.k8s_manifest import JobTemplate, attempt_name, render_job
 from app.core.models import Job
 
 # Container or pod states that mean the attempt cannot go on and must be replaced.
 STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError")
-
-
-def default_api_client() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
 
 
 class KubernetesExecutor:
@@ -37,15 +28,13 @@ class KubernetesExecutor:
 
     # The client objects are made on first use, never at import or construction.
     def _apis(self) -> tuple[Any, Any]:
-        from kubernetes import client
-
-        return client.BatchV1Api(self.api_client), client.CoreV1Api(self.api_client)
+        return k8s.batch_api(self.api_client), k8s.core_api(self.api_client)
 
     @property
     def api_client(self) -> Any:
         """The client's connection (in-cluster, kubeconfig, or the one given)."""
         if self._api_client is None:
-            self._api_client = default_api_client()
+            self._api_client = k8s.default_api_client()
         return self._api_client
 
     def ping(self, timeout_s: float = 2.0) -> None:
@@ -57,14 +46,12 @@ class KubernetesExecutor:
         return render_job(job, self.template)
 
     def launch(self, job: Job) -> str:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
+        ApiException = k8s.api_exception()
         batch, _ = self._apis()
         manifest = self.render(job)
         ref = self._ref(manifest["metadata"]["name"])
         try:
-            batch.create_namespaced_job(self.template.namespace, client.V1Job.from_dict(manifest))
+            batch.create_namespaced_job(self.template.namespace, k8s.job_from_manifest(manifest))
         except ApiException as exc:
             if exc.status == 409:
                 return ref  # this attempt exists already (a restart mid-launch): adopt it
@@ -76,8 +63,7 @@ class KubernetesExecutor:
         return ref
 
     def find(self, job: Job) -> str | None:
-        from kubernetes.client.exceptions import ApiException
-
+        ApiException = k8s.api_exception()
         batch, _ = self._apis()
         name = attempt_name(job.id, job.attempts)
         try:
@@ -89,8 +75,7 @@ class KubernetesExecutor:
         return self._ref(name)
 
     def poll(self, ref: str) -> ExecStatus:
-        from kubernetes.client.exceptions import ApiException
-
+        ApiException = k8s.api_exception()
         batch, core = self._apis()
         info = json.loads(ref)
         try:
@@ -122,22 +107,19 @@ class KubernetesExecutor:
 
     def stop(self, ref: str) -> None:
         """Deletes the Job; its pods are removed by the garbage collector (SIGTERM first)."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
+        ApiException = k8s.api_exception()
         batch, _ = self._apis()
         info = json.loads(ref)
         try:
             batch.delete_namespaced_job(info["name"], info["namespace"],
                                         propagation_policy="Background",
-                                        body=client.V1DeleteOptions(propagation_policy="Background"))
+                                        body=k8s.background_delete())
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     def logs(self, ref: str, lines: int = 50) -> str:
-        from kubernetes.client.exceptions import ApiException
-
+        ApiException = k8s.api_exception()
         _, core = self._apis()
         info = json.loads(ref)
         try:

@@ -1,0 +1,325 @@
+"""Submitting, listing, showing and changing jobs; their logs, metrics and evaluations;
+sweeps and the queue's status.
+
+The interface (JobsOperations) and its implementations over this process's services
+(LocalJobs) and over HTTP (RemoteJobs); app.api.operations puts the domains together."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from app.api.access import Role
+from app.api.operations.base import (
+    MAX_BATCH,
+    MAX_PAGE,
+    LocalBase,
+    RemoteBase,
+    jsonable,
+)
+from app.core.errors import ConfigError
+
+
+class JobsOperations(ABC):
+    """Jobs: see the module docstring."""
+
+    @abstractmethod
+    def submit(self, item: dict[str, Any]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def list_jobs(self, states: list[str] | None = None, team: str | None = None,
+                  priority: str | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def show_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def cancel_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def retry_job(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_priority(self, job_id: int, priority: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def job_metrics(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def start_now(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def queue_status(self) -> dict[str, Any]: ...
+
+
+class LocalJobs(LocalBase, JobsOperations):
+    """Jobs over the services of this process."""
+
+    def submit(self, item: dict[str, Any]) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "submitting a job")
+        queue = self.services.queue
+        spec = queue.validate(self._submission(item))
+        with self._write_lock:
+            view = queue.store_one(spec)
+        return view.to_dict()
+
+    def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "submitting jobs")
+        if not isinstance(items, list):
+            raise ConfigError("a batch is a list of jobs")
+        if len(items) > MAX_BATCH:
+            raise ConfigError(f"a batch holds at most {MAX_BATCH} jobs, got {len(items)}")
+        owned = [self._own_item(i) for i in items]
+        with self._write_lock:
+            ids = self.services.queue.submit_batch(owned)
+        return {"queued": ids, "errors": []}
+
+    def list_jobs(self, states: list[str] | None = None, team: str | None = None,
+                  priority: str | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
+        views = self.services.queue.list(states or None, limit=limit, offset=offset,
+                                         team=self.principal.team_filter(team),
+                                         priority_class=priority)
+        return {"jobs": [v.to_dict() for v in views], "limit": limit, "offset": offset}
+
+    def show_job(self, job_id: int) -> dict[str, Any]:
+        self._visible(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "cancelling a job")
+        self._visible(job_id)
+        with self._write_lock:
+            self.services.queue.cancel(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def retry_job(self, job_id: int) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "retrying a job")
+        self._visible(job_id)
+        with self._write_lock:
+            self.services.queue.retry(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "changing a job's priority")
+        self._visible(job_id)
+        with self._write_lock:
+            self.services.queue.set_priority(job_id, priority)
+        return self.services.queue.show(job_id).to_dict()
+
+    def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
+        if not 1 <= lines <= 10_000:
+            raise ConfigError("lines must be between 1 and 10000")
+        job = self._visible(job_id)
+        if job.executor_ref is None:
+            raise ConfigError(f"job {job_id} has no attempt with logs yet ({job.state})")
+        return {"job_id": job_id, "attempt": job.attempts,
+                "logs": self.services.executor.logs(job.executor_ref, lines)}
+
+    def job_metrics(self, job_id: int) -> dict[str, Any]:
+        """The latest value of every metric of the job's MLflow run (none before it starts)."""
+        job = self._visible(job_id)
+        if job.mlflow_run_id is None:
+            return {"job_id": job_id, "run_id": None, "status": None, "metrics": {},
+                    "params": {}}
+        summary = self.services.tracker.run_summary(job.mlflow_run_id)
+        return {"job_id": job_id, "run_id": summary.run_id, "status": summary.status,
+                "metrics": summary.metrics, "params": summary.params}
+
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]:
+        if not isinstance(job_ids, list) or not 2 <= len(job_ids) <= 20:
+            raise ConfigError("compare 2 to 20 jobs")
+        return {"runs": [self.job_metrics(int(j)) for j in job_ids]}
+
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]:
+        """The job's policy against the heuristics: the table its run recorded when training
+        ended, or (``seeds``) a fresh evaluation of its checkpoint on those seeds."""
+        from app.training import job_evaluation
+
+        job = self._visible(job_id)
+        out: dict[str, Any] = {"job_id": job_id, "run_id": job.mlflow_run_id,
+                               "evaluated": False, "fresh": seeds is not None, "seeds": [],
+                               "results": {}, "best_heuristic": None,
+                               "ppo_vs_best_heuristic_wait_ratio": None}
+        if job.mlflow_run_id is None:
+            return out
+        tracker = self.services.tracker
+        found = job_evaluation.fresh(tracker, job.mlflow_run_id, seeds) if seeds is not None \
+            else job_evaluation.recorded(tracker, job.mlflow_run_id)
+        if found is not None:
+            out.update(found, evaluated=True)
+        return out
+
+    def start_now(self, job_id: int) -> dict[str, Any]:
+        """Moves a queued job to urgent, so the next tick starts it where capacity allows;
+        the answer says whether it fits now or what it waits for."""
+        self.set_priority(job_id, "urgent")
+        return self.show_job(job_id)
+
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]:
+        from decimal import Decimal, InvalidOperation
+
+        from app.core.money import to_micros
+
+        item = self._submission(item, default_name="planned")
+        cap = None
+        if max_cost_usd is not None:
+            try:
+                cap = to_micros(Decimal(str(max_cost_usd)))
+            except (InvalidOperation, ValueError):
+                raise ConfigError(f"max_cost_usd {max_cost_usd!r} is not an amount") from None
+            if cap < 0:
+                raise ConfigError("max_cost_usd must not be negative")
+        return self.services.advisor.check(self.services.queue.validate(item), cap)
+
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]:
+        """Expands a grid or random sweep, prices every config, and queues them as one batch
+        only if the total fits ``max_total_usd`` (and the budgets)."""
+        from decimal import Decimal, InvalidOperation
+
+        from app.core.money import to_micros, usd_text
+        from app.training import sweep as sweeps
+
+        self.principal.require(Role.SUBMITTER, "submitting a sweep")
+        base = dict(base_config or {})
+        if method == "grid":
+            configs = sweeps.grid(base, space or {})
+        elif method == "random":
+            configs = sweeps.sample(base, space or sweeps.DEFAULT_SPACE, n, seed)
+        else:
+            raise ConfigError(f"method must be grid or random, got {method!r}")
+        items = [self._own_item({"name": f"{name}-{i + 1}", "config": c, "priority": priority})
+                 for i, c in enumerate(configs)]
+        queue = self.services.queue
+        specs = [queue.validate(item) for item in items]
+        total = sum(self.services.estimator.estimate(spec).cost_micros for spec in specs)
+        if max_total_usd is not None:
+            try:
+                cap = to_micros(Decimal(str(max_total_usd)))
+            except (InvalidOperation, ValueError):
+                raise ConfigError(f"max_total_usd {max_total_usd!r} is not an amount") from None
+            # Checked at the dearest price until they are stored, which may be past a peak
+            # boundary: the stored estimates never add up to more than the cap.
+            dearest = self.services.advisor.dearest_total(specs)
+            if dearest > cap:
+                each = dearest / len(specs)
+                fit = int(cap // each) if each else len(specs)
+                raise ConfigError(
+                    f"the sweep's {len(specs)} jobs are estimated at {usd_text(dearest)} USD, "
+                    f"over the {usd_text(cap)} cap; about {fit} of them would fit")
+        with self._write_lock:
+            ids = queue.store(specs)
+        return {"queued": ids, "configs": configs, "estimated_total_usd": usd_text(total),
+                "max_total_usd": max_total_usd}
+
+    def queue_status(self) -> dict[str, Any]:
+        from app.core.lease import Lease
+
+        team = self.principal.team_filter(None)
+        data = self.services.queue.status_counts(team)
+        lease = Lease(self.services.engine, "status", self.services.settings.lease_ttl_s)
+        current = lease.current()
+        data["dispatcher"] = None if current is None else {
+            "holder": current.holder, "expires_at": current.expires_at.isoformat(),
+            "heartbeat_at": current.heartbeat_at.isoformat()}
+        data["team"] = team
+        return data
+
+
+class RemoteJobs(RemoteBase, JobsOperations):
+    """Jobs over HTTP."""
+
+    def submit(self, item: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/jobs", json=jsonable(item))
+
+    def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", "/jobs/batch", json={"jobs": [jsonable(i) for i in items]})
+
+    def list_jobs(self, states: list[str] | None = None, team: str | None = None,
+                  priority: str | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if states:
+            params["state"] = list(states)
+        if team:
+            params["team"] = team
+        if priority:
+            params["priority"] = priority
+        return self._call("GET", "/jobs", params=params)
+
+    def show_job(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{int(job_id)}")
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/cancel")
+
+    def retry_job(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/retry")
+
+    def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/priority", json={"priority": priority})
+
+    def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{int(job_id)}/logs", params={"lines": lines})
+
+    def job_metrics(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{int(job_id)}/metrics")
+
+    def compare_runs(self, job_ids: list[int]) -> dict[str, Any]:
+        return self._call("POST", "/runs/compare", json={"job_ids": job_ids})
+
+    def evaluation(self, job_id: int, seeds: list[int] | None = None) -> dict[str, Any]:
+        params = {"seed": list(seeds)} if seeds is not None else {}
+        return self._call("GET", f"/jobs/{int(job_id)}/evaluation", params=params)
+
+    def start_now(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/start-now")
+
+    def check_submission(self, item: dict[str, Any],
+                         max_cost_usd: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"job": jsonable(item)}
+        if max_cost_usd is not None:
+            body["max_cost_usd"] = str(max_cost_usd)
+        return self._call("POST", "/jobs/check", json=body)
+
+    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
+              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
+              seed: int = 0, priority: str = "normal",
+              max_total_usd: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "base_config": base_config or {}, "method": method,
+                "space": space, "n": n, "seed": seed, "priority": priority,
+                "max_total_usd": None if max_total_usd is None else str(max_total_usd)}
+        return self._call("POST", "/jobs/sweep",
+                          json={k: v for k, v in body.items() if v is not None})
+
+    def queue_status(self) -> dict[str, Any]:
+        return self._call("GET", "/queue")

@@ -1,0 +1,168 @@
+"""`oppen bench …`: measured figures, each against a baseline taken in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli import common
+
+
+def default_trace() -> Path | None:
+    """The shared lublin_256 trace beside the checkout, when present."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "traces" / "lublin_256.swf"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@click.group(cls=common.OppenGroup)
+def bench() -> None:
+    """Benchmarks (medians over repeats, ratios against a same-run baseline)."""
+
+
+@bench.command("sim")
+@click.option("--seconds", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Length of each timed sample")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
+              help="SWF trace for the EASY replay timing (default: shared lublin_256)")
+@click.option("--json", "as_json", is_flag=True)
+def bench_sim(seconds: float, repeats: int, trace_path: str | None, as_json: bool) -> None:
+    """simrs vector-env throughput, the Python reference, and a full EASY replay."""
+    from app.bench.sim import run
+
+    trace = Path(trace_path) if trace_path else default_trace()
+    if trace_path and not trace.is_file():
+        raise common.OppenError(f"trace not found: {trace_path}")
+    r = run(seconds, repeats, trace)
+    if as_json:
+        common.emit_json({"benchmark": "sim", **r.to_dict()})
+        return
+    click.echo(f"place  (64 hosts, 256 envs): {r.place_steps_per_s:,.0f} steps/s")
+    click.echo(f"pick   (window 128, 256 envs): {r.pick_steps_per_s:,.0f} steps/s")
+    click.echo(f"python reference place: {r.reference_place_steps_per_s:,.0f} steps/s "
+               f"-> simrs is {r.place_vs_reference:,.0f}x faster "
+               f"(reference verified: {r.reference_verified})")
+    if r.easy_replay_ms is not None:
+        click.echo(f"EASY replay of {r.easy_replay_jobs:,} jobs: {r.easy_replay_ms:.1f} ms")
+
+
+@bench.command("dashboard")
+@click.option("--jobs", type=click.IntRange(min=1, max=100_000), default=10_000,
+              show_default=True)
+@click.option("--running", type=click.IntRange(min=1, max=1000), default=100,
+              show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1, max=100), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_dashboard(jobs: int, running: int, repeats: int, as_json: bool) -> None:
+    """Dashboard gather + render at JOBS jobs against RUNNING jobs alone (same run)."""
+    from app.bench.dashboard import run
+
+    if running > jobs:
+        raise common.ConfigError("--running must not exceed --jobs")
+    r = run(jobs, running, repeats)
+    if as_json:
+        common.emit_json({"benchmark": "dashboard", **r.to_dict()})
+        return
+    click.echo(f"dashboard, {r.jobs:,} jobs ({r.running} running): "
+               f"{r.gather_render_ms:.0f} ms median; {r.baseline_jobs} jobs: "
+               f"{r.baseline_gather_render_ms:.0f} ms ({r.scale_ratio:.1f}x)")
+
+
+@bench.command("queue")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--database-url", default=None,
+              help="Benchmark this (empty) PostgreSQL database instead of a temporary SQLite")
+@click.option("--json", "as_json", is_flag=True)
+def bench_queue(repeats: int, database_url: str | None, as_json: bool) -> None:
+    """Queue and dispatcher with 10,000 jobs: batch submit, tick, list, status."""
+    from app.bench.queue import run
+
+    r = run(repeats, database_url)
+    if as_json:
+        common.emit_json({"benchmark": "queue", **r})
+        return
+    m, ok = r["median_ms"], r["meets_targets"]
+    mark = {True: "ok", False: "MISSED"}
+    click.echo(f"{r['database']}, {r['jobs']:,} jobs, medians of {r['repeats']}:")
+    click.echo(f"  batch submit      {m['submit_batch_10k']:9.1f} ms  (< 1000: "
+               f"{mark[ok['submit_batch_10k']]}); one at a time {m['submit_one_ms']:.2f} ms/job "
+               f"-> batch {r['baseline']['batch_speedup']}x faster")
+    click.echo(f"  tick, 10k queued  {m['tick_10k_queued']:9.1f} ms  (< 50: "
+               f"{mark[ok['tick_10k_queued']]})")
+    click.echo(f"  tick, 100 running {m['tick_100_running']:9.1f} ms")
+    click.echo(f"  list (200 shown)  {m['list_10k']:9.1f} ms  (< 100: {mark[ok['list_10k']]})")
+    click.echo(f"  status counts     {m['status_10k']:9.1f} ms  (< 100: {mark[ok['status_10k']]})")
+
+
+@bench.command("api")
+@click.option("--rate", type=click.FloatRange(min=1), default=200.0, show_default=True,
+              help="Submissions per second to sustain")
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True)
+@click.option("--readers", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Concurrent dashboard clients")
+@click.option("--reads-each", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_api(rate: float, seconds: float, readers: int, reads_each: int, as_json: bool) -> None:
+    """Load-test `oppen serve` on loopback: submissions at a rate, then dashboard readers."""
+    from app.bench.api import run
+
+    r = run(rate, seconds, readers, reads_each)
+    if as_json:
+        common.emit_json({"benchmark": "api", **r})
+        return
+    s, d, ok = r["submit"], r["dashboard"], r["meets_targets"]
+    click.echo(f"submissions: {s['accepted']}/{s['requests']} accepted at {s['achieved_rate']}/s "
+               f"over {s['seconds']} s (target {rate:g}/s: {'ok' if ok['rate'] else 'MISSED'}); "
+               f"latency median {s['median_ms']} ms, p99 {s['p99_ms']} ms "
+               f"(< {r['target_p99_ms']:g}: {'ok' if ok['p99'] else 'MISSED'}), "
+               f"max {s['max_ms']} ms; {s['error_count']} errors; lost {s['lost']}")
+    click.echo(f"dashboard: {d['clients']} clients, {d['reads']} reads in {d['seconds']} s, "
+               f"median {d['median_ms']} ms, p99 {d['p99_ms']} ms; {d['error_count']} errors")
+
+
+@bench.command("infer")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False),
+              help="A place-mode checkpoint (default: an untrained policy of the same shape)")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> None:
+    """Policy decision latency and batched throughput for 64 hosts."""
+    from app.bench.infer import run
+
+    r = run(checkpoint_path, repeats)
+    if as_json:
+        common.emit_json({"benchmark": "infer", **r})
+        return
+    base = r["pytorch"]
+    click.echo(f"single decision (64 hosts, {r['path']}): median {r['single_decision_us']:.1f} us"
+               f" (PyTorch {base['single_decision_us']:.1f} us, {r['single_speedup']:.1f}x)")
+    click.echo(f"batched ({r['batch_size']}): {r['batched_decisions_per_s']:,.0f} decisions/s"
+               f" (PyTorch {base['batched_decisions_per_s']:,.0f}/s, "
+               f"{r['batched_speedup']:.1f}x)")
+
+
+@bench.command("train")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,
+              help="PPO updates per sample")
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
+    """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop."""
+    common.sleep_idle_openmp_threads()  # as `oppen train` runs
+    from app.bench.train import run
+
+    r = run(repeats, iterations)
+    if as_json:
+        common.emit_json({"benchmark": "train", **r})
+        return
+    click.echo(f"PPO on simrs: {r['train_steps_per_s']:,.0f} steps/s; through SyncVectorEnv: "
+               f"{r['sync_vector_env_steps_per_s']:,.0f} steps/s ({r['ratio']:.1f}x)")
+    share = r["env_share"]
+    click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
+               f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
+               f"differ {r['env_only_ratio']:.1f}x")

@@ -1,0 +1,135 @@
+"""`oppen eval` and `oppen policy serve`: using trained policies."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli import common
+
+
+def _seeds(raw: str | None) -> list[int] | None:
+    """`1,2,3`, or ranges such as `100-139` (both ends included), or both mixed."""
+    if raw is None:
+        return None
+    spans: list[range] = []
+    try:
+        for part in (p.strip() for p in raw.split(",")):
+            if not part:
+                continue
+            low, sep, high = part.partition("-")
+            if sep and low:
+                if int(high) < int(low):
+                    raise ValueError
+                spans.append(range(int(low), int(high) + 1))
+            else:
+                spans.append(range(int(part), int(part) + 1))
+    except ValueError:
+        raise common.OppenError(
+            f"--seeds expects integers or low-high ranges separated by commas, got {raw!r}"
+        ) from None
+    # Counted before expanding, so a typo such as 0-10000000000 cannot exhaust memory.
+    count = sum(len(span) for span in spans)
+    if count == 0:
+        raise common.OppenError("--seeds needs at least one seed")
+    if any(span.start < 0 for span in spans):
+        raise common.OppenError(f"--seeds must be >= 0, got {raw!r}")
+    if count > 10_000:
+        raise common.OppenError(f"--seeds names {count:,} seeds; at most 10,000")
+    return [seed for span in spans for seed in span]
+
+
+@click.command("eval")
+@click.option("--checkpoint", "checkpoint_path", required=True,
+              type=click.Path(dir_okay=False), help="A checkpoint written by oppen train")
+@click.option("--seeds", help="Workload seeds, comma-separated (default: the run's; under the "
+              "rlscheduler protocol, RLScheduler's windows, or one drawn window per seed)")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="The trace to evaluate on, where the run's own path does not exist here")
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
+             as_json: bool) -> None:
+    """Set a trained policy against its mode's baseline heuristics."""
+    import dataclasses
+
+    import torch
+
+    from app.training.evaluate import baselines, evaluate_config, policy_chooser
+    from app.training.inference import LoadedPolicy
+
+    loaded = LoadedPolicy.from_checkpoint(checkpoint_path)
+    cfg = loaded.config
+    if trace_path is not None:
+        if not cfg.trace:
+            raise common.OppenError("--trace applies to policies trained on a trace")
+        cfg = dataclasses.replace(cfg, trace=trace_path)
+    choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
+                **baselines(cfg.mode)}
+    table = evaluate_config(cfg, choosers, _seeds(seeds))
+    used = _seeds(seeds) or list(cfg.eval_seeds)
+    doc: dict[str, object] = {"checkpoint": checkpoint_path, "mode": cfg.mode,
+                              "protocol": cfg.protocol}
+    if cfg.protocol == "rlscheduler":
+        from app.training.rlscheduler_eval import windows
+
+        used = windows(cfg.env_options()["trace"].num_jobs, _seeds(seeds))
+        doc["windows"] = used
+    else:
+        doc["seeds"] = used
+    if as_json:
+        common.emit_json({**doc, "results": table})
+        return
+    from app.training.report import evaluation_markdown
+
+    click.echo(evaluation_markdown(table, used), nl=False)
+
+
+@click.group(cls=common.OppenGroup)
+def policy() -> None:
+    """Serve trained policies."""
+
+
+@policy.command("select")
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="A run's checkpoint folder (its --checkpoint-dir)")
+@click.option("--seeds", required=True, help="Validation seeds, e.g. 100-139: workload seeds, "
+              "or under the rlscheduler protocol one drawn window per seed. Keep them apart "
+              "from the seeds you report")
+@click.option("--copy-to", type=click.Path(dir_okay=False),
+              help="Copy the chosen checkpoint here")
+@click.option("--json", "as_json", is_flag=True)
+def policy_select(run_dir: str, seeds: str, copy_to: str | None, as_json: bool) -> None:
+    """Score every checkpoint of a run on validation episodes; the best first."""
+    import shutil
+
+    from app.training.selection import rank
+
+    used = _seeds(seeds) or []
+    ranked = rank(run_dir, used)
+    if copy_to is not None:
+        shutil.copyfile(ranked[0].path, copy_to)
+    if as_json:
+        common.emit_json({"run_dir": run_dir, "seeds": used, "chosen": str(ranked[0].path),
+                          "checkpoints": [{"path": str(s.path), "global_step": s.global_step,
+                                           "metric": s.metric} for s in ranked]})
+        return
+    click.echo(f"{len(ranked)} checkpoints on {len(used)} validation episodes "
+               "(the run's headline metric, lower is better):")
+    for s in ranked:
+        click.echo(f"  {s.metric:12.4f}  step {s.global_step:>10,}  {s.path}")
+    click.echo(f"chosen: {ranked[0].path}" + (f" (copied to {copy_to})" if copy_to else ""))
+
+
+@policy.command("serve")
+@click.option("--checkpoint", "checkpoint_path", required=True,
+              type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+def policy_serve(checkpoint_path: str, host: str, port: int) -> None:
+    """HTTP decisions: POST /v1/decide {hosts: [...], job: {...}} -> {host: i}."""
+    import uvicorn
+
+    from app.training.inference import LoadedPolicy
+    from app.training.serve import create_app
+
+    app = create_app(LoadedPolicy.from_checkpoint(checkpoint_path))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

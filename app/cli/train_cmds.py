@@ -1,0 +1,92 @@
+"""`oppen train`: one PPO run in the foreground, recorded in MLflow."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.cli import common
+from app.core.errors import OppenError
+
+
+def _options_epilog() -> str:
+    from app.training.config import options_help
+
+    lines = ["\b", "Training options (--set KEY=VALUE, or a TOML/JSON file):"]
+    lines += [f"  {name:22} {default:>14}  {help_}" for name, default, help_ in options_help()]
+    return "\n".join(lines)
+
+
+@click.command(epilog=_options_epilog())
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML or JSON file of training options")
+@click.option("--job-id", type=int, help="Train the queued job with this id")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one training option (see docs/training.md)")
+@click.option("--resume-from", type=click.Path(dir_okay=False),
+              help="Continue a run exactly from its checkpoint")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start a new run from a trained policy's weights (transfer)")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+              help="Where checkpoints go (default: $OPPEN_HOME/checkpoints/<run>)")
+@click.option("--json", "as_json", is_flag=True)
+def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
+          resume_from: str | None, init_from: str | None, checkpoint_dir: str | None,
+          as_json: bool) -> None:
+    """Train a PPO placement policy on simrs and record it in MLflow.
+
+    SIGTERM (a cancel, a preempted pod) writes a checkpoint and exits with code 143.
+    """
+    common.sleep_idle_openmp_threads()
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from app.training.config import TrainConfig
+    from app.training.entrypoint import run_training
+
+    if resume_from and (init_from or config_file or sets):
+        raise OppenError("--resume-from continues a run as it was: no --init-from, "
+                         "--config or --set with it")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    services = common.services()
+    if job_id is not None:
+        if config_file:
+            raise OppenError("give --config or --job-id, not both")
+        data = dict(services.queue.get(job_id).config)
+    else:
+        data = TrainConfig.from_file(config_file).to_dict() if config_file else {}
+    data.update(common.parse_sets(sets))
+    cfg = TrainConfig.from_dict(data)
+    if init_from and cfg.imitate:
+        raise OppenError("--init-from and the imitate option both choose the starting policy: "
+                         "give one")
+    run_name = f"job-{job_id}" if job_id is not None else time.strftime("adhoc-%Y%m%d-%H%M%S")
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else \
+        services.settings.resolved_home / "checkpoints" / run_name
+    if resume_from and not checkpoint_dir:
+        ckpt_dir = Path(resume_from).resolve().parent
+    record = (lambda run_id: services.queue.record_run(job_id, run_id)) if job_id else None
+    outcome = run_training(cfg, services.tracker, job_id, on_run_started=record,
+                           checkpoint_dir=ckpt_dir, resume_from=resume_from,
+                           init_from=init_from, stop=stop)
+    if as_json:
+        common.emit_json({"run_id": outcome.run_id, "global_step": outcome.global_step,
+                          "steps_per_second": outcome.steps_per_second,
+                          "stopped": outcome.stopped, "checkpoint": outcome.checkpoint,
+                          "evaluation": outcome.evaluation})
+    else:
+        click.echo(f"run {outcome.run_id}: {outcome.global_step} steps at "
+                   f"{outcome.steps_per_second:,.0f} steps/s ({outcome.stopped})")
+        for name, row in outcome.evaluation.items():
+            click.echo(f"  {name:>10}: mean wait {row['mean_wait_s']:.1f}s, "
+                       f"bounded slowdown {row['mean_bounded_slowdown']:.3f}")
+        if outcome.checkpoint:
+            click.echo(f"checkpoint: {outcome.checkpoint}")
+    if outcome.stopped == "sigterm":
+        click.echo(f"stopped by SIGTERM; resume with --resume-from {outcome.checkpoint}",
+                   err=True)
+        sys.exit(128 + signal.SIGTERM)

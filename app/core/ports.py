@@ -1,0 +1,52 @@
+"""What the job domain needs from the layers above it, as small Protocols. The composition
+root (app/services.py) hands QueueService an implementation of each: the costs layer prices
+jobs and gates them on budgets, the training layer checks training options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlmodel import Session
+
+from app.core.submission import JobSpec
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A job's expected duration and its price, in micro-dollars, if it starts when asked."""
+
+    duration_s: float
+    cost_micros: int
+
+
+class Estimator(Protocol):
+    def estimate(self, spec: JobSpec, now: datetime | None = None) -> Estimate:
+        """Duration and price of ``spec`` started at ``now`` (or its not_before if later)."""
+        ...
+
+
+@dataclass
+class Decision:
+    """A submission's verdict: warnings from soft budgets; refusals from hard ones."""
+
+    warnings: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+
+class BudgetGate(Protocol):
+    def lock_and_check(self, session: Session, rows: Sequence[dict[str, Any]],
+                       now: datetime) -> Decision:
+        """Locks the budgets the rows fall under (inside the storing transaction) and says
+        which would be overspent by their estimated costs."""
+        ...
+
+    def refusal(self, specs: Sequence[JobSpec], refusals: list[str]) -> str:
+        """The message for a refused submission, with what would fit instead."""
+        ...
+
+
+# Checks and normalises a job's training options; raises ConfigError naming the option.
+ConfigValidator = Callable[[dict[str, Any]], dict[str, Any]]

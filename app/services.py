@@ -1,0 +1,152 @@
+"""The composition root: wires settings to concrete implementations, and hands the job
+domain (app.core) what it needs from the layers above through the Protocols of
+app.core.ports. Nothing is opened until first asked for."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from app.core.admission import Limits
+from app.core.db import init_db, make_engine
+from app.core.dispatcher import Dispatcher, Progress
+from app.core.errors import ConfigError
+from app.core.executors.base import Executor
+from app.core.executors.k8s_manifest import JobTemplate
+from app.core.lease import Lease, new_holder_id
+from app.core.queue import QueueService
+from app.core.settings import Settings, load_settings
+from app.core.tracking import Tracker
+from app.costs.advice import BudgetAdvisor
+from app.costs.budgets import BudgetAdmission, BudgetService
+from app.costs.estimate import JobEstimator, ThroughputCache, own_history_throughput
+from app.costs.pricing import Pricing, load_pricing
+
+if TYPE_CHECKING:
+    from app.costs.service import CostService
+
+
+# Recent rewards kept per running job for the dashboard's sparkline.
+SPARKLINE_POINTS = 24
+
+
+def validate_training_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The queue's ConfigValidator: training options checked and filled with defaults."""
+    from app.training.config import TrainConfig
+
+    return TrainConfig.from_dict(config).to_dict()
+
+
+def build_queue(engine: Engine, limits: Limits | None = None, pricing: Pricing | None = None,
+                budgets: BudgetService | None = None, max_attempts: int = 3,
+                estimator: JobEstimator | None = None,
+                advisor: BudgetAdvisor | None = None) -> QueueService:
+    """A QueueService with every port wired: training options checked, jobs priced, hard
+    budgets enforced at submission and explained in queue listings."""
+    pricing = pricing or load_pricing()
+    budgets = budgets or BudgetService(engine, pricing)
+    estimator = estimator or JobEstimator(pricing)
+    advisor = advisor or BudgetAdvisor(engine, estimator, budgets, pricing)
+    return QueueService(engine, limits or Limits(), default_max_attempts=max_attempts,
+                        zone=pricing.zone, validate_config=validate_training_options,
+                        estimator=estimator, gate=advisor,
+                        checks_for=lambda s, now: [BudgetAdmission(budgets, s, now)])
+
+
+class Services:
+    """Wires settings to concrete implementations. Nothing is opened until first asked for."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+
+    @cached_property
+    def engine(self) -> Engine:
+        self.settings.resolved_home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(self.settings.resolved_database_url)
+        init_db(engine)
+        return engine
+
+    @cached_property
+    def pricing(self) -> Pricing:
+        return load_pricing(self.settings.pricing_file)
+
+    @cached_property
+    def budgets(self) -> BudgetService:
+        return BudgetService(self.engine, self.pricing)
+
+    @cached_property
+    def costs(self) -> CostService:
+        from app.costs.service import CostService
+
+        return CostService(self.pricing, self.queue, self.budgets, self.tracker,
+                           validate_training_options)
+
+    @cached_property
+    def estimator(self) -> JobEstimator:
+        # Submission estimates use the throughput of comparable finished jobs.
+        return JobEstimator(self.pricing, ThroughputCache(own_history_throughput(self.engine)))
+
+    @cached_property
+    def advisor(self) -> BudgetAdvisor:
+        return BudgetAdvisor(self.engine, self.estimator, self.budgets, self.pricing)
+
+    @cached_property
+    def queue(self) -> QueueService:
+        return build_queue(self.engine, self.settings.admission_limits(), self.pricing,
+                           self.budgets, self.settings.max_attempts, self.estimator,
+                           self.advisor)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir)
+
+    def job_template(self) -> JobTemplate:
+        s = self.settings
+        return JobTemplate(namespace=s.k8s_namespace, image=s.k8s_image,
+                           service_account=s.k8s_service_account,
+                           tracking_uri=s.mlflow_tracking_uri,
+                           database_secret=s.k8s_database_secret, kueue_queue=s.kueue_queue_name,
+                           ttl_after_finished_s=s.k8s_ttl_after_finished_s, spot=s.k8s_spot)
+
+    @cached_property
+    def executor(self) -> Executor:
+        if self.settings.executor == "local":
+            from app.core.executors.local import LocalExecutor
+
+            # Jobs inherit the effective settings, so a job reads the same database and store.
+            env = {
+                "OPPEN_HOME": str(self.settings.resolved_home),
+                "OPPEN_DATABASE_URL": self.settings.resolved_database_url,
+                "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
+            }
+            return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
+                                 self.settings.stop_grace_s, self.settings.local_command)
+        if self.settings.executor == "kubernetes":
+            from app.core.executors.kubernetes import KubernetesExecutor
+
+            return KubernetesExecutor(self.job_template())
+        raise ConfigError(f"unknown executor {self.settings.executor!r}")
+
+    def read_progress(self, run_id: str) -> Progress | None:
+        """Latest step, steps per second, recent rewards and final evaluation of a run."""
+        summary = self.tracker.run_summary(run_id)
+        metrics = summary.metrics
+        if "charts/global_step" not in metrics:
+            return None
+        history = self.tracker.client().get_metric_history(run_id, "charts/episodic_return")
+        rewards = [m.value for m in sorted(history, key=lambda m: m.step)][-SPARKLINE_POINTS:]
+        return Progress(int(metrics["charts/global_step"]), float(metrics.get("charts/SPS", 0.0)),
+                        rewards, metrics.get("eval/ppo_vs_best_heuristic_wait_ratio"))
+
+    def dispatcher(self) -> Dispatcher:
+        # Create the MLflow store and experiment once, here: jobs started together would
+        # otherwise race to migrate a fresh SQLite store.
+        self.tracker.experiment_id()
+        lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
+        return Dispatcher(self.engine, self.executor, lease, self.settings.admission_limits(),
+                          checks_for=lambda s, now: [BudgetAdmission(self.budgets, s, now)],
+                          progress=self.read_progress,
+                          backoff_base_s=self.settings.retry_backoff_s,
+                          price=self.budgets.attempt_cost)

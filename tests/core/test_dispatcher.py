@@ -1,0 +1,179 @@
+"""The dispatcher with the real local executor: real training subprocesses, a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from sqlmodel import Session
+
+from app.core.dispatcher import Dispatcher, TickReport
+from app.core.lease import Lease
+from app.core.models import Job
+from app.core.states import JobState
+from app.core.transitions import transition
+from app.services import Services
+
+FAST = {"total_timesteps": 512, "num_envs": 4, "rollout_steps": 64, "episode_length": 32,
+        "eval_seeds": [42]}
+
+
+def tick_until(services: Services, done, timeout: float = 120.0,  # type: ignore[no-untyped-def]
+               dispatcher: Dispatcher | None = None) -> TickReport:
+    d = dispatcher or services.dispatcher()
+    deadline = time.monotonic() + timeout
+    while True:
+        report = d.tick()
+        if done(report):
+            return report
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last report {report}")
+        time.sleep(0.3)
+
+
+def test_job_runs_to_success_and_mlflow_holds_its_metrics(services: Services) -> None:
+    job = services.queue.submit("ok", FAST, priority="urgent")
+    tick_until(services, lambda r: r.idle)
+    view = services.queue.show(job.id)
+    assert view.job.state == "succeeded", view.job.reason
+    assert [e.to_state for e in view.events] == ["queued", "dispatching", "running", "succeeded"]
+    assert view.job.exit_code == 0 and view.job.attempts == 1
+    run = services.tracker.run_summary(view.job.mlflow_run_id)
+    assert run.status == "FINISHED"
+    assert run.tags["oppen.job_id"] == str(job.id)
+    assert run.params["total_timesteps"] == "512"
+    assert run.metrics["charts/global_step"] == 512
+    for key in ("losses/value_loss", "charts/SPS", "eval/ppo/mean_wait_s",
+                "eval/best_fit/mean_wait_s", "charts/episodic_return"):
+        assert key in run.metrics, key
+    assert set(services.tracker.artifacts(run.run_id)) == {"checkpoints", "evaluation", "plots"}
+    # Priced when it ended, and its throughput kept for the next estimates of its kind.
+    assert view.job.cost_micros > 0
+    assert view.job.progress_sps == run.metrics["charts/SPS"]
+    later = services.queue.submit("same kind", FAST)
+    expected = 30 + 512 / run.metrics["charts/SPS"]
+    assert later.estimated_duration_s == pytest.approx(expected)
+
+    # Its policy against the heuristics: as recorded, and afresh from its checkpoint.
+    from app.api.operations import LocalOperations
+
+    ops = LocalOperations(services)
+    recorded = ops.evaluation(job.id)
+    assert recorded["evaluated"] and not recorded["fresh"] and recorded["seeds"] == [42]
+    assert {"ppo", "first_fit", "best_fit"} <= set(recorded["results"])
+    assert recorded["ppo_vs_best_heuristic_wait_ratio"] == pytest.approx(
+        run.metrics["eval/ppo_vs_best_heuristic_wait_ratio"])
+    again = ops.evaluation(job.id, [7])
+    assert again["fresh"] and again["seeds"] == [7] and "ppo" in again["results"]
+    assert again["best_heuristic"] in again["results"]
+
+
+def test_concurrency_limit_and_priority_order(services: Services) -> None:
+    services.settings.max_concurrent_jobs = 1
+    low = services.queue.submit("low", FAST, priority="background")
+    high = services.queue.submit("high", FAST, priority="urgent")
+    d = services.dispatcher()
+    first = d.tick()
+    assert first.launched == [high.id]  # urgent first, despite being submitted later
+    assert services.queue.get(low.id).state == "queued"
+    tick_until(services, lambda r: r.idle, dispatcher=d)
+    assert services.queue.get(low.id).state == "succeeded"
+    assert services.queue.get(low.id).started_at >= services.queue.get(high.id).finished_at
+
+
+def test_failing_job_is_failed_with_its_reason(services: Services) -> None:
+    job = services.queue.submit("bad", FAST)
+    with Session(services.engine) as s:  # corrupt the stored config behind the service's back
+        row = s.get(Job, job.id)
+        row.config = {**row.config, "lr": "not-a-number"}
+        s.add(row)
+        s.commit()
+    tick_until(services, lambda r: r.idle)
+    failed = services.queue.get(job.id)
+    assert failed.state == "failed"
+    # A bad config exits 2: a user error, failed at once and never retried.
+    assert failed.exit_code == 2
+    assert failed.attempts == 1
+    assert "configuration error (exit code 2)" in failed.reason and "lr" in failed.reason
+    assert services.queue.retry(job.id).state == "queued"
+
+
+def test_cancel_running_job_stops_the_process(services: Services) -> None:
+    job = services.queue.submit("long", {**FAST, "total_timesteps": 50_000_000})
+    d = services.dispatcher()
+    assert d.tick().launched == [job.id]
+    pid = json.loads(services.queue.get(job.id).executor_ref)["pid"]
+    services.queue.cancel(job.id)
+    report = d.tick()
+    assert (job.id, "cancelled") in report.finished
+    assert services.queue.get(job.id).state == "cancelled"
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_claimed_but_unlaunched_job_returns_to_queue(services: Services) -> None:
+    job = services.queue.submit("orphan", FAST)
+    with Session(services.engine) as s:  # a dispatcher died between claim and launch
+        transition(s, s.get(Job, job.id), JobState.DISPATCHING, "admitted")
+        s.commit()
+    d = services.dispatcher()
+    d._reconcile(TickReport())
+    back = services.queue.show(job.id)
+    assert back.job.state == "queued"
+    assert back.events[-1].reason == "dispatcher stopped before launching it"
+
+
+def test_only_one_leader_until_the_lease_expires(services: Services) -> None:
+    engine = services.engine
+    a = Lease(engine, "a", ttl_s=0.5)
+    b = Lease(engine, "b", ttl_s=0.5)
+    assert a.acquire() is True
+    assert b.acquire() is False
+    assert a.acquire() is True  # renewal
+    time.sleep(0.7)
+    assert b.acquire() is True  # expired: taken over
+    assert a.acquire() is False
+    b.release()
+    assert a.acquire() is True
+
+
+def test_follower_does_not_dispatch(services: Services) -> None:
+    Lease(services.engine, "someone-else", ttl_s=60).acquire()
+    services.queue.submit("waits", FAST)
+    report = services.dispatcher().tick()
+    assert report.leader is False and report.launched == []
+
+
+def test_attempt_started_by_a_dispatcher_that_died_is_adopted_not_relaunched(
+        services: Services, tmp_path) -> None:
+    """The crash window between starting an attempt and recording it: the next dispatcher
+    finds the attempt by its name and adopts it."""
+    import sys
+
+    from app.core.executors.local import LocalExecutor
+
+    marker = tmp_path / "launches"
+    command = (f"{sys.executable} -c \"open('{marker}', 'a').write('x'); "
+               f"import time; time.sleep(1)\"")
+    executor = LocalExecutor(services.settings.logs_dir, {}, command=command)
+    job = services.queue.submit("crash window", FAST)
+    dead = Dispatcher(services.engine, executor, Lease(services.engine, "dead", 0.5))
+    assert dead._admit() == [job.id]
+    executor.launch(services.queue.get(job.id))  # started ... and the dispatcher dies here
+    assert services.queue.get(job.id).state == "dispatching"
+    time.sleep(0.6)  # its lease expires
+    heir = Dispatcher(services.engine, LocalExecutor(services.settings.logs_dir, {},
+                                                     command=command),
+                      Lease(services.engine, "heir", 30))
+    assert heir.tick().adopted == [job.id]
+    deadline = time.monotonic() + 30
+    while services.queue.get(job.id).state != "succeeded":
+        assert time.monotonic() < deadline
+        heir.tick()
+        time.sleep(0.2)
+    assert marker.read_text() == "x"  # launched exactly once
+    assert services.queue.get(job.id).attempts == 1
+

@@ -1,0 +1,441 @@
+"""The Terraform modules, run for real: fmt, init against a local provider mirror, validate,
+apply and destroy of aws-cluster against a moto server, and the platform's Kubernetes objects
+validated against the official Kubernetes schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.paths import REPO
+from tests.support.processes import free_port
+
+TERRAFORM_DIR = REPO / "terraform"
+PRICING_FILE = REPO / "app" / "costs" / "default_pricing.toml"
+KUBERNETES_VERSION = "1.33"
+
+# Where a provider mirror is looked for when OPPEN_TF_PROVIDER_MIRROR does not name one.
+MIRROR_CANDIDATES = [
+    Path("/opt/tf-plugins"),
+    Path.home() / ".terraform.d" / "plugins",
+    Path.home() / ".local" / "share" / "terraform" / "plugins",
+    Path("/usr/local/share/terraform/plugins"),
+    Path("/usr/share/terraform/plugins"),
+]
+
+MODULES = {
+    "modules/aws-cluster": ["aws"],
+    "modules/k8s-platform/manifests": [],
+    "modules/k8s-platform": ["kubernetes"],
+    "environments/dev": ["aws", "kubernetes"],
+}
+
+
+def _find_mirror() -> Path | None:
+    named = os.environ.get("OPPEN_TF_PROVIDER_MIRROR")
+    candidates = [Path(named)] if named else MIRROR_CANDIDATES
+    for path in candidates:
+        if (path / "registry.terraform.io" / "hashicorp").is_dir():
+            return path
+    return None
+
+
+def _mirrored(mirror: Path | None, provider: str) -> bool:
+    return mirror is not None and (mirror / "registry.terraform.io" / "hashicorp" / provider).is_dir()
+
+
+@pytest.fixture(scope="module")
+def terraform() -> str:
+    path = shutil.which("terraform")
+    if path is None:
+        pytest.skip("terraform is not on PATH; install Terraform >= 1.5 to run the IaC tests")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tf_env(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for terraform: a CLI config that installs providers only from the local
+    mirror (never the network), no update checks, no prompts."""
+    mirror = _find_mirror()
+    config = tmp_path_factory.mktemp("tfcli") / "terraform.rc"
+    if mirror is None:
+        body = "provider_installation {\n  filesystem_mirror {\n    path = \"/nonexistent\"\n  }\n}\n"
+    else:
+        body = (
+            "provider_installation {\n"
+            f"  filesystem_mirror {{\n    path    = \"{mirror}\"\n"
+            '    include = ["registry.terraform.io/*/*"]\n  }\n}\n'
+        )
+    config.write_text(body + "disable_checkpoint = true\n")
+    env = dict(os.environ)
+    env.update(TF_CLI_CONFIG_FILE=str(config), CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1",
+               TF_INPUT="0")
+    env["OPPEN_TF_MIRROR_FOUND"] = str(mirror or "")
+    return env
+
+
+def _tf(env: dict[str, str], cwd: Path, *args: str, timeout: float = 600) -> str:
+    result = subprocess.run(["terraform", *args, "-no-color"], cwd=cwd, env=env, text=True,
+                            capture_output=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"terraform {' '.join(args)} failed in {cwd}:\n{result.stderr}\n"
+                             f"{result.stdout[-3000:]}")
+    return result.stdout
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of terraform/ (and the pricing file the dev environment reads) to run in, so
+    no .terraform folder or state lands in the repository."""
+    shutil.copytree(TERRAFORM_DIR, tmp_path / "terraform",
+                    ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl"))
+    (tmp_path / "app" / "costs").mkdir(parents=True)
+    shutil.copy(PRICING_FILE, tmp_path / "app" / "costs")
+    return tmp_path / "terraform"
+
+
+def test_fmt_is_clean(terraform: str, tf_env: dict[str, str]) -> None:
+    result = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", "-no-color"],
+                            cwd=TERRAFORM_DIR, env=tf_env, text=True, capture_output=True)
+    assert result.returncode == 0, f"terraform fmt would change:\n{result.stdout}"
+
+
+def test_every_module_follows_the_layout_and_describes_its_interface() -> None:
+    import re
+
+    for module in MODULES:
+        folder = TERRAFORM_DIR / module
+        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+            assert (folder / name).is_file(), f"{module} lacks {name}"
+        variables = (folder / "variables.tf").read_text()
+        for block in re.split(r'\n(?=variable ")', variables):
+            if not block.strip().startswith("variable"):
+                continue
+            name = re.match(r'\s*variable "([^"]+)"', block).group(1)
+            assert re.search(r"\n\s+description\s+=", block), f"{module}: {name} has no description"
+            assert re.search(r"\n\s+type\s+=", block), f"{module}: {name} has no type"
+        outputs = (folder / "outputs.tf").read_text()
+        for block in re.split(r'\n(?=output ")', outputs):
+            if block.strip().startswith("output"):
+                name = re.match(r'\s*output "([^"]+)"', block).group(1)
+                assert "description" in block, f"{module}: output {name} has no description"
+
+
+@pytest.mark.parametrize("module", list(MODULES))
+def test_init_and_validate(module: str, tf_env: dict[str, str], workdir: Path) -> None:
+    mirror = Path(tf_env["OPPEN_TF_MIRROR_FOUND"]) if tf_env["OPPEN_TF_MIRROR_FOUND"] else None
+    missing = [p for p in MODULES[module] if not _mirrored(mirror, p)]
+    if missing:
+        pytest.skip(f"provider hashicorp/{', '.join(missing)} is not in the local mirror "
+                    f"({mirror}); this machine cannot download providers")
+    folder = workdir / module
+    _tf(tf_env, folder, "init", "-backend=false", "-input=false")
+    out = _tf(tf_env, folder, "validate")
+    assert "Success" in out
+
+
+# --- aws-cluster against moto ------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_endpoint(tmp_path: Path) -> Iterator[str]:
+    """A moto server on a loopback port, with AWS-managed IAM policies loaded (the modules
+    attach them), stopped after the test."""
+    port = free_port()
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
+    log = (tmp_path / "moto.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start: {(tmp_path / 'moto.log').read_text()}") from None
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+MOTO_ROOT = """
+provider "aws" {{
+  region                      = "us-east-1"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+  endpoints {{
+    ec2 = "{url}"
+    eks = "{url}"
+    iam = "{url}"
+    s3  = "{url}"
+    rds = "{url}"
+    ecr = "{url}"
+    sts = "{url}"
+  }}
+}}
+
+module "cluster" {{
+  source = "../modules/aws-cluster"
+
+  name                          = "oppen-test"
+  availability_zones            = ["us-east-1a", "us-east-1b"]
+  kubernetes_version            = "1.31"
+  db_password                   = "correct-horse-battery-staple"
+  db_instance_class             = "db.t4g.small"
+  db_deletion_protection        = false
+  db_skip_final_snapshot        = true
+  artifact_bucket_force_destroy = true
+  gpu_node_group = {{
+    instance_types = ["g5.xlarge"]
+    min_size       = 0
+    max_size       = 2
+    desired_size   = 1
+    capacity_type  = "SPOT"
+  }}
+}}
+
+output "cluster" {{
+  value = module.cluster
+}}
+"""
+
+
+def _aws(service: str, url: str):
+    import boto3
+
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.mark.slow
+def test_aws_cluster_apply_and_destroy_against_moto(tf_env: dict[str, str], workdir: Path,
+                                                    moto_endpoint: str) -> None:
+    mirror = tf_env["OPPEN_TF_MIRROR_FOUND"]
+    if not _mirrored(Path(mirror) if mirror else None, "aws"):
+        pytest.skip("provider hashicorp/aws is not in a local mirror; it cannot be downloaded here")
+    root = workdir / "moto-root"
+    root.mkdir()
+    (root / "main.tf").write_text(MOTO_ROOT.format(url=moto_endpoint))
+    _tf(tf_env, root, "init", "-input=false")
+    _tf(tf_env, root, "apply", "-auto-approve", "-input=false")
+    out = json.loads(_tf(tf_env, root, "output", "-json"))["cluster"]["value"]
+
+    ec2, eks = _aws("ec2", moto_endpoint), _aws("eks", moto_endpoint)
+    vpc = ec2.describe_vpcs(VpcIds=[out["vpc_id"]])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.40.0.0/16"
+    subnets = ec2.describe_subnets(SubnetIds=out["public_subnet_ids"] + out["private_subnet_ids"])
+    zones = {s["SubnetId"]: s["AvailabilityZone"] for s in subnets["Subnets"]}
+    assert {zones[s] for s in out["public_subnet_ids"]} == {"us-east-1a", "us-east-1b"}
+    assert {zones[s] for s in out["private_subnet_ids"]} == {"us-east-1a", "us-east-1b"}
+    public = [s for s in subnets["Subnets"] if s["SubnetId"] in out["public_subnet_ids"]]
+    assert all(s["MapPublicIpOnLaunch"] for s in public)
+    assert len(ec2.describe_nat_gateways(
+        Filters=[{"Name": "vpc-id", "Values": [out["vpc_id"]]}])["NatGateways"]) == 1
+
+    cluster = eks.describe_cluster(name="oppen-test")["cluster"]
+    assert cluster["version"] == "1.31"
+    assert cluster["roleArn"].endswith(":role/oppen-test-cluster")
+    assert set(cluster["resourcesVpcConfig"]["subnetIds"]) == set(
+        out["public_subnet_ids"] + out["private_subnet_ids"])
+    groups = {name: eks.describe_nodegroup(clusterName="oppen-test", nodegroupName=name)["nodegroup"]
+              for name in eks.list_nodegroups(clusterName="oppen-test")["nodegroups"]}
+    assert set(groups) == {"oppen-test-system", "oppen-test-cpu", "oppen-test-gpu"}
+    gpu = groups["oppen-test-gpu"]
+    assert gpu["capacityType"] == "SPOT"
+    assert gpu["instanceTypes"] == ["g5.xlarge"]
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    assert gpu["labels"]["oppen.dev/pool"] == "gpu-training"
+    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 2, "desiredSize": 1}
+    assert set(gpu["subnets"]) == set(out["private_subnet_ids"])
+    assert groups["oppen-test-cpu"]["capacityType"] == "ON_DEMAND"
+    assert "taints" not in groups["oppen-test-system"] or not groups["oppen-test-system"]["taints"]
+
+    s3 = _aws("s3", moto_endpoint)
+    bucket = out["artifact_bucket_name"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
+                                  "RestrictPublicBuckets"))
+
+    db = _aws("rds", moto_endpoint).describe_db_instances(
+        DBInstanceIdentifier="oppen-test-postgres")["DBInstances"][0]
+    assert db["Engine"] == "postgres"
+    assert db["DBInstanceClass"] == "db.t4g.small"
+    assert db["StorageEncrypted"] is True
+    assert db["PubliclyAccessible"] is False
+    assert {s["SubnetIdentifier"] for s in db["DBSubnetGroup"]["Subnets"]} == set(
+        out["private_subnet_ids"])
+
+    repo = _aws("ecr", moto_endpoint).describe_repositories(repositoryNames=["oppen"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+
+    iam = _aws("iam", moto_endpoint)
+    trust = iam.get_role(RoleName="oppen-test-dispatcher")["Role"]["AssumeRolePolicyDocument"]
+    if isinstance(trust, str):
+        trust = json.loads(trust)
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:oppen:oppen-dispatcher" in condition.values()
+    attached = iam.list_attached_role_policies(RoleName="oppen-test-node")["AttachedPolicies"]
+    assert {p["PolicyName"] for p in attached} == {
+        "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
+
+    _tf(tf_env, root, "destroy", "-auto-approve", "-input=false")
+    assert eks.list_clusters()["clusters"] == []
+    assert _aws("rds", moto_endpoint).describe_db_instances()["DBInstances"] == []
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["oppen-test"]}])["Vpcs"] == []
+
+
+# --- k8s-platform objects ------------------------------------------------------------------
+
+
+@pytest.fixture
+def platform_objects(terraform: str, tf_env: dict[str, str], workdir: Path) -> dict[str, dict]:
+    """Applies the provider-free manifests module and returns every object by kind/name."""
+    folder = workdir / "modules" / "k8s-platform" / "manifests"
+    (folder / "test.auto.tfvars.json").write_text(json.dumps({
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/oppen:0.1.0",
+        "dispatcher_role_arn": "arn:aws:iam::123456789012:role/oppen-dev-dispatcher",
+        "database_url": "postgresql+psycopg://oppen:secret@db.internal:5432/oppen",
+        "mlflow_backend_store_uri": "postgresql://oppen:secret@db.internal:5432/mlflow",
+        "mlflow_artifact_root": "s3://oppen-dev-artifacts/mlflow",
+        "aws_region": "us-east-1",
+        "pricing_toml": PRICING_FILE.read_text(),
+    }))
+    _tf(tf_env, folder, "init", "-input=false")
+    _tf(tf_env, folder, "apply", "-auto-approve", "-input=false")
+    outputs = json.loads(_tf(tf_env, folder, "output", "-json"))
+    objects = {"Namespace/oppen": yaml.safe_load(outputs["namespace"]["value"])}
+    for key in ("cluster_scoped", "namespaced"):
+        objects.update({k: yaml.safe_load(v) for k, v in outputs[key]["value"].items()})
+    return objects
+
+
+def test_platform_objects_validate_against_the_kubernetes_schema(
+        platform_objects: dict[str, dict]) -> None:
+    import kubernetes_validate
+
+    expected = {"Namespace/oppen", "PriorityClass/oppen-urgent", "PriorityClass/oppen-normal",
+                "PriorityClass/oppen-background", "ResourceQuota/oppen-general",
+                "ResourceQuota/oppen-background", "LimitRange/oppen-defaults",
+                "ConfigMap/oppen-scheduling-policy", "ConfigMap/oppen-pricing",
+                "Secret/oppen-database", "ServiceAccount/oppen-dispatcher", "Role/oppen-dispatcher",
+                "RoleBinding/oppen-dispatcher", "Deployment/oppen-mlflow", "Service/oppen-mlflow",
+                "Deployment/oppen-dispatcher", "Service/oppen-api"}
+    assert set(platform_objects) == expected
+    for key, obj in platform_objects.items():
+        assert f"{obj['kind']}/{obj['metadata']['name']}" == key
+        # Raises ValidationError on any unknown field, wrong type or missing required field.
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_platform_priorities_quotas_and_limits(platform_objects: dict[str, dict]) -> None:
+    values = {k.split("/")[1]: o["value"] for k, o in platform_objects.items()
+              if o["kind"] == "PriorityClass"}
+    assert values == {"oppen-urgent": 1000, "oppen-normal": 100, "oppen-background": 10}
+    general = platform_objects["ResourceQuota/oppen-general"]["spec"]
+    assert general["hard"] == {"requests.nvidia.com/gpu": "2", "requests.cpu": "16",
+                               "requests.memory": "32Gi"}
+    background = platform_objects["ResourceQuota/oppen-background"]["spec"]
+    assert background["hard"] == {"requests.nvidia.com/gpu": "1", "requests.memory": "4Gi"}
+    assert background["scopeSelector"]["matchExpressions"][0]["values"] == ["oppen-background"]
+    limits = platform_objects["LimitRange/oppen-defaults"]["spec"]["limits"][0]
+    assert limits["default"] == {"cpu": "500m", "memory": "256Mi"}
+
+
+def test_dispatcher_rbac_grants_only_jobs_pods_and_logs(platform_objects: dict[str, dict]) -> None:
+    """The Role is the dispatcher's whole power in the cluster; this reads it rule by rule."""
+    assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding")
+                   for o in platform_objects.values())
+    role = platform_objects["Role/oppen-dispatcher"]
+    assert role["metadata"]["namespace"] == "oppen"
+    granted = {(group, resource, verb)
+               for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    needed = {("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete")}
+    needed |= {("", "pods", v) for v in ("get", "list", "watch")}
+    needed |= {("", "pods/log", "get")}
+    assert granted == needed, f"beyond the dispatcher's needs: {sorted(granted - needed)}"
+    assert not any("*" in item for entry in granted for item in entry)
+    binding = platform_objects["RoleBinding/oppen-dispatcher"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "oppen-dispatcher"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "oppen-dispatcher",
+                                    "namespace": "oppen"}]
+    account = platform_objects["ServiceAccount/oppen-dispatcher"]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        ":role/oppen-dev-dispatcher")
+
+
+def test_platform_config_is_what_oppen_reads(platform_objects: dict[str, dict], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core.settings import load_settings
+
+    assert platform_objects["ConfigMap/oppen-pricing"]["data"]["pricing.toml"] == \
+        PRICING_FILE.read_text()
+    policy = tmp_path / "oppen.toml"
+    policy.write_text(platform_objects["ConfigMap/oppen-scheduling-policy"]["data"]["oppen.toml"])
+    for name in list(os.environ):
+        if name.startswith("OPPEN_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OPPEN_CONFIG", str(policy))
+    settings = load_settings()
+    assert settings.executor == "kubernetes"
+    assert settings.k8s_namespace == "oppen"
+    assert settings.k8s_image.endswith("/oppen:0.1.0")
+    dispatcher = platform_objects["Deployment/oppen-dispatcher"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in dispatcher["containers"][0]["env"]}
+    assert env["OPPEN_CONFIG"]["value"] == "/etc/oppen/oppen.toml"
+    assert env["OPPEN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "oppen-database"
+    # The Deployment runs the API server, which the Service exposes, and the CLI accepts the
+    # container's arguments.
+    container = dispatcher["containers"][0]
+    assert container["args"][0] == "serve"
+    assert oppen_cli_accepts(container["args"])
+    api = platform_objects["Service/oppen-api"]["spec"]
+    assert api["selector"].items() <= platform_objects["Deployment/oppen-dispatcher"][
+        "spec"]["template"]["metadata"]["labels"].items()
+    assert api["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def oppen_cli_accepts(args: list[str]) -> bool:
+    """Parses (without running) `oppen <args>` with click."""
+    from app.cli import cli
+
+    ctx = cli.make_context("oppen", list(args), resilient_parsing=False)
+    sub = cli.get_command(ctx, args[0])
+    assert sub is not None, args[0]
+    sub.make_context(args[0], list(args[1:]), parent=ctx)
+    return True
+
+
+def test_ensure_database_creates_once(postgres_url: str) -> None:
+    from app.core.ensure_database import ensure_database
+
+    url = postgres_url.rsplit("/", 1)[0] + "/mlflow_ensure_test"
+    assert ensure_database(url) is True
+    assert ensure_database(url) is False
