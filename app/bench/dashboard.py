@@ -44,14 +44,14 @@ class DashboardBench:
                 "meets_target": self.gather_render_ms < TARGET_MS}
 
 
-def _filled_services(home: Path, queued: int, running: int) -> Any:
+def fill(services: Any, queued: int, running: int) -> None:
+    """Queues ``queued`` jobs through the queue, then adds ``running`` jobs already running
+    with progress and reward curves (as the dispatcher leaves them), and takes the lease so
+    the dashboard sees a live dispatcher."""
     from app.core.lease import Lease
     from app.core.models import Job
-    from app.core.settings import load_settings
     from app.core.timeutil import utcnow
-    from app.services import Services
 
-    services = Services(load_settings(home=home))
     if queued:
         services.queue.submit_batch([{"name": f"q{i}"} for i in range(queued)])
     now = utcnow()
@@ -66,6 +66,14 @@ def _filled_services(home: Path, queued: int, running: int) -> Any:
             for i in range(running)])
         s.commit()
     Lease(services.engine, "bench", 60).acquire()
+
+
+def _filled_services(home: Path, queued: int, running: int) -> Any:
+    from app.core.settings import load_settings
+    from app.services import Services
+
+    services = Services(load_settings(home=home))
+    fill(services, queued, running)
     return services
 
 

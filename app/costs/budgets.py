@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,6 +33,7 @@ from app.core.ports import Decision
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.costs.calculator import Shape, interval_cost
+from app.costs.periods import calendar_period
 from app.costs.pricing import Pricing
 
 SCOPES = ("global", "team", "project")
@@ -50,17 +51,7 @@ def period_window(budget: Budget, now: datetime, pricing: Pricing) -> tuple[date
     both in the pricing time zone."""
     if budget.period == "custom":
         return as_utc(budget.starts_at), as_utc(budget.ends_at)  # type: ignore[arg-type]
-    local = now.astimezone(pricing.zone)
-    if budget.period == "weekly":
-        monday = local.date() - timedelta(days=local.weekday())
-        start = datetime.combine(monday, time(0), tzinfo=pricing.zone)
-        end = datetime.combine(monday + timedelta(days=7), time(0), tzinfo=pricing.zone)
-    else:
-        first = local.date().replace(day=1)
-        following = (first + timedelta(days=32)).replace(day=1)
-        start = datetime.combine(first, time(0), tzinfo=pricing.zone)
-        end = datetime.combine(following, time(0), tzinfo=pricing.zone)
-    return start.astimezone(now.tzinfo), end.astimezone(now.tzinfo)
+    return calendar_period(budget.period, now, pricing.zone)
 
 
 @dataclass

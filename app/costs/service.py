@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from app.costs.budgets import BudgetService, shape_of
 from app.costs.calculator import Shape, interval_cost
 from app.costs.forecast import Throughput, forecast, forecast_new_job, prior_throughput
 from app.costs.history import comparable_throughput, job_history_throughput, live_progress
+from app.costs.periods import calendar_period
 from app.costs.pricing import Pricing
 from app.costs.windows import next_off_peak
 
@@ -180,8 +181,8 @@ class CostService:
         if group_by not in GROUPS:
             raise ConfigError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPS)}")
         now = now or utcnow()
-        start, end = self._period(period, now)
-        previous = self._period(period, start - timedelta(seconds=1))
+        start, end = calendar_period(period, now, self.pricing.zone)
+        previous = calendar_period(period, start - timedelta(seconds=1), self.pricing.zone)
         rows = [r for r in self._costed_jobs(previous[0], end, now)
                 if team is None or r["team"] == team]
         current = [r for r in rows if start <= r["at"] < end]
@@ -214,20 +215,6 @@ class CostService:
                                                 key=lambda kv: -sum(r["micros"] for r in kv[1]))],
             "by_day": days,
         }
-
-    def _period(self, period: str, at: datetime) -> tuple[datetime, datetime]:
-        local = at.astimezone(self.pricing.zone).date()
-        if period == "day":
-            first, following = local, local + timedelta(days=1)
-        elif period == "week":
-            first = local - timedelta(days=local.weekday())
-            following = first + timedelta(days=7)
-        else:
-            first = local.replace(day=1)
-            following = (first + timedelta(days=32)).replace(day=1)
-        zone = self.pricing.zone
-        return (datetime.combine(first, time(0), tzinfo=zone).astimezone(at.tzinfo),
-                datetime.combine(following, time(0), tzinfo=zone).astimezone(at.tzinfo))
 
     def _costed_jobs(self, since: datetime, until: datetime, now: datetime) -> list[dict[str, Any]]:
         with Session(self.queue.engine) as s:

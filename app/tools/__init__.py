@@ -1,4 +1,5 @@
-"""LangChain tools: thin, typed wrappers over the services in app.core and app.training."""
+"""LangChain tools: thin, typed wrappers over the operations (app.api.operations), local or a
+server's."""
 
 from app.tools.registry import SPENDING_OR_DESTRUCTIVE, build_tools
 

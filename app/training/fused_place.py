@@ -1,4 +1,4 @@
-"""The `place` policy's inference path: simrs's fused Rust forward pass (simrs/src/place_net.rs),
+"""The `place` policy's inference path: simrs's fused Rust forward pass (simrs/src/nn/place_net.rs),
 the same function as the PyTorch module (checked by the tests). A host's hidden vectors stay
 in registers there, where PyTorch and NumPy write and re-read `[rows, hosts, hidden]`
 intermediates; and a single decision pays no per-operation overhead."""

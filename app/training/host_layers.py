@@ -1,5 +1,5 @@
 """The `place` policy's per-host layers in training, through simrs's fused forward and
-backward pass (simrs/src/place_train.rs) as one autograd function.
+backward pass (simrs/src/nn/place_train.rs) as one autograd function.
 
 PyTorch runs these layers one at a time over `[rows, hosts, hidden]` tensors and its backward
 writes and re-reads several more of them; on a CPU that memory traffic was most of what a PPO

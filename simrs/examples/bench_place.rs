@@ -1,8 +1,8 @@
 //! Native throughput of the place-mode vector env (no Python): `cargo run --release --example bench_place`.
-use simrs::env::{Env, EnvConfig};
-use simrs::place_env::PlaceEnv;
+use simrs::envs::env::{Env, EnvConfig};
+use simrs::envs::place_env::PlaceEnv;
 use simrs::reward::RewardKind;
-use simrs::vec_env::VecEnv;
+use simrs::envs::vec_env::VecEnv;
 use simrs::workload::{WorkloadConfig, WorkloadSource};
 
 fn main() {

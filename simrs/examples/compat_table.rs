@@ -1,9 +1,9 @@
 //! Prints the RLScheduler-compatible heuristic table for an SWF trace.
 //! `cargo run --release --example compat_table -- ../../shared/traces/lublin_256.swf`
-use simrs::policy::Priority;
+use simrs::heuristics::policy::Priority;
 use std::sync::Arc;
 
-use simrs::replay_compat::{replay_window, CompatMetric, CompatWorkload, RLSCHEDULER_WINDOWS, RLSCHEDULER_WINDOW_LEN};
+use simrs::replay::compat::{replay_window, CompatMetric, CompatWorkload, RLSCHEDULER_WINDOWS, RLSCHEDULER_WINDOW_LEN};
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: compat_table TRACE");

@@ -2,15 +2,15 @@
 //! over capacity, no job starts twice, and every job ends after running exactly its run time.
 
 use proptest::prelude::*;
-use simrs::backfill::Backfill;
+use simrs::heuristics::backfill::Backfill;
 use simrs::cluster::{Cluster, Host};
-use simrs::env::{Env, EnvConfig};
-use simrs::hier_env::HierEnv;
+use simrs::envs::env::{Env, EnvConfig};
+use simrs::envs::hier_env::HierEnv;
 use simrs::job::Job;
-use simrs::pick_env::PickEnv;
-use simrs::place_env::PlaceEnv;
-use simrs::placement::Placement;
-use simrs::policy::Priority;
+use simrs::envs::pick_env::PickEnv;
+use simrs::envs::place_env::PlaceEnv;
+use simrs::heuristics::placement::Placement;
+use simrs::heuristics::policy::Priority;
 use simrs::replay::{replay, ReplayConfig};
 use simrs::reward::RewardKind;
 use simrs::sim::ClusterSim;

@@ -14,9 +14,9 @@ from datetime import timedelta
 import jsonschema
 import pytest
 from rich.console import Console
-from sqlalchemy import insert
 from sqlmodel import Session
 
+from app.bench.dashboard import fill
 from app.core.lease import Lease
 from app.core.models import Job
 from app.core.timeutil import utcnow
@@ -113,19 +113,7 @@ def test_bench_dashboard_renders_a_full_queue_and_reports_its_ratio(oppen_home) 
 
 
 def test_render_with_10000_jobs_and_100_running_shows_them(services) -> None:  # type: ignore[no-untyped-def]
-    now = utcnow()
-    services.queue.submit_batch([{"name": f"q{i}"} for i in range(9_900)])
-    with Session(services.engine) as s:
-        s.execute(insert(Job), [dict(
-            name=f"r{i}", state="running", priority_class="normal", priority=100,
-            config={"total_timesteps": 100_000}, cpus=1.0, memory_mb=1024, gpus=0,
-            created_at=now, started_at=now - timedelta(minutes=1), attempts=1,
-            cancel_requested=False, team="default", project="default", max_attempts=3,
-            progress_step=1000 * i, progress_sps=500.0, progress_at=now, spot=False,
-            cost_micros=0, reward_curve=[float(i), float(i + 1)], executor_ref="{}")
-            for i in range(100)])
-        s.commit()
-    Lease(services.engine, "bench", 60).acquire()
+    fill(services, 9_900, 100)
     data = gather(services)
     assert len(data.running) == 100 and len(data.queued) == QUEUE_ROWS
     console = Console(width=160, file=io.StringIO(), record=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,7 @@ MIRROR_CANDIDATES = [
 ]
 
 MODULES = {
+    "modules/network": ["aws"],
     "modules/aws-cluster": ["aws"],
     "modules/k8s-platform/manifests": [],
     "modules/k8s-platform": ["kubernetes"],
@@ -111,8 +113,6 @@ def test_fmt_is_clean(terraform: str, tf_env: dict[str, str]) -> None:
 
 
 def test_every_module_follows_the_layout_and_describes_its_interface() -> None:
-    import re
-
     for module in MODULES:
         folder = TERRAFORM_DIR / module
         for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
@@ -194,28 +194,47 @@ provider "aws" {{
   }}
 }}
 
+module "network" {{
+  source = "../modules/network"
+
+  name               = "oppen-test"
+  cluster_name       = "oppen-test"
+  availability_zones = ["us-east-1a", "us-east-1b"]
+}}
+
 module "cluster" {{
   source = "../modules/aws-cluster"
 
   name                          = "oppen-test"
-  availability_zones            = ["us-east-1a", "us-east-1b"]
+  vpc_id                        = module.network.vpc_id
+  public_subnet_ids             = module.network.public_subnet_ids
+  private_subnet_ids            = module.network.private_subnet_ids
+  private_subnet_cidrs          = module.network.private_subnet_cidrs
   kubernetes_version            = "1.31"
   db_password                   = "correct-horse-battery-staple"
   db_instance_class             = "db.t4g.small"
   db_deletion_protection        = false
   db_skip_final_snapshot        = true
   artifact_bucket_force_destroy = true
-  gpu_node_group = {{
-    instance_types = ["g5.xlarge"]
-    min_size       = 0
-    max_size       = 2
-    desired_size   = 1
-    capacity_type  = "SPOT"
+  node_groups = {{
+    gpu = {{
+      pool           = "gpu-training"
+      gpu            = true
+      instance_types = ["g5.xlarge"]
+      min_size       = 0
+      max_size       = 2
+      desired_size   = 1
+      capacity_type  = "SPOT"
+    }}
   }}
 }}
 
 output "cluster" {{
   value = module.cluster
+}}
+
+output "network" {{
+  value = module.network
 }}
 """
 
@@ -238,7 +257,9 @@ def test_aws_cluster_apply_and_destroy_against_moto(tf_env: dict[str, str], work
     (root / "main.tf").write_text(MOTO_ROOT.format(url=moto_endpoint))
     _tf(tf_env, root, "init", "-input=false")
     _tf(tf_env, root, "apply", "-auto-approve", "-input=false")
-    out = json.loads(_tf(tf_env, root, "output", "-json"))["cluster"]["value"]
+    outputs = json.loads(_tf(tf_env, root, "output", "-json"))
+    # The network is its own module, wired into the cluster by the caller.
+    out = {**outputs["network"]["value"], **outputs["cluster"]["value"]}
 
     ec2, eks = _aws("ec2", moto_endpoint), _aws("eks", moto_endpoint)
     vpc = ec2.describe_vpcs(VpcIds=[out["vpc_id"]])["Vpcs"][0]
@@ -265,6 +286,8 @@ def test_aws_cluster_apply_and_destroy_against_moto(tf_env: dict[str, str], work
     assert gpu["instanceTypes"] == ["g5.xlarge"]
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
     assert gpu["labels"]["oppen.dev/pool"] == "gpu-training"
+    assert gpu["labels"]["nvidia.com/gpu.present"] == "true"
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"  # a gpu group's default AMI
     assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 2, "desiredSize": 1}
     assert set(gpu["subnets"]) == set(out["private_subnet_ids"])
     assert groups["oppen-test-cpu"]["capacityType"] == "ON_DEMAND"
@@ -332,6 +355,41 @@ def platform_objects(terraform: str, tf_env: dict[str, str], workdir: Path) -> d
     for key in ("cluster_scoped", "namespaced"):
         objects.update({k: yaml.safe_load(v) for k, v in outputs[key]["value"].items()})
     return objects
+
+
+def _without_the_apply(folder: Path) -> None:
+    """The k8s-platform wrapper minus its kubernetes_manifest resources and provider (which
+    cannot be installed here): what is left is its own logic, passing settings through."""
+    main = (folder / "main.tf").read_text()
+    (folder / "main.tf").write_text(re.sub(r'resource "kubernetes_manifest".*?\n}\n', "", main,
+                                           flags=re.S))
+    (folder / "versions.tf").write_text('terraform {\n  required_version = ">= 1.5.0"\n}\n')
+
+
+def test_platform_wrapper_passes_one_settings_object_to_the_manifests(
+        terraform: str, tf_env: dict[str, str], workdir: Path) -> None:
+    """The wrapper declares one variable, `platform`, not a copy of the submodule's: given
+    settings reach ./manifests, omitted ones take its defaults, an unknown one is refused."""
+    folder = workdir / "modules" / "k8s-platform"
+    _without_the_apply(folder)
+    assert 'resource "kubernetes_manifest"' not in (folder / "main.tf").read_text()
+    settings = {"image": "registry.example/oppen:1", "namespace": "ml-sched",
+                "database_url": "postgresql+psycopg://o:p@db:5432/oppen",
+                "mlflow_backend_store_uri": "postgresql://o:p@db:5432/mlflow",
+                "mlflow_artifact_root": "s3://bucket/mlflow", "pricing_toml": "x = 1"}
+    (folder / "test.auto.tfvars.json").write_text(json.dumps({"platform": settings}))
+    _tf(tf_env, folder, "init", "-input=false")
+    _tf(tf_env, folder, "apply", "-auto-approve", "-input=false")
+    out = {k: v["value"] for k, v in json.loads(_tf(tf_env, folder, "output", "-json")).items()}
+    assert out["namespace"] == "ml-sched"
+    assert out["mlflow_tracking_uri"] == "http://oppen-mlflow.ml-sched.svc:5000"
+    assert out["dispatcher_service_account"] == "oppen-dispatcher"  # the submodule's default
+    (folder / "test.auto.tfvars.json").write_text(json.dumps({"platform": {**settings,
+                                                                           "colour": "red"}}))
+    refused = subprocess.run(["terraform", "plan", "-input=false", "-no-color"], cwd=folder,
+                             env=tf_env, text=True, capture_output=True, timeout=300)
+    assert refused.returncode != 0
+    assert "a setting ./manifests does not know" in refused.stderr
 
 
 def test_platform_objects_validate_against_the_kubernetes_schema(

@@ -1,4 +1,4 @@
-"""Type stubs for the native module (kept in step with simrs/src/python.rs)."""
+"""Type stubs for the native module (kept in step with simrs/src/python/)."""
 
 from collections.abc import Sequence
 from os import PathLike

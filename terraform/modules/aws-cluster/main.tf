@@ -8,108 +8,6 @@ locals {
   })
 
   partition = data.aws_partition.current.partition
-  # The cluster's subnets must carry this tag for the AWS load balancer controller and Karpenter.
-  cluster_tag = { "kubernetes.io/cluster/${var.name}" = "shared" }
-
-  nat_gateway_count = var.single_nat_gateway ? 1 : length(var.availability_zones)
-}
-
-# --- VPC: public subnets for load balancers and NAT, private subnets for nodes and RDS -------
-
-resource "aws_vpc" "this" {
-  cidr_block           = var.vpc_cidr
-  enable_dns_support   = true
-  enable_dns_hostnames = true
-
-  tags = merge(local.tags, { Name = var.name })
-}
-
-resource "aws_internet_gateway" "this" {
-  vpc_id = aws_vpc.this.id
-  tags   = merge(local.tags, { Name = var.name })
-}
-
-resource "aws_subnet" "public" {
-  count = length(var.availability_zones)
-
-  vpc_id                  = aws_vpc.this.id
-  availability_zone       = var.availability_zones[count.index]
-  cidr_block              = var.public_subnet_cidrs[count.index]
-  map_public_ip_on_launch = true
-
-  tags = merge(local.tags, local.cluster_tag, {
-    Name                     = "${var.name}-public-${var.availability_zones[count.index]}"
-    "kubernetes.io/role/elb" = "1"
-  })
-}
-
-resource "aws_subnet" "private" {
-  count = length(var.availability_zones)
-
-  vpc_id            = aws_vpc.this.id
-  availability_zone = var.availability_zones[count.index]
-  cidr_block        = var.private_subnet_cidrs[count.index]
-
-  tags = merge(local.tags, local.cluster_tag, {
-    Name                              = "${var.name}-private-${var.availability_zones[count.index]}"
-    "kubernetes.io/role/internal-elb" = "1"
-  })
-}
-
-resource "aws_eip" "nat" {
-  count  = local.nat_gateway_count
-  domain = "vpc"
-  tags   = merge(local.tags, { Name = "${var.name}-nat-${count.index}" })
-
-  depends_on = [aws_internet_gateway.this]
-}
-
-resource "aws_nat_gateway" "this" {
-  count = local.nat_gateway_count
-
-  allocation_id = aws_eip.nat[count.index].id
-  subnet_id     = aws_subnet.public[count.index].id
-  tags          = merge(local.tags, { Name = "${var.name}-nat-${count.index}" })
-}
-
-resource "aws_route_table" "public" {
-  vpc_id = aws_vpc.this.id
-  tags   = merge(local.tags, { Name = "${var.name}-public" })
-}
-
-resource "aws_route" "public_internet" {
-  route_table_id         = aws_route_table.public.id
-  destination_cidr_block = "0.0.0.0/0"
-  gateway_id             = aws_internet_gateway.this.id
-}
-
-resource "aws_route_table_association" "public" {
-  count = length(var.availability_zones)
-
-  subnet_id      = aws_subnet.public[count.index].id
-  route_table_id = aws_route_table.public.id
-}
-
-resource "aws_route_table" "private" {
-  count = length(var.availability_zones)
-
-  vpc_id = aws_vpc.this.id
-  tags   = merge(local.tags, { Name = "${var.name}-private-${var.availability_zones[count.index]}" })
-}
-
-resource "aws_route" "private_nat" {
-  count = length(var.availability_zones)
-
-  route_table_id         = aws_route_table.private[count.index].id
-  destination_cidr_block = "0.0.0.0/0"
-  nat_gateway_id         = aws_nat_gateway.this[var.single_nat_gateway ? 0 : count.index].id
-}
-
-resource "aws_route_table_association" "private" {
-  count = length(var.availability_zones)
-
-  subnet_id      = aws_subnet.private[count.index].id
-  route_table_id = aws_route_table.private[count.index].id
 }
 
 # --- EKS control plane ----------------------------------------------------------------------
@@ -120,7 +18,7 @@ resource "aws_eks_cluster" "this" {
   role_arn = aws_iam_role.cluster.arn
 
   vpc_config {
-    subnet_ids              = concat(aws_subnet.private[*].id, aws_subnet.public[*].id)
+    subnet_ids              = concat(var.private_subnet_ids, var.public_subnet_ids)
     endpoint_private_access = true
     endpoint_public_access  = true
     public_access_cidrs     = var.cluster_endpoint_public_access_cidrs
@@ -133,44 +31,50 @@ resource "aws_eks_cluster" "this" {
   depends_on = [aws_iam_role_policy_attachment.cluster]
 }
 
-# --- Managed node groups: system, CPU training, GPU training --------------------------------
+# --- Managed node groups: the defaults below, with var.node_groups merged over them ----------
 
 locals {
-  node_groups = {
+  # Every attribute spelled out: merged with var.node_groups, both must have one shape.
+  default_node_groups = {
     system = {
-      instance_types = var.system_node_group.instance_types
-      min_size       = var.system_node_group.min_size
-      max_size       = var.system_node_group.max_size
-      desired_size   = var.system_node_group.desired_size
+      pool           = "system"
+      instance_types = ["m6i.large"]
+      min_size       = 1
+      max_size       = 3
+      desired_size   = 2
+      gpu            = false
       capacity_type  = "ON_DEMAND"
-      ami_type       = "AL2023_x86_64_STANDARD"
-      disk_size      = var.system_node_group.disk_size_gb
-      labels         = { "oppen.dev/pool" = "system" }
-      taints         = []
+      ami_type       = null
+      disk_size_gb   = 50
+      labels         = {}
     }
     cpu = {
-      instance_types = var.cpu_node_group.instance_types
-      min_size       = var.cpu_node_group.min_size
-      max_size       = var.cpu_node_group.max_size
-      desired_size   = var.cpu_node_group.desired_size
-      capacity_type  = var.cpu_node_group.capacity_type
-      ami_type       = "AL2023_x86_64_STANDARD"
-      disk_size      = var.cpu_node_group.disk_size_gb
-      labels         = { "oppen.dev/pool" = "cpu-training" }
-      taints         = []
+      pool           = "cpu-training"
+      instance_types = ["c6i.4xlarge", "c6a.4xlarge"]
+      min_size       = 0
+      max_size       = 10
+      desired_size   = 1
+      gpu            = false
+      capacity_type  = "ON_DEMAND"
+      ami_type       = null
+      disk_size_gb   = null
+      labels         = {}
     }
     gpu = {
-      instance_types = var.gpu_node_group.instance_types
-      min_size       = var.gpu_node_group.min_size
-      max_size       = var.gpu_node_group.max_size
-      desired_size   = var.gpu_node_group.desired_size
-      capacity_type  = var.gpu_node_group.capacity_type
-      ami_type       = var.gpu_node_group.ami_type
-      disk_size      = var.gpu_node_group.disk_size_gb
-      labels         = { "oppen.dev/pool" = "gpu-training", "nvidia.com/gpu.present" = "true" }
-      taints         = [{ key = "nvidia.com/gpu", value = "present", effect = "NO_SCHEDULE" }]
+      pool           = "gpu-training"
+      instance_types = ["g5.xlarge", "g5.2xlarge"]
+      min_size       = 0
+      max_size       = 4
+      desired_size   = 0
+      gpu            = true
+      capacity_type  = "ON_DEMAND"
+      ami_type       = null
+      disk_size_gb   = null
+      labels         = {}
     }
   }
+  node_groups = merge(local.default_node_groups, var.node_groups)
+  gpu_taint   = { key = "nvidia.com/gpu", value = "present", effect = "NO_SCHEDULE" }
 }
 
 resource "aws_eks_node_group" "this" {
@@ -179,12 +83,12 @@ resource "aws_eks_node_group" "this" {
   cluster_name    = aws_eks_cluster.this.name
   node_group_name = "${var.name}-${each.key}"
   node_role_arn   = aws_iam_role.node.arn
-  subnet_ids      = aws_subnet.private[*].id
+  subnet_ids      = var.private_subnet_ids
 
   instance_types = each.value.instance_types
   capacity_type  = each.value.capacity_type
-  ami_type       = each.value.ami_type
-  disk_size      = each.value.disk_size
+  ami_type       = coalesce(each.value.ami_type, each.value.gpu ? "AL2023_x86_64_NVIDIA" : "AL2023_x86_64_STANDARD")
+  disk_size      = coalesce(each.value.disk_size_gb, each.value.gpu ? 200 : 100)
 
   scaling_config {
     min_size     = each.value.min_size
@@ -196,12 +100,13 @@ resource "aws_eks_node_group" "this" {
     max_unavailable = 1
   }
 
-  labels = merge(each.value.labels, {
+  labels = merge(each.value.labels, each.value.gpu ? { "nvidia.com/gpu.present" = "true" } : {}, {
+    "oppen.dev/pool"          = each.value.pool
     "oppen.dev/capacity-type" = lower(each.value.capacity_type)
   })
 
   dynamic "taint" {
-    for_each = each.value.taints
+    for_each = each.value.gpu ? [local.gpu_taint] : []
     content {
       key    = taint.value.key
       value  = taint.value.value

@@ -1,18 +1,3 @@
-output "vpc_id" {
-  description = "ID of the VPC."
-  value       = aws_vpc.this.id
-}
-
-output "public_subnet_ids" {
-  description = "IDs of the public subnets, one per availability zone."
-  value       = aws_subnet.public[*].id
-}
-
-output "private_subnet_ids" {
-  description = "IDs of the private subnets, one per availability zone."
-  value       = aws_subnet.private[*].id
-}
-
 output "cluster_name" {
   description = "Name of the EKS cluster."
   value       = aws_eks_cluster.this.name

@@ -80,14 +80,14 @@ resource "aws_ecr_lifecycle_policy" "oppen" {
 
 resource "aws_db_subnet_group" "this" {
   name       = "${var.name}-db"
-  subnet_ids = aws_subnet.private[*].id
+  subnet_ids = var.private_subnet_ids
   tags       = local.tags
 }
 
 resource "aws_security_group" "db" {
   name        = "${var.name}-db"
   description = "PostgreSQL reachable from the private subnets only"
-  vpc_id      = aws_vpc.this.id
+  vpc_id      = var.vpc_id
   tags        = merge(local.tags, { Name = "${var.name}-db" })
 }
 

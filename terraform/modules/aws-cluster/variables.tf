@@ -14,40 +14,31 @@ variable "tags" {
   default     = {}
 }
 
-# --- Network -------------------------------------------------------------------------------
+# --- Network (passed in: the network module, or a deployment's own) ---------------------
 
-variable "vpc_cidr" {
-  description = "CIDR block of the VPC."
+variable "vpc_id" {
+  description = "VPC the cluster, its nodes and its database run in."
   type        = string
-  default     = "10.40.0.0/16"
 }
 
-variable "availability_zones" {
-  description = "The two availability zones the subnets are spread over."
+variable "public_subnet_ids" {
+  description = "Public subnets (load balancers), one per availability zone."
+  type        = list(string)
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (nodes, database), one per availability zone."
   type        = list(string)
 
   validation {
-    condition     = length(var.availability_zones) == 2
-    error_message = "availability_zones must name exactly two zones."
+    condition     = length(var.private_subnet_ids) >= 2
+    error_message = "private_subnet_ids must name at least two subnets (RDS needs two zones)."
   }
 }
 
-variable "public_subnet_cidrs" {
-  description = "CIDR blocks of the public subnets, one per availability zone (load balancers, NAT)."
-  type        = list(string)
-  default     = ["10.40.0.0/20", "10.40.16.0/20"]
-}
-
 variable "private_subnet_cidrs" {
-  description = "CIDR blocks of the private subnets, one per availability zone (nodes, database)."
+  description = "CIDR blocks of the private subnets: the only sources the database accepts connections from."
   type        = list(string)
-  default     = ["10.40.128.0/18", "10.40.192.0/18"]
-}
-
-variable "single_nat_gateway" {
-  description = "One NAT gateway for both zones (cheaper) instead of one per zone (survives a zone outage)."
-  type        = bool
-  default     = true
 }
 
 # --- EKS ---------------------------------------------------------------------------------
@@ -64,67 +55,25 @@ variable "cluster_endpoint_public_access_cidrs" {
   default     = ["0.0.0.0/0"]
 }
 
-variable "system_node_group" {
-  description = "Managed node group for cluster services, MLflow and the Oppen dispatcher."
-  type = object({
+variable "node_groups" {
+  description = "Managed node groups by name, merged over the defaults (system, cpu and gpu in main.tf): an entry here replaces the default of its name, or adds a group. `pool` becomes the oppen.dev/pool label that Oppen's Kubernetes executor selects on; capacity_type is ON_DEMAND or SPOT; a `gpu` group gets the NVIDIA AMI, the nvidia.com/gpu.present label and the nvidia.com/gpu=present:NoSchedule taint, so only pods that tolerate it (Oppen's GPU jobs) land there."
+  type = map(object({
+    pool           = string
     instance_types = list(string)
     min_size       = number
     max_size       = number
     desired_size   = number
-    disk_size_gb   = optional(number, 50)
-  })
-  default = {
-    instance_types = ["m6i.large"]
-    min_size       = 1
-    max_size       = 3
-    desired_size   = 2
-  }
-}
-
-variable "cpu_node_group" {
-  description = "Managed node group for CPU training jobs; capacity_type is ON_DEMAND or SPOT."
-  type = object({
-    instance_types = list(string)
-    min_size       = number
-    max_size       = number
-    desired_size   = number
+    gpu            = optional(bool, false)
     capacity_type  = optional(string, "ON_DEMAND")
-    disk_size_gb   = optional(number, 100)
-  })
-  default = {
-    instance_types = ["c6i.4xlarge", "c6a.4xlarge"]
-    min_size       = 0
-    max_size       = 10
-    desired_size   = 1
-  }
+    ami_type       = optional(string)
+    disk_size_gb   = optional(number)
+    labels         = optional(map(string), {})
+  }))
+  default = {}
 
   validation {
-    condition     = contains(["ON_DEMAND", "SPOT"], var.cpu_node_group.capacity_type)
-    error_message = "cpu_node_group.capacity_type must be ON_DEMAND or SPOT."
-  }
-}
-
-variable "gpu_node_group" {
-  description = "Managed node group for GPU training jobs. Nodes carry the nvidia.com/gpu=present:NoSchedule taint, so only pods that tolerate it (Oppen's GPU jobs) land there."
-  type = object({
-    instance_types = list(string)
-    min_size       = number
-    max_size       = number
-    desired_size   = number
-    capacity_type  = optional(string, "ON_DEMAND")
-    ami_type       = optional(string, "AL2023_x86_64_NVIDIA")
-    disk_size_gb   = optional(number, 200)
-  })
-  default = {
-    instance_types = ["g5.xlarge", "g5.2xlarge"]
-    min_size       = 0
-    max_size       = 4
-    desired_size   = 0
-  }
-
-  validation {
-    condition     = contains(["ON_DEMAND", "SPOT"], var.gpu_node_group.capacity_type)
-    error_message = "gpu_node_group.capacity_type must be ON_DEMAND or SPOT."
+    condition     = alltrue([for g in values(var.node_groups) : contains(["ON_DEMAND", "SPOT"], g.capacity_type)])
+    error_message = "Every node group's capacity_type must be ON_DEMAND or SPOT."
   }
 }
 

@@ -5,22 +5,23 @@
 module "manifests" {
   source = "./manifests"
 
-  namespace                  = var.namespace
-  image                      = var.image
-  dispatcher_service_account = var.dispatcher_service_account
-  dispatcher_role_arn        = var.dispatcher_role_arn
-  dispatcher_replicas        = var.dispatcher_replicas
-  dispatcher_args            = var.dispatcher_args
-  database_url               = var.database_url
-  mlflow_backend_store_uri   = var.mlflow_backend_store_uri
-  mlflow_artifact_root       = var.mlflow_artifact_root
-  aws_region                 = var.aws_region
-  pricing_toml               = var.pricing_toml
-  max_concurrent_jobs        = var.max_concurrent_jobs
-  general_quota              = var.general_quota
-  background_quota           = var.background_quota
-  default_container_limits   = var.default_container_limits
-  labels                     = var.labels
+  # Each setting as given, or null for the submodule's default (its variables are not nullable).
+  namespace                  = try(var.platform.namespace, null)
+  image                      = try(var.platform.image, null)
+  dispatcher_service_account = try(var.platform.dispatcher_service_account, null)
+  dispatcher_role_arn        = try(var.platform.dispatcher_role_arn, null)
+  dispatcher_replicas        = try(var.platform.dispatcher_replicas, null)
+  dispatcher_args            = try(var.platform.dispatcher_args, null)
+  database_url               = try(var.platform.database_url, null)
+  mlflow_backend_store_uri   = try(var.platform.mlflow_backend_store_uri, null)
+  mlflow_artifact_root       = try(var.platform.mlflow_artifact_root, null)
+  aws_region                 = try(var.platform.aws_region, null)
+  pricing_toml               = try(var.platform.pricing_toml, null)
+  max_concurrent_jobs        = try(var.platform.max_concurrent_jobs, null)
+  general_quota              = try(var.platform.general_quota, null)
+  background_quota           = try(var.platform.background_quota, null)
+  default_container_limits   = try(var.platform.default_container_limits, null)
+  labels                     = try(var.platform.labels, null)
 }
 
 resource "kubernetes_manifest" "namespace" {

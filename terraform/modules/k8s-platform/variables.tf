@@ -1,102 +1,26 @@
-variable "namespace" {
-  description = "Namespace that holds Oppen's dispatcher, MLflow and training Jobs."
-  type        = string
-  default     = "oppen"
-}
+variable "platform" {
+  description = "The platform's settings, passed unchanged to ./manifests, whose variables.tf documents each one (namespace, image, dispatcher_*, database_url, mlflow_*, aws_region, pricing_toml, max_concurrent_jobs, *_quota, default_container_limits, labels). Omitted settings take the defaults there; a name that is not one of them is refused."
+  type        = any
 
-variable "image" {
-  description = "Oppen container image (repository:tag) run by the dispatcher, MLflow and the training Jobs."
-  type        = string
-}
-
-variable "dispatcher_service_account" {
-  description = "Name of the dispatcher's ServiceAccount; must match the IRSA trust policy of the aws-cluster module."
-  type        = string
-  default     = "oppen-dispatcher"
-}
-
-variable "dispatcher_role_arn" {
-  description = "IAM role the dispatcher's ServiceAccount assumes through IRSA; empty for none."
-  type        = string
-  default     = ""
-}
-
-variable "dispatcher_replicas" {
-  description = "Dispatcher replicas. More than one is safe: a database lease lets one lead at a time and the others take over when it dies."
-  type        = number
-  default     = 1
-}
-
-variable "dispatcher_args" {
-  description = "Arguments to the `oppen` entry point in the dispatcher container: the API server with the dispatcher beside it."
-  type        = list(string)
-  default     = ["serve", "--host", "0.0.0.0", "--port", "8080"]
-}
-
-variable "database_url" {
-  description = "SQLAlchemy URL of Oppen's PostgreSQL database (postgresql+psycopg://user:password@host:5432/oppen); stored in a Secret."
-  type        = string
-  sensitive   = true
-}
-
-variable "mlflow_backend_store_uri" {
-  description = "MLflow backend store URI (postgresql://user:password@host:5432/mlflow); stored in a Secret."
-  type        = string
-  sensitive   = true
-}
-
-variable "mlflow_artifact_root" {
-  description = "Where MLflow keeps run artifacts, e.g. s3://bucket/mlflow."
-  type        = string
-}
-
-variable "aws_region" {
-  description = "AWS region of the artifact bucket, passed to MLflow's S3 client; empty to leave it to the environment."
-  type        = string
-  default     = ""
-}
-
-variable "pricing_toml" {
-  description = "Contents of the pricing file Oppen reads (app/costs/default_pricing.toml by default)."
-  type        = string
-}
-
-variable "max_concurrent_jobs" {
-  description = "Training jobs the dispatcher runs at once."
-  type        = number
-  default     = 3
-}
-
-variable "general_quota" {
-  description = "ResourceQuota for urgent and normal work: GPUs, CPU cores and memory requested at once."
-  type = object({
-    gpus   = number
-    cpu    = string
-    memory = string
-  })
-  default = { gpus = 2, cpu = "16", memory = "32Gi" }
-}
-
-variable "background_quota" {
-  description = "ResourceQuota for background work: GPUs and memory requested at once."
-  type = object({
-    gpus   = number
-    memory = string
-  })
-  default = { gpus = 1, memory = "4Gi" }
-}
-
-variable "default_container_limits" {
-  description = "LimitRange defaults for containers that state no resources."
-  type = object({
-    cpu    = string
-    memory = string
-  })
-  default = { cpu = "500m", memory = "256Mi" }
-}
-
-variable "labels" {
-  description = "Labels added to every object."
-  type        = map(string)
-  default     = {}
+  validation {
+    condition = length(setsubtract(keys(var.platform), [
+      "namespace",
+      "image",
+      "dispatcher_service_account",
+      "dispatcher_role_arn",
+      "dispatcher_replicas",
+      "dispatcher_args",
+      "database_url",
+      "mlflow_backend_store_uri",
+      "mlflow_artifact_root",
+      "aws_region",
+      "pricing_toml",
+      "max_concurrent_jobs",
+      "general_quota",
+      "background_quota",
+      "default_container_limits",
+      "labels"
+    ])) == 0
+    error_message = "platform has a setting ./manifests does not know; see manifests/variables.tf."
+  }
 }

@@ -18,3 +18,13 @@ output "scheduling_policy_toml" {
   description = "The Oppen settings file the dispatcher mounts."
   value       = local.scheduling_policy_toml
 }
+
+output "namespace_name" {
+  description = "Name of the namespace that holds the platform."
+  value       = var.namespace
+}
+
+output "dispatcher_service_account" {
+  description = "Name of the ServiceAccount the dispatcher and training Jobs run as."
+  value       = var.dispatcher_service_account
+}

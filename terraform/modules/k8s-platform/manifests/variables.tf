@@ -2,69 +2,81 @@ variable "namespace" {
   description = "Namespace that holds Oppen's dispatcher, MLflow and training Jobs."
   type        = string
   default     = "oppen"
+  nullable    = false
 }
 
 variable "image" {
   description = "Oppen container image (repository:tag) run by the dispatcher, MLflow and the training Jobs."
   type        = string
+  nullable    = false
 }
 
 variable "dispatcher_service_account" {
   description = "Name of the dispatcher's ServiceAccount; must match the IRSA trust policy of the aws-cluster module."
   type        = string
   default     = "oppen-dispatcher"
+  nullable    = false
 }
 
 variable "dispatcher_role_arn" {
   description = "IAM role the dispatcher's ServiceAccount assumes through IRSA; empty for none."
   type        = string
   default     = ""
+  nullable    = false
 }
 
 variable "dispatcher_replicas" {
   description = "Dispatcher replicas. More than one is safe: a database lease lets one lead at a time and the others take over when it dies."
   type        = number
   default     = 1
+  nullable    = false
 }
 
 variable "dispatcher_args" {
   description = "Arguments to the `oppen` entry point in the dispatcher container: the API server with the dispatcher beside it."
   type        = list(string)
   default     = ["serve", "--host", "0.0.0.0", "--port", "8080"]
+  nullable    = false
 }
 
 variable "database_url" {
   description = "SQLAlchemy URL of Oppen's PostgreSQL database (postgresql+psycopg://user:password@host:5432/oppen); stored in a Secret."
   type        = string
   sensitive   = true
+  nullable    = false
 }
 
 variable "mlflow_backend_store_uri" {
   description = "MLflow backend store URI (postgresql://user:password@host:5432/mlflow); stored in a Secret."
   type        = string
   sensitive   = true
+  nullable    = false
 }
 
 variable "mlflow_artifact_root" {
   description = "Where MLflow keeps run artifacts, e.g. s3://bucket/mlflow."
   type        = string
+  nullable    = false
 }
 
 variable "aws_region" {
   description = "AWS region of the artifact bucket, passed to MLflow's S3 client; empty to leave it to the environment."
   type        = string
   default     = ""
+  nullable    = false
 }
 
 variable "pricing_toml" {
   description = "Contents of the pricing file Oppen reads (app/costs/default_pricing.toml by default)."
   type        = string
+  nullable    = false
 }
 
 variable "max_concurrent_jobs" {
   description = "Training jobs the dispatcher runs at once."
   type        = number
   default     = 3
+  nullable    = false
 }
 
 variable "general_quota" {
@@ -74,7 +86,8 @@ variable "general_quota" {
     cpu    = string
     memory = string
   })
-  default = { gpus = 2, cpu = "16", memory = "32Gi" }
+  default  = { gpus = 2, cpu = "16", memory = "32Gi" }
+  nullable = false
 }
 
 variable "background_quota" {
@@ -83,7 +96,8 @@ variable "background_quota" {
     gpus   = number
     memory = string
   })
-  default = { gpus = 1, memory = "4Gi" }
+  default  = { gpus = 1, memory = "4Gi" }
+  nullable = false
 }
 
 variable "default_container_limits" {
@@ -92,11 +106,13 @@ variable "default_container_limits" {
     cpu    = string
     memory = string
   })
-  default = { cpu = "500m", memory = "256Mi" }
+  default  = { cpu = "500m", memory = "256Mi" }
+  nullable = false
 }
 
 variable "labels" {
   description = "Labels added to every object."
   type        = map(string)
   default     = {}
+  nullable    = false
 }

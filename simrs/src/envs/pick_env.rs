@@ -6,13 +6,13 @@
 //! Observation (f32, `K * 8`): one row per window slot, see `job_features`. Mask (i8, `K`):
 //! 1 for each filled slot.
 
-use crate::backfill::{backfill, Backfill};
+use crate::heuristics::backfill::{backfill, Backfill};
 use crate::cluster::FitIndex;
-use crate::env::{load_episode, reward, Env, EnvConfig};
+use crate::envs::env::{load_episode, reward, Env, EnvConfig};
 use crate::error::{SimError, SimResult};
 use crate::job_features::{write_job_row, JobScales, EMPTY_SLOT, JOB_FEATURES};
 use crate::metrics::EpisodeMetrics;
-use crate::placement::Placement;
+use crate::heuristics::placement::Placement;
 use crate::sim::ClusterSim;
 
 pub const DEFAULT_WINDOW: usize = 128;
@@ -67,7 +67,7 @@ impl PickEnv {
     }
 
     /// A named heuristic's choice of window slot (for baselines and tests).
-    pub fn heuristic_action(&self, priority: crate::policy::Priority) -> Option<usize> {
+    pub fn heuristic_action(&self, priority: crate::heuristics::policy::Priority) -> Option<usize> {
         if self.done {
             return None;
         }

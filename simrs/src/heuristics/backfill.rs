@@ -3,7 +3,7 @@
 //! nodes (SWF traces) and conservative enough for heterogeneous hosts.
 
 use crate::error::SimError;
-use crate::placement::Placement;
+use crate::heuristics::placement::Placement;
 use crate::sim::ClusterSim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

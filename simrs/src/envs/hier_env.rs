@@ -9,11 +9,11 @@
 //! fits on. Time advances only when no queued job fits anywhere.
 
 use crate::cluster::FitIndex;
-use crate::env::{load_episode, reward, Env, EnvConfig};
+use crate::envs::env::{load_episode, reward, Env, EnvConfig};
 use crate::error::{SimError, SimResult};
 use crate::job_features::{write_job_row, JobScales, EMPTY_SLOT, JOB_FEATURES};
 use crate::metrics::EpisodeMetrics;
-use crate::place_env::HOST_FEATURES;
+use crate::envs::place_env::HOST_FEATURES;
 use crate::sim::ClusterSim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

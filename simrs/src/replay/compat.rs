@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use crate::policy::Priority;
+use crate::heuristics::policy::Priority;
 use crate::swf::Trace;
 
 #[derive(Debug, Clone, Copy)]
@@ -263,7 +263,7 @@ impl CompatSim {
 }
 
 /// A heuristic's key for job `j` as that code computes it (the wait is `-1 - submit`).
-pub fn compat_key(w: &CompatWorkload, policy: Priority, j: usize) -> crate::policy::SortKey {
+pub fn compat_key(w: &CompatWorkload, policy: Priority, j: usize) -> crate::heuristics::policy::SortKey {
     let job = w.jobs[j];
     policy.key(job.submit, job.requested, job.procs, -1 - job.submit)
 }

@@ -6,7 +6,7 @@
 //! precomputed per host); then the job's cores / the episode's largest job cores and memory /
 //! largest job memory. Mask (i8, length `num_hosts`): 1 where the head job fits.
 
-use crate::env::{load_episode, reward, Env, EnvConfig};
+use crate::envs::env::{load_episode, reward, Env, EnvConfig};
 use crate::error::{SimError, SimResult};
 use crate::metrics::EpisodeMetrics;
 use crate::sim::ClusterSim;
@@ -15,7 +15,7 @@ use crate::workload::WorkloadSource;
 pub const HOST_FEATURES: usize = 4;
 pub const JOB_FEATURES: usize = 2;
 
-pub use crate::placement::Placement as Heuristic;
+pub use crate::heuristics::placement::Placement as Heuristic;
 
 #[derive(Debug, Clone)]
 pub struct PlaceEnv {

@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::error::{SimError, SimResult};
-use crate::place_env::{HOST_FEATURES, JOB_FEATURES};
+use crate::envs::place_env::{HOST_FEATURES, JOB_FEATURES};
 
 pub(crate) const HOST_INPUTS: usize = 6;
 /// What a masked host scores (`MASKED_LOGIT` in policy.py): finite, so argmax stays defined.

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::Env;
+use crate::envs::env::Env;
 use crate::error::{SimError, SimResult};
 use crate::job_features::{EMPTY_SLOT, JOB_FEATURES};
 use crate::metrics::EpisodeMetrics;
-use crate::policy::Priority;
-use crate::replay_compat::{compat_key, CompatSim, CompatWorkload};
+use crate::heuristics::policy::Priority;
+use crate::replay::compat::{compat_key, CompatSim, CompatWorkload};
 use crate::reward::RewardKind;
 use crate::sim::ClusterSim;
 
@@ -237,7 +237,7 @@ impl Env for CompatPickEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay_compat::{replay_window, CompatJob, CompatMetric};
+    use crate::replay::compat::{replay_window, CompatJob, CompatMetric};
 
     fn workload() -> Arc<CompatWorkload> {
         // A small machine under load: 8 nodes, jobs of 1-8 nodes, bursts of arrivals.

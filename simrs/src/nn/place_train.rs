@@ -18,8 +18,8 @@
 use rayon::prelude::*;
 
 use crate::error::{SimError, SimResult};
-use crate::place_env::HOST_FEATURES;
-use crate::place_net::{
+use crate::envs::place_env::HOST_FEATURES;
+use crate::nn::place_net::{
     avx_fma_available, axpy, check, host_inputs, padded, relu, rows_and_hosts, transpose_padded,
     width_for, HOST_INPUTS, MASKED_LOGIT,
 };
@@ -633,8 +633,8 @@ fn unpad_rows(padded: &[f32], out: &mut [f32], h: usize, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::place_net::tests::{batch, random};
-    use crate::place_net::PlaceNet;
+    use crate::nn::place_net::tests::{batch, random};
+    use crate::nn::place_net::PlaceNet;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 

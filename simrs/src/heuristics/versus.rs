@@ -9,11 +9,11 @@
 //! expectation as it was while most of that variance cancels (a control variate; the greedy
 //! rollout baseline of Kool et al., ICLR 2019, in PPO's setting).
 
-use crate::env::Env;
+use crate::envs::env::Env;
 use crate::error::{SimError, SimResult};
 use crate::metrics::EpisodeMetrics;
-use crate::placement::Placement;
-use crate::policy::Priority;
+use crate::heuristics::placement::Placement;
+use crate::heuristics::policy::Priority;
 use crate::sim::ClusterSim;
 
 /// A heuristic a mode can play: a placement rule (place) or a priority rule (pick).
@@ -122,7 +122,7 @@ impl<E: HeuristicEnv> Env for Versus<E> {
     }
 }
 
-impl HeuristicEnv for crate::place_env::PlaceEnv {
+impl HeuristicEnv for crate::envs::place_env::PlaceEnv {
     fn heuristic(&self, rule: Rule) -> Option<usize> {
         match rule {
             Rule::Place(p) => self.heuristic_action(p),
@@ -131,7 +131,7 @@ impl HeuristicEnv for crate::place_env::PlaceEnv {
     }
 }
 
-impl HeuristicEnv for crate::pick_env::PickEnv {
+impl HeuristicEnv for crate::envs::pick_env::PickEnv {
     fn heuristic(&self, rule: Rule) -> Option<usize> {
         match rule {
             Rule::Pick(p) => self.heuristic_action(p),
@@ -140,7 +140,7 @@ impl HeuristicEnv for crate::pick_env::PickEnv {
     }
 }
 
-impl HeuristicEnv for crate::compat_pick_env::CompatPickEnv {
+impl HeuristicEnv for crate::envs::compat_pick_env::CompatPickEnv {
     fn heuristic(&self, rule: Rule) -> Option<usize> {
         match rule {
             Rule::Pick(p) => self.heuristic_action(p),
@@ -152,8 +152,8 @@ impl HeuristicEnv for crate::compat_pick_env::CompatPickEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::EnvConfig;
-    use crate::place_env::PlaceEnv;
+    use crate::envs::env::EnvConfig;
+    use crate::envs::place_env::PlaceEnv;
     use crate::reward::RewardKind;
     use crate::workload::{WorkloadConfig, WorkloadSource};
 

@@ -4,10 +4,10 @@
 
 use rayon::prelude::*;
 
-use crate::env::Env;
+use crate::envs::env::Env;
 use crate::error::{SimError, SimResult};
 use crate::metrics::EpisodeMetrics;
-use crate::placement::splitmix64;
+use crate::heuristics::placement::splitmix64;
 
 /// Outcome of an episode that ended during the last `step`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -142,8 +142,8 @@ impl VecEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::EnvConfig;
-    use crate::place_env::{Heuristic, PlaceEnv};
+    use crate::envs::env::EnvConfig;
+    use crate::envs::place_env::{Heuristic, PlaceEnv};
     use crate::reward::RewardKind;
     use crate::workload::{WorkloadConfig, WorkloadSource};
 

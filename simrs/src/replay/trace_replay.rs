@@ -2,10 +2,10 @@
 //! (true waits), jobs start while the head fits (placed by a placement rule), and when the
 //! head does not fit, backfilling may start others. Utilisation is over the makespan.
 
-use crate::backfill::{backfill, Backfill};
+use crate::heuristics::backfill::{backfill, Backfill};
 use crate::metrics::EpisodeMetrics;
-use crate::placement::Placement;
-use crate::policy::{Priority, SortKey};
+use crate::heuristics::placement::Placement;
+use crate::heuristics::policy::{Priority, SortKey};
 use crate::sim::ClusterSim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
