@@ -16,6 +16,7 @@ from app.core.errors import ConfigError
 from app.core.executors.base import Executor
 from app.core.executors.k8s_manifest import JobTemplate
 from app.core.lease import Lease, new_holder_id
+from app.core.ports import ConfigValidator
 from app.core.queue import QueueService
 from app.core.settings import Settings, load_settings
 from app.core.tracking import Tracker
@@ -33,16 +34,32 @@ SPARKLINE_POINTS = 24
 
 
 def validate_training_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The queue's ConfigValidator: training options checked and filled with defaults."""
+    """Training options checked and filled with defaults."""
     from app.training.config import TrainConfig
 
     return TrainConfig.from_dict(config).to_dict()
 
 
+def training_options_validator(settings: Settings) -> ConfigValidator:
+    """The queue's ConfigValidator: the options checked, and a trace, which the job reads
+    with the dispatcher's rights, only from the configured trace folders."""
+    def validate(config: dict[str, Any]) -> dict[str, Any]:
+        from app.training.traces import check_trace_allowed
+
+        options = validate_training_options(config)
+        if options.get("trace"):
+            check_trace_allowed(options["trace"], settings.resolved_trace_dirs,
+                                settings.trace_max_bytes)
+        return options
+
+    return validate
+
+
 def build_queue(engine: Engine, limits: Limits | None = None, pricing: Pricing | None = None,
                 budgets: BudgetService | None = None, max_attempts: int = 3,
                 estimator: JobEstimator | None = None,
-                advisor: BudgetAdvisor | None = None) -> QueueService:
+                advisor: BudgetAdvisor | None = None,
+                settings: Settings | None = None) -> QueueService:
     """A QueueService with every port wired: training options checked, jobs priced, hard
     budgets enforced at submission and explained in queue listings."""
     pricing = pricing or load_pricing()
@@ -50,7 +67,8 @@ def build_queue(engine: Engine, limits: Limits | None = None, pricing: Pricing |
     estimator = estimator or JobEstimator(pricing)
     advisor = advisor or BudgetAdvisor(engine, estimator, budgets, pricing)
     return QueueService(engine, limits or Limits(), default_max_attempts=max_attempts,
-                        zone=pricing.zone, validate_config=validate_training_options,
+                        zone=pricing.zone,
+                        validate_config=training_options_validator(settings or load_settings()),
                         estimator=estimator, gate=advisor,
                         checks_for=lambda s, now: [BudgetAdmission(budgets, s, now)])
 
@@ -96,7 +114,7 @@ class Services:
     def queue(self) -> QueueService:
         return build_queue(self.engine, self.settings.admission_limits(), self.pricing,
                            self.budgets, self.settings.max_attempts, self.estimator,
-                           self.advisor)
+                           self.advisor, self.settings)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -121,8 +139,10 @@ class Services:
                 "OPPEN_DATABASE_URL": self.settings.resolved_database_url,
                 "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
             }
+            # Every wait inside a dispatcher tick ends within a third of the lease.
             return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
-                                 self.settings.stop_grace_s, self.settings.local_command)
+                                 self.settings.stop_grace_s, self.settings.local_command,
+                                 max_wait_s=self.settings.lease_ttl_s / 3)
         if self.settings.executor == "kubernetes":
             from app.core.executors.kubernetes import KubernetesExecutor
 
@@ -149,4 +169,12 @@ class Services:
                           checks_for=lambda s, now: [BudgetAdmission(self.budgets, s, now)],
                           progress=self.read_progress,
                           backoff_base_s=self.settings.retry_backoff_s,
-                          price=self.budgets.attempt_cost)
+                          price=self.budgets.attempt_cost, spend_guard=self.budgets,
+                          stop_horizon_s=self.stop_horizon_s)
+
+    @property
+    def stop_horizon_s(self) -> float:
+        """How far ahead a running job's spend is checked against its hard budgets: the next
+        tick, plus the longest a stop may take, plus a second of slack."""
+        s = self.settings
+        return s.dispatch_interval_s + min(s.stop_grace_s, s.lease_ttl_s / 3) + 1.0

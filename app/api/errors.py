@@ -27,4 +27,4 @@ STATUS: list[tuple[type[OppenError], int, str]] = [
 # carry their fields, and the client rebuilds the SubmissionError from them.
 EXCEPTION_FOR_KIND: dict[str, type[OppenError]] = {
     **{kind: cls for cls, _, kind in reversed(STATUS)},
-    "validation": ConfigError, "too_large": ConfigError}
+    "validation": ConfigError, "too_large": ConfigError, "too_slow": ConfigError}

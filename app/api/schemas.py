@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.submission import NAME_PATTERN, JobSubmission, Priority
 
-State = Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled"]
+State = Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled",
+                "budget_exhausted"]
 
 
 __all__ = ["JobSubmission"]  # the one submission contract, re-exported for the routes
@@ -101,8 +102,9 @@ class TokenRequest(Strict):
 
 class ErrorBody(BaseModel):
     error: str = Field(description="What went wrong, written for a person")
-    kind: str = Field(description="validation | invalid | unauthenticated | forbidden | "
-                                  "not_found | conflict | budget_exceeded | too_large | internal")
+    kind: str = Field(description="validation | invalid | invalid_batch | unauthenticated | "
+                                  "forbidden | not_found | conflict | budget_exceeded | "
+                                  "too_slow | too_large | internal")
     errors: list[dict[str, Any]] = Field(default_factory=list,
                                          description="Per field or per batch item")
 
@@ -209,6 +211,8 @@ class Lease(BaseModel):
     holder: str
     expires_at: str
     heartbeat_at: str
+    leading: bool = Field(description="The lease has not expired: a dispatcher leads now")
+    degraded: str | None = Field(description="Why the leader's last tick went wrong, if it did")
 
 
 class QueueStatus(BaseModel):

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from app.api.server import create_app
+from app.web.access import log_requests_to_stderr
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ def run_server(services: Any, host: str, port: int, dispatcher: bool = True,
     # sight, so collections under load scan only what requests create (shorter pauses).
     gc.collect()
     gc.freeze()
+    log_requests_to_stderr()
+    logging.getLogger("oppen.server").info(
+        "oppen serve: http://%s:%s (API under /api/v1, health at /healthz)%s", host, port,
+        "; dispatching" if dispatcher else "")
     # Keep-alive well past uvicorn's 5 s default: clients (dashboards, load, the CLI in a loop)
     # reuse connections, and a server closing one just as a request is sent drops it.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,

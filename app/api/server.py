@@ -10,12 +10,11 @@ from contextlib import asynccontextmanager, nullcontext
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import schemas as m
 from app.api.access import Principal
@@ -27,6 +26,8 @@ from app.core.queue import BatchError
 from app.core.submission import SubmissionError, describe, field_errors
 from app.core.wal_checkpoint import WalCheckpointer
 from app.dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
+from app.web.access import AccessLog
+from app.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
@@ -38,6 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "No valid bearer token"), (403, "The token's role or team does not allow it"),
         (404, "No such job, budget or token (or not visible to this token)"),
         (409, "Conflicts with the job's state, or a hard budget refused it"),
+        (408, "The request body did not arrive in time"),
         (413, "The request body is too large"),
         (422, "A field is missing or invalid; the error names it"),
         (500, "A fault in the server")]}
@@ -48,41 +50,6 @@ def error_response(status: int, kind: str, message: str,
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": message, "kind": kind, "errors": errors or []}, status,
                         headers=headers)
-
-
-class TooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body over the limit of {limit} bytes")
-
-
-class BodyLimit:
-    """Refuses bodies over ``limit`` bytes with 413: at once by Content-Length, or while a
-    chunked body streams in (the route then fails with TooLarge, which maps to 413)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = error_response(413, "too_large",
-                                      f"request body over the limit of {self.limit} bytes")
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise TooLarge(self.limit)
-            return message
-
-        await self.app(scope, counted, send)
 
 
 BEARER = HTTPBearer(auto_error=False)
@@ -149,7 +116,8 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kinds = {404: "not_found", 405: "invalid", 413: "too_large", 401: "unauthenticated"}
+        kinds = {404: "not_found", 405: "invalid", 408: "too_slow", 413: "too_large",
+                 401: "unauthenticated"}
         return error_response(exc.status_code, kinds.get(exc.status_code, "invalid"),
                               str(exc.detail))
 
@@ -168,13 +136,18 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
     # --- jobs ------------------------------------------------------------------------------
 
     @app.post(f"{API}/jobs", status_code=201, response_model=m.JobOut, tags=["jobs"])
-    async def submit(body: m.JobSubmission, ops: Ops) -> Any:
+    async def submit(body: m.JobSubmission, ops: Ops,
+                     idempotency_key: Annotated[str | None, Header(
+                         alias="Idempotency-Key", max_length=200,
+                         description="Retries with the same key (per team) queue one job")
+                     ] = None) -> Any:
         """Queue one training job (validated, estimated and budget-checked)."""
         # On the event loop rather than a worker thread: submissions take the one write lock
         # in turn anyway, and the thread hand-off cost more than the submission (measured
         # with `oppen bench api`: 97/s and seconds of latency in threads, 200/s here). The
         # answer skips re-validation against JobOut; schemathesis checks it matches.
-        return JSONResponse(ops.submit(body.model_dump(exclude_none=True)), status_code=201)
+        return JSONResponse(ops.submit(body.model_dump(exclude_none=True), idempotency_key),
+                            status_code=201)
 
     @app.post(f"{API}/jobs/batch", status_code=201, response_model=m.BatchResult,
               tags=["jobs"])
@@ -370,5 +343,8 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """Revoke a token (admins); it stops working at once."""
         return ops.revoke_token(token_id)
 
-    app.add_middleware(BodyLimit, limit=services.settings.server_max_body_bytes)
+    app.add_middleware(BodyLimit, limit=services.settings.server_max_body_bytes,
+                       refuse=lambda limit: error_response(
+                           413, "too_large", f"request body over the limit of {limit} bytes"))
+    app.add_middleware(AccessLog)
     return app

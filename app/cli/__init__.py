@@ -14,6 +14,7 @@ from app.cli.common import OppenGroup
 from app.cli.config_cmds import config
 from app.cli.cost_cmds import budget, cost
 from app.cli.dashboard_cmds import dashboard, ui
+from app.cli.db_cmds import db
 from app.cli.demo_cmds import demo
 from app.cli.dispatcher_cmds import dispatcher
 from app.cli.policy_cmds import eval_cmd, policy
@@ -29,8 +30,8 @@ def cli() -> None:
     """Oppen: queue, watch and talk to PPO training jobs for cluster schedulers."""
 
 
-for command in (ask, bench, budget, chat, config, cost, dashboard, demo, dispatcher, eval_cmd,
-                policy, queue, serve, sim, token, train, ui):
+for command in (ask, bench, budget, chat, config, cost, dashboard, db, demo, dispatcher,
+                eval_cmd, policy, queue, serve, sim, token, train, ui):
     cli.add_command(command)
 
 

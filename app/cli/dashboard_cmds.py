@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import click
 
 from app.cli import common
+
+# How long MLflow's server gets to stop after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
 
 
 @click.command()
@@ -48,8 +54,34 @@ def ui(port: int, host: str) -> None:
     mlflow = shutil.which("mlflow") or f"{sys.executable} -m mlflow"
     command = [*mlflow.split(), "ui", "--backend-store-uri", uri, "--host", host,
                "--port", str(port)]
-    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C or SIGTERM to stop)")
+    # MLflow's server runs in its own process group (it starts workers): a stop signal to
+    # this command stops the whole group (SIGKILL after a grace), and this command exits 0.
+    server = subprocess.Popen(command, start_new_session=True)
+    asked: list[float] = []
+
+    def stop(*_: object) -> None:
+        # Only signals here: waiting on the child from a handler would deadlock with the
+        # wait below.
+        asked.append(time.monotonic())
+        _signal_group(server, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        subprocess.run(command, check=False)
-    except KeyboardInterrupt:
-        pass
+        while server.poll() is None:
+            try:
+                server.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if asked and time.monotonic() - asked[0] > STOP_GRACE_S:
+                    _signal_group(server, signal.SIGKILL)
+    finally:
+        _signal_group(server, signal.SIGKILL)  # workers left behind, if any
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_group(server: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(server.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone

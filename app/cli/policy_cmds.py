@@ -124,12 +124,26 @@ def policy_select(run_dir: str, seeds: str, copy_to: str | None, as_json: bool) 
               type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
-def policy_serve(checkpoint_path: str, host: str, port: int) -> None:
+@click.option("--max-body-bytes", type=click.IntRange(1024, 1 << 30),
+              default=16 * 1024 * 1024, show_default=True,
+              help="Largest request body accepted (413 above)")
+def policy_serve(checkpoint_path: str, host: str, port: int, max_body_bytes: int) -> None:
     """HTTP decisions: POST /v1/decide {hosts: [...], job: {...}} -> {host: i}."""
+    import signal
+    import sys
+
     import uvicorn
 
     from app.training.inference import LoadedPolicy
     from app.training.serve import create_app
+    from app.web.access import log_requests_to_stderr
 
-    app = create_app(LoadedPolicy.from_checkpoint(checkpoint_path))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(LoadedPolicy.from_checkpoint(checkpoint_path), max_body_bytes)
+    log_requests_to_stderr()
+    click.echo(f"oppen policy serve: http://{host}:{port}/v1/decide "
+               f"({checkpoint_path}); stop with Ctrl-C or SIGTERM", err=True)
+    # uvicorn shuts down gracefully on SIGTERM or Ctrl-C, then raises the signal again
+    # under the handlers it found: these make that a clean exit (status 0).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -130,7 +130,7 @@ def queue_submit_batch(file: str, as_json: bool) -> None:
 @queue.command("list")
 @click.option("--state", multiple=True,
               type=click.Choice(["queued", "dispatching", "running", "succeeded", "failed",
-                                 "cancelled"]))
+                                 "cancelled", "budget_exhausted"]))
 @click.option("--team", default=None, help="Only this team's jobs")
 @click.option("--priority", type=PRIORITY_CHOICE, default=None, help="Only this class")
 @click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
@@ -157,6 +157,17 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
                       str(d["position"] or ""), why, _eta(d["eta_start"])[11:16],
                       usd(d["estimated_cost_usd"]))
     common.console().print(table)
+    _say_if_the_dispatcher_is_not_well()
+
+
+def _say_if_the_dispatcher_is_not_well() -> None:
+    """Waiting jobs wait for a dispatcher: say so when none leads or the leader is degraded."""
+    lead = common.operations().queue_status()["dispatcher"]
+    if lead is None or not lead.get("leading", True):
+        click.echo("note: no dispatcher is running, so nothing starts (oppen dispatcher run, "
+                   "or oppen serve)", err=True)
+    elif lead.get("degraded"):
+        click.echo(f"warning: the dispatcher is degraded: {lead['degraded']}", err=True)
 
 
 @queue.command("show")
@@ -181,7 +192,7 @@ def queue_show(job_id: int, as_json: bool) -> None:
                    f"{d['progress_sps'] or 0:,.0f} steps/s")
     if d["mlflow_run_id"]:
         click.echo(f"  mlflow run: {d['mlflow_run_id']}")
-    if d["state"] in ("failed", "cancelled", "succeeded") and d["reason"]:
+    if d["state"] in ("failed", "cancelled", "succeeded", "budget_exhausted") and d["reason"]:
         click.echo(f"  outcome: {d['reason']}")
     for e in d["events"]:
         click.echo(f"  {e['at']}  {e['from'] or '-'} -> {e['to']}  {e['reason']}")

@@ -64,22 +64,47 @@ def _head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
-def init_db(engine: Engine) -> None:
+def init_db(engine: Engine, upgrade: bool | None = None) -> None:
     """Brings the schema to the newest migration (creating it on an empty database).
 
     Every process opening the database calls this, often at the same moment (the dispatcher,
     its jobs, concurrent submitters), so migrating is serialised: a file lock beside a SQLite
     database, an advisory lock on PostgreSQL.
+
+    Upgrading an existing schema is automatic only for the embedded SQLite default
+    (``upgrade`` None); a shared PostgreSQL database is upgraded by `oppen db upgrade`
+    (``upgrade=True``), once, while other Oppen processes wait. A database already past what
+    this Oppen knows (written by a newer release) is refused, never touched.
     """
     try:
-        if schema_revision(engine) == _head_revision():
+        current, head = schema_revision(engine), _head_revision()
+        if current == head:
             return
+        if current is not None and current not in _known_revisions():
+            raise ConfigError(f"the database's schema is at revision {current}, newer than this "
+                              f"Oppen knows (up to {head}): upgrade Oppen to use it")
+        automatic = engine.dialect.name == "sqlite" or current is None
+        if not (automatic if upgrade is None else upgrade):
+            raise ConfigError(f"the database's schema is at revision {current}; this Oppen "
+                              f"needs {head}. Run `oppen db upgrade` once (with "
+                              "OPPEN_DATABASE_URL set) to upgrade it")
         with _migration_lock(engine), engine.begin() as connection:
             if engine.dialect.name == "postgresql":
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
             _upgrade(connection)
     except OperationalError as exc:
         raise ConfigError(f"cannot open the database: {exc.orig}") from None
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(_alembic_config(None)).walk_revisions()}
+
+
+def schema_status(engine: Engine) -> dict[str, str | None]:
+    """Where the schema is and where this Oppen would take it."""
+    return {"current": schema_revision(engine), "head": _head_revision()}
 
 
 def _upgrade(connection) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -25,9 +26,10 @@ from app.core.admission import AdmissionCheck, Limits
 from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
 from app.core.failures import Failure, FailureKind, backoff_until, classify
-from app.core.lease import Lease
-from app.core.models import Job
+from app.core.lease import LEASE_NAME, LeadershipLost, Lease
+from app.core.models import DispatcherLease, Job, JobEvent
 from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
+from app.core.ports import SpendGuard
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.core.transitions import transition, transition_many
@@ -35,6 +37,13 @@ from app.core.transitions import transition, transition_many
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10.0
+# A job whose reconcile raises the same error this many ticks in a row is failed with it.
+REPEATED_ERRORS = 3
+# Infrastructure-looking failures that a job can cause itself (an abort, running out of
+# memory): the same one twice in a row is not retried. Kills from outside (preemption,
+# eviction, a lost node, SIGTERM/SIGKILL) are retried however often they repeat.
+SELF_INFLICTED = ("OOMKilled", "signal 6", "exit code -6", "exit code 134", "MemoryError",
+                  "out of memory", "Cannot allocate memory", "bad_alloc")
 # Admission checks (budgets) for one tick, reading through the tick's session.
 ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
 # The cost in micro-dollars of a job's attempt from its start until the given time.
@@ -64,6 +73,13 @@ class TickReport:
     adopted: list[int] = field(default_factory=list)
     queued: int = 0
     running: int = 0
+    # What went wrong this tick (a job whose step raised, admission failing), for /health.
+    errors: list[str] = field(default_factory=list)
+    lost_lease: bool = False
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.errors) or self.lost_lease
 
     @property
     def idle(self) -> bool:
@@ -75,8 +91,13 @@ class Dispatcher:
     def __init__(self, engine: Engine, executor: Executor, lease: Lease,
                  limits: Limits | None = None, checks_for: ChecksFactory | None = None,
                  progress: ProgressReader | None = None,
-                 backoff_base_s: float = 30.0, price: AttemptPricer | None = None) -> None:
+                 backoff_base_s: float = 30.0, price: AttemptPricer | None = None,
+                 spend_guard: SpendGuard | None = None, stop_horizon_s: float = 5.0) -> None:
         self.checks_for = checks_for
+        # Hard budgets hold while jobs run: a job is stopped while its budgets still have
+        # room for stop_horizon_s (a tick, and a stop's grace) of their running jobs' spend.
+        self.spend_guard = spend_guard
+        self.stop_horizon_s = stop_horizon_s
         self.price = price
         self.backoff_base_s = backoff_base_s
         self.engine = engine
@@ -85,32 +106,108 @@ class Dispatcher:
         self.limits = limits or Limits()
         self.progress = progress
         self._progress_read_at: dict[int, float] = {}
+        # Consecutive ticks on which a job's reconcile raised, with the last error: a job
+        # whose own data breaks a step is failed after REPEATED_ERRORS ticks, and a passing
+        # fault (an API server's hiccup) is only reported.
+        self._step_errors: dict[int, tuple[int, str]] = {}
 
     def tick(self) -> TickReport:
         if not self.lease.acquire():
             return TickReport(leader=False)
         report = TickReport()
-        self._reconcile(report)
-        for job_id in self._admit():
-            self._launch(job_id, report)
+        try:
+            self._reconcile(report)
+            try:
+                admitted = self._admit()
+            except LeadershipLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported; reconcile and health go on
+                log.exception("admission failed")
+                report.errors.append(f"admission failed: {type(exc).__name__}: {exc}")
+                admitted = []
+            for job_id in admitted:
+                self._launch(job_id, report)
+        except LeadershipLost as exc:
+            log.warning("%s; this dispatcher stops acting until it leads again", exc)
+            report.lost_lease = True
+            report.leader = False
+            return report
         with Session(self.engine) as s:
             counts = dict(s.exec(select(Job.state, func.count()).group_by(Job.state)).all())
         report.queued = counts.get(JobState.QUEUED.value, 0)
         report.running = sum(counts.get(state, 0) for state in ACTIVE_STATES)
+        self._record_health(report)
         return report
+
+    def _move(self, s: Session, job: Job, target: JobState, reason: str = "") -> None:
+        """A state change made as the leader: refused (LeadershipLost) after a takeover."""
+        transition(s, job, target, reason, fence=self.lease.fence())
+
+    def _keep_leading(self) -> None:
+        """Renews the lease once a third of it has passed, so a long tick never outlives it;
+        raises LeadershipLost if another dispatcher took over meanwhile."""
+        if self.lease.remaining_s() < self.lease.ttl.total_seconds() * 2 / 3:
+            self.lease.renew()
+
+    def _record_health(self, report: TickReport) -> None:
+        """The tick's verdict on the lease row, where /health, the dashboard and queue list
+        read it: empty when all went well, else why the dispatcher is degraded."""
+        detail = "; ".join(report.errors)[:1000]
+        with Session(self.engine) as s:
+            s.execute(update(DispatcherLease).where(DispatcherLease.name == LEASE_NAME)
+                      .where(self.lease.fence()).values(degraded=detail or None))
+            s.commit()
 
     # --- 1. reconcile ------------------------------------------------------------------------
 
     def _reconcile(self, report: TickReport) -> None:
         with Session(self.engine) as s:
-            jobs = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))).all()
-            for job in jobs:
+            ids = list(s.exec(select(Job.id).where(col(Job.state).in_(ACTIVE_STATES))).all())
+        for job_id in ids:
+            self._keep_leading()
+            # One session per job: a job whose step fails leaves nothing half-done behind
+            # for the others, and the tick goes on.
+            with Session(self.engine) as s:
+                job = s.get(Job, job_id)
+                if job is None or job.state not in ACTIVE_STATES:
+                    continue
                 try:
                     self._reconcile_one(s, job, report)
-                    if s.dirty or s.new:  # most running jobs change nothing on a tick
-                        s.commit()
+                    s.commit()  # transitions flush as they go: whatever they wrote, kept
+                    self._step_errors.pop(job_id, None)
                 except StaleStateError:
                     s.rollback()  # changed meanwhile (a cancel); the next tick sees it
+                except LeadershipLost:
+                    s.rollback()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - isolated: one job, not the tick
+                    s.rollback()
+                    self._step_failed(job_id, exc, report)
+
+    def _step_failed(self, job_id: int, exc: Exception, report: TickReport) -> None:
+        """A job's reconcile raised: reported at once; failed as the job's own error once the
+        same error has repeated on REPEATED_ERRORS consecutive ticks."""
+        message = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("reconciling job %s failed: %s", job_id, message)
+        report.errors.append(f"job {job_id}: {message}")
+        count, last = self._step_errors.get(job_id, (0, ""))
+        count = count + 1 if last == message else 1
+        self._step_errors[job_id] = (count, message)
+        if count < REPEATED_ERRORS:
+            return
+        self._step_errors.pop(job_id, None)
+        with Session(self.engine) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state not in ACTIVE_STATES:
+                return
+            if job.executor_ref is not None:
+                try:
+                    self.executor.stop(job.executor_ref)
+                except Exception:  # noqa: BLE001 - the job is failed either way
+                    log.warning("stopping job %s failed", job_id, exc_info=True)
+            job.exit_code = None
+            self._fail(s, job, Failure(FailureKind.USER, f"the dispatcher could not handle "
+                                       f"this job: {message}"), "", report)
             s.commit()
 
     def _reconcile_one(self, s: Session, job: Job, report: TickReport) -> None:
@@ -118,20 +215,30 @@ class Dispatcher:
             # Claimed, and perhaps started, by a dispatcher that died before recording it.
             ref = self.executor.find(job)
             if ref is None:
-                transition(s, job, JobState.QUEUED, "dispatcher stopped before launching it")
+                self._move(s, job, JobState.QUEUED, "dispatcher stopped before launching it")
                 job.attempts = max(0, job.attempts - 1)  # the attempt never began
                 return
             job.executor_ref = ref
-            transition(s, job, JobState.RUNNING, "attempt found again after a dispatcher restart")
+            self._move(s, job, JobState.RUNNING, "attempt found again after a dispatcher restart")
             report.adopted.append(job.id)
             return
         if job.cancel_requested:
             self.executor.stop(job.executor_ref)
             self._charge(job)
-            transition(s, job, JobState.CANCELLED, "cancelled while running; stopped")
+            self._move(s, job, JobState.CANCELLED, "cancelled while running; stopped")
             report.finished.append((job.id, JobState.CANCELLED.value))
             return
         status = self.executor.poll(job.executor_ref)
+        if status.phase is Phase.RUNNING and self.spend_guard is not None:
+            why = self.spend_guard.overrun(s, job, utcnow(), self.stop_horizon_s)
+            if why is not None:
+                self.lease.check(s)
+                self.executor.stop(job.executor_ref)  # SIGTERM first: it checkpoints
+                self._charge(job)
+                self._move(s, job, JobState.BUDGET_EXHAUSTED,
+                           f"stopped before overspending: {why}"[:500])
+                report.finished.append((job.id, JobState.BUDGET_EXHAUSTED.value))
+                return
         if status.phase is Phase.RUNNING:
             if self._over_time(job):
                 self.executor.stop(job.executor_ref)
@@ -144,7 +251,7 @@ class Dispatcher:
         self._charge(job)
         if status.phase is Phase.EXITED and status.exit_code == 0:
             self._read_progress(job, final=True)  # its throughput informs later estimates
-            transition(s, job, JobState.SUCCEEDED, "exit code 0")
+            self._move(s, job, JobState.SUCCEEDED, "exit code 0")
             report.finished.append((job.id, JobState.SUCCEEDED.value))
             return
         failure = classify(status)
@@ -155,15 +262,21 @@ class Dispatcher:
 
     def _fail(self, s: Session, job: Job, failure: Failure, last_line: str,
               report: TickReport) -> None:
+        if failure.retryable and any(word in failure.reason for word in SELF_INFLICTED) \
+                and self._failed_the_same_way_before(s, job, failure):
+            # The same abort or out-of-memory twice is the job's own doing: another attempt
+            # would only end the same way (and spend the same again).
+            failure = Failure(FailureKind.USER, f"{failure.reason} (the same failure as the "
+                                                "previous attempt; not retried)")
         reason = f"{failure.kind.value}: {failure.reason}"
         if last_line and last_line not in reason:
             reason += f" | {last_line}"
-        transition(s, job, JobState.FAILED, reason[:500])
+        self._move(s, job, JobState.FAILED, reason[:500])
         if failure.retryable and job.attempts < job.max_attempts:
             job.not_before = backoff_until(utcnow(), job.attempts, self.backoff_base_s)
             job.executor_ref = None
             job.progress_step = job.progress_sps = None
-            transition(s, job, JobState.QUEUED,
+            self._move(s, job, JobState.QUEUED,
                        f"retry {job.attempts + 1} of {job.max_attempts} after "
                        f"{failure.kind.value} failure, not before "
                        f"{job.not_before.isoformat(timespec='seconds')}")
@@ -173,6 +286,14 @@ class Dispatcher:
                 job.reason = f"{reason[:400]} (gave up after {job.attempts} attempts)"
                 s.add(job)
             report.finished.append((job.id, JobState.FAILED.value))
+
+    @staticmethod
+    def _failed_the_same_way_before(s: Session, job: Job, failure: Failure) -> bool:
+        last = s.exec(select(JobEvent.reason)
+                      .where(JobEvent.job_id == job.id)
+                      .where(JobEvent.to_state == JobState.FAILED.value)
+                      .order_by(col(JobEvent.id).desc()).limit(1)).first()
+        return last is not None and last.startswith(f"{failure.kind.value}: {failure.reason}")
 
     def _charge(self, job: Job) -> None:
         """Adds what the ending attempt cost to the job."""
@@ -215,6 +336,7 @@ class Dispatcher:
         once; on PostgreSQL the rows are first locked with FOR UPDATE SKIP LOCKED, so a job
         someone else is changing right now is simply left for the next tick.
         """
+        self._keep_leading()
         now = utcnow()
         with Session(self.engine) as s:
             usage, _ = active_usage(s)
@@ -232,7 +354,7 @@ class Dispatcher:
             if not ids:
                 return []
             claimed = transition_many(s, ids, JobState.QUEUED, JobState.DISPATCHING,
-                                      "admitted", attempts=Job.attempts + 1, not_before=None)
+                                      "admitted", fence=self.lease.fence(), attempts=Job.attempts + 1, not_before=None)
             s.commit()
         order = {job_id: i for i, job_id in enumerate(plan.admitted)}
         return sorted(claimed, key=order.__getitem__)
@@ -240,10 +362,14 @@ class Dispatcher:
     # --- 3. launch -----------------------------------------------------------------------
 
     def _launch(self, job_id: int, report: TickReport) -> None:
+        self._keep_leading()
         with Session(self.engine) as s:
             job = s.get(Job, job_id)
             if job is None or job.state != JobState.DISPATCHING.value:
                 return
+            # Launch only as the leader, with the lease renewed just now: the launch's own
+            # waits are bounded well inside what is left of it (docs/reliability.md).
+            self.lease.check(s)
             try:
                 ref = self.executor.launch(job)
             except LaunchError as exc:
@@ -258,7 +384,7 @@ class Dispatcher:
                 return
             job.executor_ref = ref
             try:
-                transition(s, job, JobState.RUNNING,
+                self._move(s, job, JobState.RUNNING,
                            f"attempt {job.attempts} launched by the {self.executor.name} executor")
             except StaleStateError:
                 # Cancelled while launching: stop what was just started.

@@ -68,6 +68,9 @@ class Job(SQLModel, table=True):
     # What the job's attempts have cost so far, priced when each attempt ends.
     cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
                                                          server_default="0"))
+    # The submitter's key for this submission: a retried POST with the same key (per team)
+    # finds this job instead of queueing a second.
+    idempotency_key: str | None = None
 
 
 # Queue order (priority high first, then FIFO) read straight off an index, so listing and
@@ -78,6 +81,8 @@ Index("ix_jobs_queue_order", Job.state, Job.priority.desc(),  # type: ignore[att
 # reads this index, never the rows with their configs.
 Index("ix_jobs_state_budget", Job.state, Job.created_at, Job.team, Job.project,
       Job.estimated_cost_micros, Job.cost_micros)
+# One job per (team, idempotency key); jobs without a key (NULL) never collide.
+Index("ux_jobs_team_idempotency_key", Job.team, Job.idempotency_key, unique=True)
 
 
 class JobEvent(SQLModel, table=True):
@@ -102,6 +107,14 @@ class DispatcherLease(SQLModel, table=True):
     holder: str
     expires_at: datetime = Field(sa_column=_utc_column(False))
     heartbeat_at: datetime = Field(sa_column=_utc_column(False))
+    # The fencing token: raised by one on every change of holder, never on a renewal. Every
+    # state write and launch of a dispatcher names the epoch it leads in, and is refused once
+    # another has taken over.
+    epoch: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                   server_default="0"))
+    # Why the leader's last tick was degraded (a job whose step raised, admission failing);
+    # None when it went well.
+    degraded: str | None = None
 
 
 class Budget(SQLModel, table=True):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from sqlmodel import Session
 
+from app.core.models import Job
 from app.core.submission import JobSpec
 
 
@@ -45,6 +46,15 @@ class BudgetGate(Protocol):
 
     def refusal(self, specs: Sequence[JobSpec], refusals: list[str]) -> str:
         """The message for a refused submission, with what would fit instead."""
+        ...
+
+
+class SpendGuard(Protocol):
+    def overrun(self, session: Session, job: Job, now: datetime,
+                horizon_s: float) -> str | None:
+        """Why the running ``job`` must stop now: its hard budgets' spend so far, plus what
+        every running job in their scope spends in the next ``horizon_s``, would pass a
+        limit. None lets it run."""
         ...
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app.core.admission import (
@@ -38,7 +39,7 @@ from app.core.models import Job, JobEvent
 from app.core.planning import active_usage, ahead_of, plan_queue, queue_order
 from app.core.ports import BudgetGate, ConfigValidator, Decision, Estimate, Estimator
 from app.core.priority import PRIORITY_CLASSES, priority_value
-from app.core.states import TERMINAL, JobState
+from app.core.states import RESUMABLE, TERMINAL, JobState
 from app.core.submission import JobSpec, JobSubmission, SubmissionError, parse_submission
 from app.core.timeutil import utcnow
 from app.core.transitions import transition
@@ -161,12 +162,27 @@ class QueueService:
             s.commit()
         return ids
 
-    def store_one(self, spec: JobSpec) -> JobView:
+    def store_one(self, spec: JobSpec, idempotency_key: str | None = None) -> JobView:
         """Queues one validated spec and returns it as submitted (with its place in the
-        queue, as submitted() does), built in the same transaction: no second round trip."""
+        queue, as submitted() does), built in the same transaction: no second round trip.
+
+        With ``idempotency_key``, a submission its team already made with that key is not
+        queued again: the job it made is returned (a client retrying a POST whose answer it
+        lost)."""
+        if idempotency_key is not None:
+            found = self._by_key(spec.team, idempotency_key)
+            if found is not None:
+                return self.submitted(found)
         with Session(self.engine) as s:
-            [job_id], [row], [event] = self._insert(s, [spec])
-            job = Job(id=job_id, **row)
+            try:
+                [job_id], [row], [event] = self._insert(s, [spec], idempotency_key)
+                job = Job(id=job_id, **row)
+            except IntegrityError:
+                s.rollback()  # the same key stored a moment ago by a concurrent retry
+                found = self._by_key(spec.team, idempotency_key) if idempotency_key else None
+                if found is None:
+                    raise
+                return self.submitted(found)
             position = None
             if self.limits.aging_per_hour <= 0:
                 position = 1 + s.exec(select(func.count()).where(
@@ -176,11 +192,18 @@ class QueueService:
             return self.submitted(job_id)
         return JobView(job, position, [JobEvent(**event)])
 
-    def _insert(self, s: Session, specs: Sequence[JobSpec]
+    def _by_key(self, team: str, key: str) -> int | None:
+        with Session(self.engine) as s:
+            return s.exec(select(Job.id).where(Job.team == team)
+                          .where(Job.idempotency_key == key)).first()
+
+    def _insert(self, s: Session, specs: Sequence[JobSpec], idempotency_key: str | None = None
                 ) -> tuple[list[int], list[dict[str, Any]], list[dict[str, Any]]]:
         now = utcnow()
         self._estimate_cache.clear()
         rows = [self._row(spec, now) for spec in specs]
+        if idempotency_key is not None:
+            rows[0]["idempotency_key"] = idempotency_key
         jobs, events = Job.__table__, JobEvent.__table__  # Core inserts: no ORM bookkeeping
         decision = self.gate.lock_and_check(s, rows, now) if self.gate else Decision()
         if decision.refusals:
@@ -325,15 +348,17 @@ class QueueService:
     def retry(self, job_id: int) -> Job:
         with Session(self.engine) as s:
             job = _require(s, job_id)
-            if job.state != JobState.FAILED.value:
+            if JobState(job.state) not in RESUMABLE:
                 raise InvalidTransitionError(
-                    f"job {job_id} is {job.state}; only failed jobs can be retried")
+                    f"job {job_id} is {job.state}; only failed and budget-exhausted jobs "
+                    "can be retried")
             job.exit_code = None
             job.executor_ref = None
             job.not_before = None
             # A person asked: a fresh set of attempts on top of those already made.
             job.max_attempts = job.attempts + self.default_max_attempts
-            transition(s, job, JobState.QUEUED, "retried by user")
+            transition(s, job, JobState.QUEUED, "retried by user" if job.state == "failed"
+                       else "resumed by user after its budget stop")
             s.commit()
             s.refresh(job)
             return job

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     python_executable: str | None = Field(
         default=None, description="Interpreter for local jobs; default: the running one"
     )
+    trace_dirs: str | None = Field(default=None, description="Folders (separated by ':') that submitted jobs may read SWF traces from; default: $OPPEN_HOME/traces and the shared traces beside the checkout")
+    trace_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Largest SWF trace a job may read")
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +132,19 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.resolved_home / "mlartifacts"
+
+    @property
+    def resolved_trace_dirs(self) -> list[Path]:
+        """Where submitted jobs may read traces from: OPPEN_TRACE_DIRS, else the traces
+        folder under OPPEN_HOME and the shared traces beside the checkout (when present)."""
+        if self.trace_dirs:
+            return [Path(p).expanduser() for p in self.trace_dirs.split(os.pathsep) if p]
+        found = [self.resolved_home / "traces"]
+        for parent in Path(__file__).resolve().parents:
+            if (parent / "shared" / "traces").is_dir():
+                found.append(parent / "shared" / "traces")
+                break
+        return found
 
 
 def config_path() -> Path:

@@ -14,9 +14,15 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Stopped (checkpoint first) before a hard budget would be overspent; resumable, by
+    # `queue retry`, once the budget allows.
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
 
-TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                      JobState.BUDGET_EXHAUSTED})
+# Ended, but not for good: a person may send these back to the queue.
+RESUMABLE = frozenset({JobState.FAILED, JobState.BUDGET_EXHAUSTED})
 
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.DISPATCHING, JobState.CANCELLED}),
@@ -24,11 +30,13 @@ ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.DISPATCHING: frozenset(
         {JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.CANCELLED}
     ),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                                 JobState.BUDGET_EXHAUSTED}),
     JobState.SUCCEEDED: frozenset(),
     # Retry returns a failed attempt to the queue.
     JobState.FAILED: frozenset({JobState.QUEUED}),
     JobState.CANCELLED: frozenset(),
+    JobState.BUDGET_EXHAUSTED: frozenset({JobState.QUEUED}),
 }
 
 

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
 from app.core.errors import StaleStateError
+from app.core.lease import LeadershipLost
 from app.core.models import Job, JobEvent
 from app.core.states import TERMINAL, JobState, check_transition
 from app.core.timeutil import utcnow
@@ -32,8 +33,15 @@ def _stamps(target: JobState, now: datetime) -> dict[str, Any]:
     return values
 
 
-def transition(session: Session, job: Job, target: JobState, reason: str = "") -> None:
-    """Moves one job to ``target``. Raises InvalidTransitionError or StaleStateError."""
+def _lost_lease(session: Session, fence: Any) -> bool:
+    return fence is not None and not session.execute(select(fence)).scalar()
+
+
+def transition(session: Session, job: Job, target: JobState, reason: str = "",
+               fence: Any = None) -> None:
+    """Moves one job to ``target``. ``fence`` (the dispatcher's Lease.fence()) makes the write
+    conditional on still leading. Raises InvalidTransitionError, StaleStateError, or
+    LeadershipLost when the fence no longer holds."""
     current = JobState(job.state)
     check_transition(current, target)
     now = utcnow()
@@ -42,14 +50,18 @@ def transition(session: Session, job: Job, target: JobState, reason: str = "") -
         values["reason"] = reason
     session.add(job)
     session.flush()  # pending attribute changes first, then the guarded state change
+    guarded = update(Job).where(col(Job.id) == job.id).where(col(Job.state) == current.value)
+    if fence is not None:
+        guarded = guarded.where(fence)
     result = session.exec(  # type: ignore[call-overload]
-        update(Job).where(col(Job.id) == job.id).where(col(Job.state) == current.value)
-        .values(**values)
+        guarded.values(**values)
         # Only this row changed, and its new values are known: no search of the session's
         # objects and no reload (together about a third of a bulk dispatch on SQLite).
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
+        if _lost_lease(session, fence):
+            raise LeadershipLost(f"job {job.id} not changed: the dispatcher lease was lost")
         session.refresh(job)
         raise StaleStateError(
             f"job {job.id} is {job.state} now, not {current.value}; nothing was changed"
@@ -62,10 +74,12 @@ def transition(session: Session, job: Job, target: JobState, reason: str = "") -
 
 
 def transition_many(session: Session, job_ids: Sequence[int], current: JobState,
-                    target: JobState, reason: str = "", **values: Any) -> list[int]:
+                    target: JobState, reason: str = "", fence: Any = None,
+                    **values: Any) -> list[int]:
     """Moves every job of ``job_ids`` that is still ``current`` to ``target`` in one UPDATE,
     setting ``values`` as well (SQL expressions allowed), and records their events. Jobs that
-    left ``current`` meanwhile are skipped, not overwritten. Returns the ids moved."""
+    left ``current`` meanwhile are skipped, not overwritten. Returns the ids moved. With
+    ``fence``, raises LeadershipLost (and moves nothing) once the lease is lost."""
     check_transition(current, target)
     if not job_ids:
         return []
@@ -73,12 +87,12 @@ def transition_many(session: Session, job_ids: Sequence[int], current: JobState,
     columns: dict[str, Any] = {"state": target.value, **_stamps(target, now), **values}
     if reason:
         columns["reason"] = reason
-    moved = list(session.execute(
-        update(Job).where(col(Job.id).in_(job_ids))
-        .where(col(Job.state) == current.value)
-        .values(**columns)
-        .returning(Job.id)
-    ).scalars().all())
+    guarded = update(Job).where(col(Job.id).in_(job_ids)).where(col(Job.state) == current.value)
+    if fence is not None:
+        guarded = guarded.where(fence)
+    moved = list(session.execute(guarded.values(**columns).returning(Job.id)).scalars().all())
+    if not moved and _lost_lease(session, fence):
+        raise LeadershipLost("nothing claimed: the dispatcher lease was lost")
     if moved:
         session.execute(insert(JobEvent), [
             dict(job_id=job_id, at=now, from_state=current.value, to_state=target.value,

@@ -228,6 +228,26 @@ class BudgetService:
 
     # --- deciding --------------------------------------------------------------------------
 
+    def overrun(self, s: Session, job: Job, now: datetime, horizon_s: float) -> str | None:
+        """The dispatcher's SpendGuard: a running job is stopped while each hard budget over
+        it still has room for ``horizon_s`` more of every running job's spend in its scope
+        (the next tick and the stop's grace), so the budget is not passed in between."""
+        ahead_until = now + timedelta(seconds=horizon_s)
+        for budget in self.applicable(s, job.team, job.project):
+            if not budget.hard:
+                continue
+            spent, _ = self.measure(s, budget, now, include_queued=False)
+            window = period_window(budget, now, self.pricing)
+            running = s.exec(select(Job).where(self._in_scope(budget, window))
+                             .where(col(Job.state).in_(RUNNING))).all()
+            ahead = sum(interval_cost(self.pricing, now, ahead_until, shape_of(j)).micros
+                        for j in running)
+            if spent + ahead > budget.limit_micros:
+                return (f"budget '{budget.name}' has {usd_micros(spent)} of "
+                        f"{usd_micros(budget.limit_micros)} spent, and its running jobs would "
+                        f"spend {usd_micros(ahead)} more within {horizon_s:g} s")
+        return None
+
     def lock_and_check(self, s: Session, team: str, project: str, extra_micros: int,
                        now: datetime) -> Decision:
         """Inside the caller's transaction: locks the budgets that apply, then judges adding

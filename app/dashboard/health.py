@@ -56,6 +56,9 @@ def lease(current: Any, ttl_s: float, busy: bool) -> Check:
     if as_utc(current.expires_at) < utcnow():
         return Check("dispatcher", "error" if busy else "warn",
                      f"lease expired {age:.0f} s after the last heartbeat of {current.holder}")
+    if getattr(current, "degraded", None):
+        return Check("dispatcher", "warn", f"degraded: {current.degraded} ({current.holder}, "
+                                           f"heartbeat {age:.0f} s ago)")
     return Check("dispatcher", "ok", f"{current.holder}, heartbeat {age:.0f} s ago "
                                      f"(lease {ttl_s:g} s)")
 

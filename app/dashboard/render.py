@@ -18,6 +18,7 @@ from app.costs.budgets import used_percent
 from app.dashboard.data import DashboardData
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
+               "budget_exhausted": "magenta",
                "running": "cyan", "dispatching": "cyan", "queued": "white"}
 LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "red"}
 SPARKS = "▁▂▃▄▅▆▇█"

@@ -43,6 +43,14 @@ def _submission(name: str, priority: str, gpus: int, cpus: float, memory_mb: int
     return item
 
 
+def _dispatcher_sentence(lead: dict[str, Any] | None) -> str:
+    if lead is None or not lead.get("leading", True):
+        return "No dispatcher is running."
+    if lead.get("degraded"):
+        return f"A dispatcher is running, degraded: {lead['degraded']}."
+    return "A dispatcher is running."
+
+
 def _job_line(d: dict[str, Any]) -> str:
     where = f", position {d['position']}" if d.get("position") else ""
     return f"#{d['id']} {d['name']!r} [{d['priority_class']}] {d['state']}{where}"
@@ -77,7 +85,7 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         lead = data["dispatcher"]
         text = (f"{c['queued']} queued, {c['dispatching'] + c['running']} running, "
                 f"{c['succeeded']} succeeded, {c['failed']} failed, {c['cancelled']} cancelled. "
-                + ("A dispatcher is running." if lead else "No dispatcher is running."))
+                + _dispatcher_sentence(lead))
         return text, data
 
     def list_jobs(state: str | None = None, limit: int = 20) -> Result:
@@ -96,7 +104,8 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                      f"{view['pending_detail']}.")
             if view["eta_start"]:
                 text += f" Estimated start {view['eta_start']}."
-        if view["reason"] and view["state"] in ("failed", "cancelled", "succeeded"):
+        if view["reason"] and view["state"] in ("failed", "cancelled", "succeeded",
+                                                "budget_exhausted"):
             text += f" Outcome: {view['reason']!r}."
         if view["mlflow_run_id"]:
             view["metrics"] = ops.job_metrics(job_id)["metrics"]

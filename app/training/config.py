@@ -14,6 +14,7 @@ from typing import Any
 
 from app.core.errors import ConfigError
 from app.training.schedules import SCHEDULES
+from app.training.traces import DEFAULT_TRACE_MAX_BYTES, check_trace_file
 
 # The simulator's reward functions (simrs.REWARDS), listed here so validation needs no import.
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
@@ -28,6 +29,14 @@ HEURISTICS = {
 }
 
 
+# Bounds on what one job may ask for, so a submission cannot make a run allocate more than a
+# machine has (checked when the options are read, before anything starts).
+MAX_HOSTS = 10_000
+MAX_CORES_PER_HOST = 4096
+MAX_MEM_MB_PER_HOST = 64 * 1024 * 1024
+MAX_ROLLOUT_CELLS = 400_000_000  # 1.6 GB of float32 observations
+
+
 def _h(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
@@ -36,14 +45,14 @@ def _h(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     # Experiment
     exp_name: str = _h("place-ppo", "MLflow run name prefix")
-    seed: int = _h(1, "Seed for the workload, the network and the sampler", min=0)
+    seed: int = _h(1, "Seed for the workload, the network and the sampler", min=0, max=2**63 - 1)
     device: str = _h("auto", "auto | cpu | cuda")
     # Environment (simrs)
     mode: str = _h("place", "Decision mode: place | pick | hierarchical")
-    num_hosts: int = _h(4, "Hosts in the simulated cluster (synthetic workloads)", min=1)
-    episode_length: int = _h(64, "Jobs per episode", min=1)
-    max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1)
-    mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3)
+    num_hosts: int = _h(4, "Hosts in the simulated cluster (synthetic workloads)", min=1, max=MAX_HOSTS)
+    episode_length: int = _h(64, "Jobs per episode", min=1, max=1_000_000)
+    max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1, max=100_000)
+    mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3, max=1e7)
     host_cores: tuple[int, ...] = _h((16, 32), "Cores per host, drawn from low,high", pair=True)
     host_mem_mb: tuple[int, ...] = _h((65_536, 131_072), "Memory per host (MB), low,high",
                                       pair=True)
@@ -51,31 +60,31 @@ class TrainConfig:
     job_mem_mb: tuple[int, ...] = _h((512, 4_096), "Memory a job asks for (MB), low,high",
                                      pair=True)
     reward: str = _h("wait", "wait | bsld_dense | bsld_terminal | utilization | load_balance")
-    window: int = _h(128, "Visible queue window (pick mode)", min=1)
+    window: int = _h(128, "Visible queue window (pick mode)", min=1, max=100_000)
     backfill: str = _h("none", "Backfilling while a picked job waits: none | shadow | easy")
     trace: str = _h("", "SWF trace to train on instead of the synthetic workload (path)")
     protocol: str = _h("simrs", "How a pick-mode trace is replayed: simrs | rlscheduler "
                        "(RLScheduler's semantics, comparable with its published table)")
     # PPO
-    total_timesteps: int = _h(4096, "Environment steps to train for", min=1)
-    num_envs: int = _h(8, "Simulators stepped together in one native call", min=1)
-    rollout_steps: int = _h(128, "Steps per environment per rollout", min=1)
-    lr: float = _h(3e-4, "Adam learning rate", min=0.0)
+    total_timesteps: int = _h(4096, "Environment steps to train for", min=1, max=10**11)
+    num_envs: int = _h(8, "Simulators stepped together in one native call", min=1, max=4096)
+    rollout_steps: int = _h(128, "Steps per environment per rollout", min=1, max=100_000)
+    lr: float = _h(3e-4, "Adam learning rate", min=0.0, max=10.0)
     lr_schedule: str = _h("linear", "constant | linear | exponential | cosine | warmup_cosine")
-    warmup_steps: int = _h(0, "Environment steps of linear warm-up (warmup_cosine)", min=0)
+    warmup_steps: int = _h(0, "Environment steps of linear warm-up (warmup_cosine)", min=0, max=10**11)
     lr_final_ratio: float = _h(0.1, "Final rate / initial rate (exponential)", min=0.0, max=1.0)
     gamma: float = _h(0.995, "Discount factor", min=0.0, max=1.0)
     lam: float = _h(0.99, "GAE lambda", min=0.0, max=1.0)
-    num_minibatches: int = _h(4, "Minibatches per update epoch", min=1)
-    update_epochs: int = _h(4, "Optimisation epochs per rollout", min=1)
-    clip_coef: float = _h(0.2, "PPO ratio clipping", min=0.0)
-    ent_coef: float = _h(0.01, "Entropy bonus coefficient", min=0.0)
-    vf_coef: float = _h(2.0, "Value loss coefficient", min=0.0)
-    max_grad_norm: float = _h(0.5, "Gradient clipping norm", min=0.0)
+    num_minibatches: int = _h(4, "Minibatches per update epoch", min=1, max=65_536)
+    update_epochs: int = _h(4, "Optimisation epochs per rollout", min=1, max=1000)
+    clip_coef: float = _h(0.2, "PPO ratio clipping", min=0.0, max=10.0)
+    ent_coef: float = _h(0.01, "Entropy bonus coefficient", min=0.0, max=10.0)
+    vf_coef: float = _h(2.0, "Value loss coefficient", min=0.0, max=1000.0)
+    max_grad_norm: float = _h(0.5, "Gradient clipping norm", min=0.0, max=1e6)
     norm_adv: bool = _h(True, "Normalise advantages per minibatch")
     norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
-    hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1)
+    hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1, max=4096)
     host_layers: str = _h("auto", "Place mode: how the per-host layers run. fused: simrs's "
                           "Rust forward and backward pass (CPU only, hidden up to 128); "
                           "torch: PyTorch's layers; auto: fused on a CPU, torch on CUDA")
@@ -89,14 +98,14 @@ class TrainConfig:
     imitate: str = _h("", "Heuristic whose decisions the policy copies before PPO starts "
                       "(behaviour cloning; place: first_fit, best_fit, best_fit_mem, ...; "
                       "pick: f1, sjf, ...); empty: start from a random policy")
-    imitate_steps: int = _h(100_000, "Heuristic decisions to copy (with imitate)", min=1)
-    imitate_epochs: int = _h(4, "Passes over them (with imitate)", min=1)
+    imitate_steps: int = _h(100_000, "Heuristic decisions to copy (with imitate)", min=1, max=10**9)
+    imitate_epochs: int = _h(4, "Passes over them (with imitate)", min=1, max=1000)
     # Checkpoints and evaluation
-    checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1)
+    checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1, max=10**7)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")
-    eval_every: int = _h(0, "Updates between evaluations for early stopping (0: off)", min=0)
+    eval_every: int = _h(0, "Updates between evaluations for early stopping (0: off)", min=0, max=10**7)
     early_stop_patience: int = _h(0, "Evaluations without improvement before stopping (0: off)",
-                                  min=0)
+                                  min=0, max=10**6)
     early_stop_min_delta: float = _h(0.01, "Relative improvement that counts", min=0.0)
 
     def __post_init__(self) -> None:
@@ -109,6 +118,7 @@ class TrainConfig:
             _check_rlscheduler(self)
         for option in ("imitate", "versus"):
             _check_heuristic(option, self.mode, getattr(self, option))
+        _check_sizes(self)
         # A job too big for the smallest host could wait forever: simrs refuses the workload.
         if self.job_cores[1] > self.host_cores[0] or self.job_mem_mb[1] > self.host_mem_mb[0]:
             raise ConfigError("training options job_cores/job_mem_mb: the largest job must fit "
@@ -147,6 +157,7 @@ class TrainConfig:
         if self.trace:
             import simrs
 
+            check_trace_file(self.trace, DEFAULT_TRACE_MAX_BYTES)
             try:
                 options["trace"] = simrs.load_trace(self.trace)
             except (simrs.TraceError, OSError) as exc:
@@ -276,6 +287,28 @@ def _check_heuristic(option: str, mode: str, name: str) -> None:
     raise ConfigError(f"training option {option}: choose one of {', '.join(choices)} for mode "
                       f"{mode}, got {name!r}" if choices else
                       f"training option {option}: mode {mode} has no single-step heuristic")
+
+
+def _check_sizes(cfg: TrainConfig) -> None:
+    """What one run may hold in memory, checked before anything is allocated: the rollout
+    buffer (environments x steps x observation) and the simulated cluster's pairs. The
+    single-option bounds above keep each number sane; this keeps their product within what
+    one machine gives (a billion hosts once asked for 40 GB and aborted)."""
+    for name in ("host_cores", "job_cores"):
+        if getattr(cfg, name)[1] > MAX_CORES_PER_HOST:
+            raise ConfigError(f"training option {name}: at most {MAX_CORES_PER_HOST} cores")
+    for name in ("host_mem_mb", "job_mem_mb"):
+        if getattr(cfg, name)[1] > MAX_MEM_MB_PER_HOST:
+            raise ConfigError(f"training option {name}: at most {MAX_MEM_MB_PER_HOST} MB")
+    # The widest observation of the three modes: a row per host and per window slot.
+    width = (cfg.num_hosts + cfg.window) * 8
+    cells = cfg.num_envs * cfg.rollout_steps * width
+    if cells > MAX_ROLLOUT_CELLS:
+        raise ConfigError(
+            f"training options num_envs x rollout_steps x observation ({cfg.num_envs} x "
+            f"{cfg.rollout_steps} x ~{width}) would hold {cells:,} values in the rollout "
+            f"buffer, over the limit of {MAX_ROLLOUT_CELLS:,}; use fewer environments, "
+            "steps, hosts or a smaller window")
 
 
 def _check_rlscheduler(cfg: TrainConfig) -> None:

@@ -29,9 +29,11 @@ def oppen(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 @pytest.fixture
 def server(oppen_home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    proc = subprocess.Popen(oppen_cmd("serve", "--port", str(port), "--interval", "0.5"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    # Its access lines go to a file: a pipe nobody reads could fill and stall the server.
+    with (oppen_home.parent / "server.log").open("w") as log:
+        proc = subprocess.Popen(oppen_cmd("serve", "--port", str(port), "--interval", "0.5"),
+                                stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, lambda: proc.poll() is None)
     try:
@@ -100,6 +102,10 @@ def test_cli_through_the_server_end_to_end(server: tuple[str, subprocess.Popen[s
     status = oppen("dashboard", "--json")
     lease = [h for h in json.loads(status.stdout)["health"] if h["component"] == "dispatcher"]
     assert lease and "no dispatcher" in lease[0]["detail"], lease
+    # It said where it listened, and logged a line per request.
+    log = (tmp_path / "server.log").read_text()
+    assert f"oppen serve: {url} " in log
+    assert "POST /api/v1/jobs 201" in log and "GET /api/v1/dashboard 200" in log
 
 
 def test_an_unreachable_server_is_one_clear_line(oppen_home: Path) -> None:

@@ -120,6 +120,7 @@ def test_claimed_but_unlaunched_job_returns_to_queue(services: Services) -> None
         transition(s, s.get(Job, job.id), JobState.DISPATCHING, "admitted")
         s.commit()
     d = services.dispatcher()
+    assert d.lease.acquire()
     d._reconcile(TickReport())
     back = services.queue.show(job.id)
     assert back.job.state == "queued"
@@ -161,6 +162,7 @@ def test_attempt_started_by_a_dispatcher_that_died_is_adopted_not_relaunched(
     executor = LocalExecutor(services.settings.logs_dir, {}, command=command)
     job = services.queue.submit("crash window", FAST)
     dead = Dispatcher(services.engine, executor, Lease(services.engine, "dead", 0.5))
+    assert dead.lease.acquire()  # it led when it claimed the job
     assert dead._admit() == [job.id]
     executor.launch(services.queue.get(job.id))  # started ... and the dispatcher dies here
     assert services.queue.get(job.id).state == "dispatching"

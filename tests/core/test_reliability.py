@@ -42,7 +42,8 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     """The subprocesses' environment: this home and its database, nothing inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPPEN_")}
     env.update(OPPEN_HOME=str(home), OPPEN_DATABASE_URL=_db_url(home),
-               MLFLOW_LOGGING_LEVEL="WARNING", **extra)
+               MLFLOW_LOGGING_LEVEL="WARNING")
+    env.update(extra)
     return env
 
 
@@ -50,9 +51,9 @@ def _db_url(home: Path) -> str:
     return f"sqlite:///{home / 'oppen.db'}"
 
 
-def _engine(home: Path):  # type: ignore[no-untyped-def]
+def _engine(home: Path, url: str | None = None):  # type: ignore[no-untyped-def]
     home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(_db_url(home))
+    engine = make_engine(url or _db_url(home))
     init_db(engine)
     return engine
 
@@ -63,16 +64,21 @@ def _dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
     launches = tmp_path / "launches.txt"
+    url = _db_url(home) if backend == "sqlite" else \
+        fresh_postgres_database(request.getfixturevalue("postgres_url"))
     # A short job: records that it was launched, works a moment, succeeds.
     job_cmd = (f"{sys.executable} -c \"import random, time; "
                f"open('{launches}', 'a').write('{{job_id}}\\n'); "
                f"time.sleep(random.uniform(0.1, 0.6))\"")
     env = _env(home, OPPEN_LOCAL_COMMAND=job_cmd, OPPEN_LEASE_TTL_S="1.5",
-               OPPEN_DISPATCH_INTERVAL_S="0.1", OPPEN_MAX_CONCURRENT_JOBS="4")
-    engine = _engine(home)
+               OPPEN_DISPATCH_INTERVAL_S="0.1", OPPEN_MAX_CONCURRENT_JOBS="4",
+               OPPEN_DATABASE_URL=url)
+    engine = _engine(home, url)
     queue = build_queue(engine)
     ids = queue.submit_batch([{"name": f"short-{i}", "priority": random.choice(
         ["urgent", "normal", "background"])} for i in range(100)])
@@ -98,7 +104,7 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(tmp_path: Path)
         if launches.exists() else Counter()
     adopted = sum(1 for e in events if "found again" in e.reason)
     requeued = sum(1 for e in events if "stopped before launching" in e.reason)
-    print(f"\n[reliability-1] {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: {dict(states)}; "
+    print(f"\n[reliability-1] {backend}: {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: {dict(states)}; "
           f"launches per job {set(launched.values())}; adopted after restart {adopted}; "
           f"claimed-but-unlaunched returned to queue {requeued}")
     assert kills >= 20

@@ -141,6 +141,12 @@ def test_oppen_ui_serves_mlflow_on_the_tracking_store(oppen_home) -> None:  # ty
                 assert proc.poll() is None, proc.stdout.read()
                 assert time.monotonic() < deadline, "the MLflow UI did not come up"
                 time.sleep(0.5)
+        # SIGTERM to `oppen ui` alone stops the MLflow server it started, workers included.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -179,10 +180,20 @@ def _post(url: str, payload: object) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+def _post_raw(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 def test_policy_serve_answers_over_http(oppen_home: Path, tmp_path: Path) -> None:
     ckpt, port = _checkpoint(tmp_path), free_port()
     proc = subprocess.Popen(oppen_cmd("policy", "serve", "--checkpoint", str(ckpt), "--port",
-                                      str(port)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      str(port), "--max-body-bytes", "65536"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -201,15 +212,33 @@ def test_policy_serve_answers_over_http(oppen_home: Path, tmp_path: Path) -> Non
         assert status == 200 and body == {"host": 1, "fits": [False, True]}
         status, body = _post(f"{base}/v1/decide", {"hosts": hosts[:1],
                                                    "job": {"cores": 2, "mem_mb": 1024}})
-        assert status == 409 and "no host has room" in body["detail"]
+        assert status == 409 and "no host has room" in body["error"]
         status, body = _post(f"{base}/v1/decide", {"hosts": [{**hosts[0], "used_cores": 99}],
                                                    "job": {"cores": 1, "mem_mb": 1}})
         assert status == 422 and "exceed" in json.dumps(body)
         status, body = _post(f"{base}/v1/decide", {"hosts": hosts})
         assert status == 422 and "job" in json.dumps(body)
+        # Hostile numbers get a 422 naming the field, never a 500 (NaN cannot be echoed).
+        for raw in (b'{"hosts": [{"cores": NaN, "mem_mb": 1, "used_cores": 0, '
+                    b'"used_mem_mb": 0}], "job": {"cores": 1, "mem_mb": 1}}',
+                    b'{"hosts": [], "job": {"cores": Infinity, "mem_mb": 1}}',
+                    b'{"hosts": [{"cores": 1e300, "mem_mb": 1, "used_cores": 0, '
+                    b'"used_mem_mb": 0}], "job": {"cores": 1, "mem_mb": 1}}',
+                    b'{"hosts": [{"cores": 99999999999999999999999, "mem_mb": 1, '
+                    b'"used_cores": 0, "used_mem_mb": 0}], "job": {"cores": 1, "mem_mb": 1}}'):
+            status, body = _post_raw(f"{base}/v1/decide", raw)
+            assert status == 422, (raw, body)
+            assert body["errors"] and all(e["field"] for e in body["errors"])
+        status, body = _post_raw(f"{base}/v1/decide", b"[" * 70_000)
+        assert status == 413 and "limit of 65536 bytes" in body["error"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    # It said where it listened, logged each request, and SIGTERM stopped it cleanly.
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/v1/decide" in err
+    assert "POST /v1/decide 200" in err and "Traceback" not in err
 
 
 def test_bench_infer_reports_latency_and_throughput(oppen_home: Path) -> None:

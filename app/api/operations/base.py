@@ -5,6 +5,7 @@ responses back to Oppen's exceptions."""
 from __future__ import annotations
 
 import json
+import time
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,29 @@ MAX_PAGE = 1000
 MAX_BATCH = 10_000
 MAX_ID = 2**53
 BUDGET_DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 200
+# Reads, and POSTs that carry an idempotency key, are retried this many times after a
+# connection error or a 5xx, waiting RETRY_BASE_S, then twice that, and so on.
+RETRIES = 3
+RETRY_BASE_S = 0.2
+
+
+def new_idempotency_key() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def checked_idempotency_key(key: str | None) -> str | None:
+    """A client's key, bounded and printable; None when the client sent none."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or any(ord(c) < 33 or ord(c) == 127
+                                                          for c in key):
+        raise ConfigError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                          "characters without spaces")
+    return key
 
 
 def when(value: str | None, zone: Any, label: str) -> datetime | None:
@@ -93,6 +117,8 @@ class LocalBase:
 
 
 class RemoteBase:
+    retry_base_s = RETRY_BASE_S
+
     """Over HTTP against `oppen serve`: error responses become the exceptions the local side
     raises, so callers cannot tell the difference."""
 
@@ -106,6 +132,24 @@ class RemoteBase:
     def close(self) -> None:
         self.http.close()
 
+    def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One request, retried with backoff after a connection error or a 5xx when that is
+        safe: a read, or a POST carrying an idempotency key (the server queues it once)."""
+        safe = method == "GET" or IDEMPOTENCY_HEADER in kwargs.get("headers", {})
+        for attempt in range(RETRIES + 1 if safe else 1):
+            if attempt:
+                time.sleep(self.retry_base_s * 2 ** (attempt - 1))
+            try:
+                response = self.http.request(method, API + path, **kwargs)
+            except httpx.HTTPError as exc:
+                if safe and attempt < RETRIES:
+                    continue
+                raise OppenError(f"cannot reach the Oppen server at {self.base_url}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+            if response.status_code < 500 or not safe or attempt == RETRIES:
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         if "json" in kwargs:
             # Python's encoder, not httpx's: NaN and Infinity go to the server as written, so
@@ -114,11 +158,7 @@ class RemoteBase:
             kwargs["content"] = json.dumps(kwargs.pop("json"))
             kwargs["headers"] = {**kwargs.get("headers", {}),
                                  "Content-Type": "application/json"}
-        try:
-            response = self.http.request(method, API + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise OppenError(f"cannot reach the Oppen server at {self.base_url}: "
-                             f"{type(exc).__name__}: {exc}") from None
+        response = self._send(method, path, kwargs)
         if response.is_success:
             return response.json()
         try:

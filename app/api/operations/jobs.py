@@ -11,20 +11,25 @@ from typing import Any
 
 from app.api.access import Role
 from app.api.operations.base import (
+    IDEMPOTENCY_HEADER,
     MAX_BATCH,
     MAX_PAGE,
     LocalBase,
     RemoteBase,
+    checked_idempotency_key,
     jsonable,
+    new_idempotency_key,
 )
 from app.core.errors import ConfigError
+from app.core.timeutil import as_utc, utcnow
 
 
 class JobsOperations(ABC):
     """Jobs: see the module docstring."""
 
     @abstractmethod
-    def submit(self, item: dict[str, Any]) -> dict[str, Any]: ...
+    def submit(self, item: dict[str, Any],
+               idempotency_key: str | None = None) -> dict[str, Any]: ...
 
     @abstractmethod
     def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
@@ -78,12 +83,14 @@ class JobsOperations(ABC):
 class LocalJobs(LocalBase, JobsOperations):
     """Jobs over the services of this process."""
 
-    def submit(self, item: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, item: dict[str, Any],
+               idempotency_key: str | None = None) -> dict[str, Any]:
         self.principal.require(Role.SUBMITTER, "submitting a job")
         queue = self.services.queue
         spec = queue.validate(self._submission(item))
+        key = checked_idempotency_key(idempotency_key)
         with self._write_lock:
-            view = queue.store_one(spec)
+            view = queue.store_one(spec, key)
         return view.to_dict()
 
     def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,7 +257,8 @@ class LocalJobs(LocalBase, JobsOperations):
         current = lease.current()
         data["dispatcher"] = None if current is None else {
             "holder": current.holder, "expires_at": current.expires_at.isoformat(),
-            "heartbeat_at": current.heartbeat_at.isoformat()}
+            "heartbeat_at": current.heartbeat_at.isoformat(),
+            "leading": as_utc(current.expires_at) > utcnow(), "degraded": current.degraded}
         data["team"] = team
         return data
 
@@ -258,8 +266,13 @@ class LocalJobs(LocalBase, JobsOperations):
 class RemoteJobs(RemoteBase, JobsOperations):
     """Jobs over HTTP."""
 
-    def submit(self, item: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/jobs", json=jsonable(item))
+    def submit(self, item: dict[str, Any],
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        # Every submission carries a key, so retrying it after a lost answer (below, in
+        # _call) can never queue the job twice.
+        key = idempotency_key or new_idempotency_key()
+        return self._call("POST", "/jobs", json=jsonable(item),
+                          headers={IDEMPOTENCY_HEADER: key})
 
     def submit_batch(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", "/jobs/batch", json={"jobs": [jsonable(i) for i in items]})

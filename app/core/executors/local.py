@@ -49,8 +49,12 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, logs_dir: Path, env: dict[str, str], python: str | None = None,
-                 grace_s: float = 20.0, command: str | None = None) -> None:
-        self.grace_s = grace_s
+                 grace_s: float = 20.0, command: str | None = None,
+                 max_wait_s: float = 30.0) -> None:
+        # The longest any one call may wait (for a pid file, for a SIGTERM to take): the
+        # dispatcher calls these inside its lease, so they must end well before it does.
+        self.max_wait_s = max_wait_s
+        self.grace_s = min(grace_s, max_wait_s)
         self.command = command
         self.logs_dir = logs_dir
         self.env = env
@@ -70,7 +74,11 @@ class LocalExecutor:
         pid_path.unlink(missing_ok=True)
         cmd = [
             self.python, "-m", "app.core.executors.runner", "--status", str(status_path),
-            "--pidfile", str(pid_path), "--", *self.job_command(job),
+            "--pidfile", str(pid_path), "--cpus", str(job.cpus),
+            # CUDA reserves tens of GB of address space for itself, so a GPU job's memory is
+            # not capped by address space; a CPU job's is (runner.limits_for).
+            *(["--memory-mb", str(job.memory_mb)] if job.gpus == 0 else []),
+            "--", *self.job_command(job),
         ]
         with open(log_path, "ab") as log:
             # A new session: the job outlives the dispatcher, and stop() signals its group.
@@ -94,6 +102,7 @@ class LocalExecutor:
         """The attempt's runner writes its pid file first thing; a log file without one
         means a start may still be under way, so wait for it a little."""
         log_path, status_path, pid_path = self.paths(job)
+        startup_grace_s = min(startup_grace_s, self.max_wait_s)
         deadline = time.monotonic() + startup_grace_s
         while not pid_path.exists():
             if not log_path.exists() or time.monotonic() > deadline:
@@ -120,7 +129,7 @@ class LocalExecutor:
 
     def stop(self, ref: str, grace_s: float | None = None) -> None:
         """SIGTERM to the job's process group, SIGKILL after the grace period."""
-        grace_s = self.grace_s if grace_s is None else grace_s
+        grace_s = self.grace_s if grace_s is None else min(grace_s, self.max_wait_s)
         info = json.loads(ref)
         pid = int(info["pid"])
         if not _alive(pid, info.get("start")):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,11 +24,46 @@ def write_status(path: Path, exit_code: int, detail: str) -> None:
     os.replace(tmp, path)  # atomic: readers see all of it or nothing
 
 
+# Address space a training process maps beyond what it allocates itself (the interpreter,
+# PyTorch's libraries, thread stacks and arenas, MLflow, simrs): a tiny `oppen train` peaked
+# at 1.4 GiB of virtual memory on the 2-core VM (VmPeak, 2026-12-06); more threads map more.
+# A job's limit is this allowance plus the memory it requested.
+BASE_ADDRESS_SPACE_MB = 4096
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "RAYON_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limits_for(memory_mb: int | None) -> Callable[[], None] | None:
+    """What the child runs before exec: its address space capped at the request plus the
+    runtime's own, so a run that asks for far more memory than it was given fails with an
+    allocation error instead of taking the machine."""
+    if memory_mb is None:
+        return None
+    limit = (BASE_ADDRESS_SPACE_MB + memory_mb) * 1024 * 1024
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def thread_env(cpus: float | None) -> dict[str, str]:
+    """Every thread pool the job's libraries start, sized to the CPUs it requested."""
+    if cpus is None:
+        return dict(os.environ)
+    n = str(max(1, math.ceil(cpus)))
+    return {**os.environ, **{name: n for name in THREAD_VARIABLES}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--status", required=True, type=Path)
     parser.add_argument("--pidfile", type=Path,
                         help="written first, so a restarted dispatcher can find this attempt")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="the job's memory request: caps its address space")
+    parser.add_argument("--cpus", type=float, default=None,
+                        help="the job's CPU request: sizes its thread pools")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -37,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.pidfile.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "start": process_start_ticks(os.getpid())}))
         os.replace(tmp, args.pidfile)
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, preexec_fn=limits_for(args.memory_mb),  # noqa: PLW1509
+                             env=thread_env(args.cpus))
     stopping = {"signal": 0}
 
     def forward(signum: int, _frame: object) -> None:
