@@ -33,6 +33,20 @@ def services(oppen_home: Path) -> Services:
     return Services(load_settings())
 
 
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Services]]:
+    """The API server on a loopback port over a fresh home, for a module's tests: its URL, a
+    submitter token of team alpha, and the services behind it."""
+    from app.api.tokens import TokenService
+    from tests.support.live_server import live_server
+    from tests.support.processes import free_port
+
+    services = Services(load_settings(home=tmp_path_factory.mktemp("oppen-home")))
+    token = TokenService(services.engine).create("alpha", "submitter")[1]
+    with live_server(services, free_port()) as url:
+        yield url, token, services
+
+
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server on a loopback port, for the whole test session."""

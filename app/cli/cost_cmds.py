@@ -119,7 +119,7 @@ def cost_forecast(job_id: int | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def cost_report(period: str, group_by: str, chart: str | None, as_json: bool) -> None:
     """Spend this day, week or month, grouped, against the previous period."""
-    from app.costs.service import report_chart
+    from app.costs.reports import report_chart
 
     doc = common.operations().cost_report(period, group_by)
     if chart:

@@ -56,7 +56,8 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
     if job_id is not None:
         if config_file:
             raise OppenError("give --config or --job-id, not both")
-        data = dict(services.queue.get(job_id).config)
+        job = services.queue.get(job_id)
+        data = dict(job.config)
     else:
         data = TrainConfig.from_file(config_file).to_dict() if config_file else {}
     data.update(common.parse_sets(sets))
@@ -72,7 +73,8 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
     record = (lambda run_id: services.queue.record_run(job_id, run_id)) if job_id else None
     outcome = run_training(cfg, services.tracker, job_id, on_run_started=record,
                            checkpoint_dir=ckpt_dir, resume_from=resume_from,
-                           init_from=init_from, stop=stop)
+                           init_from=init_from, stop=stop,
+                           run_name=f"{job.name} (job {job_id})" if job_id is not None else None)
     if as_json:
         common.emit_json({"run_id": outcome.run_id, "global_step": outcome.global_step,
                           "steps_per_second": outcome.steps_per_second,

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,14 +22,14 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from app.core.admission import AdmissionCheck, Limits
+from app.core.admission import Limits
 from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
 from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import LEASE_NAME, LeadershipLost, Lease
 from app.core.models import DispatcherLease, Job, JobEvent
 from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
-from app.core.ports import SpendGuard
+from app.core.ports import ChecksFactory, SpendGuard
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.core.transitions import transition, transition_many
@@ -44,8 +44,6 @@ REPEATED_ERRORS = 3
 # eviction, a lost node, SIGTERM/SIGKILL) are retried however often they repeat.
 SELF_INFLICTED = ("OOMKilled", "signal 6", "exit code -6", "exit code 134", "MemoryError",
                   "out of memory", "Cannot allocate memory", "bad_alloc")
-# Admission checks (budgets) for one tick, reading through the tick's session.
-ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
 # The cost in micro-dollars of a job's attempt from its start until the given time.
 AttemptPricer = Callable[[Job, datetime], int]
 

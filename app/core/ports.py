@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from sqlmodel import Session
 
+from app.core.admission import AdmissionCheck
 from app.core.models import Job
 from app.core.submission import JobSpec
 
@@ -57,6 +58,10 @@ class SpendGuard(Protocol):
         limit. None lets it run."""
         ...
 
+
+# Admission checks (hard budgets) reading through one session at one instant: what the
+# dispatcher admits by and `queue list` explains by.
+ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
 
 # Checks and normalises a job's training options; raises ConfigError naming the option.
 ConfigValidator = Callable[[dict[str, Any]], dict[str, Any]]

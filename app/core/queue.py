@@ -10,7 +10,7 @@ queues, unpriced and ungated (what the core's own tests use).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -21,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app.core.admission import (
-    AdmissionCheck,
     Limits,
     Pending,
     PendingReason,
@@ -37,7 +36,14 @@ from app.core.errors import (
 from app.core.job_view import JobView
 from app.core.models import Job, JobEvent
 from app.core.planning import active_usage, ahead_of, plan_queue, queue_order
-from app.core.ports import BudgetGate, ConfigValidator, Decision, Estimate, Estimator
+from app.core.ports import (
+    BudgetGate,
+    ChecksFactory,
+    ConfigValidator,
+    Decision,
+    Estimate,
+    Estimator,
+)
 from app.core.priority import PRIORITY_CLASSES, priority_value
 from app.core.states import RESUMABLE, TERMINAL, JobState
 from app.core.submission import JobSpec, JobSubmission, SubmissionError, parse_submission
@@ -45,8 +51,6 @@ from app.core.timeutil import utcnow
 from app.core.transitions import transition
 
 MAX_LIST_LIMIT = 1000
-# Admission checks (budgets) reading through one session at one instant.
-ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]
 
 
 class BatchError(ConfigError):

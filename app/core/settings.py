@@ -36,6 +36,10 @@ class _TomlSource(PydanticBaseSettingsSource):
                 self.data = tomllib.loads(path.read_text())
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{path}: not UTF-8 text") from None
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
             unknown = set(self.data) - set(settings_cls.model_fields)
             if unknown:
                 raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")

@@ -47,7 +47,8 @@ def _evaluator(cfg: TrainConfig) -> Any:
 def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                  on_run_started: Any = None, checkpoint_dir: Path | None = None,
                  resume_from: str | Path | None = None, init_from: str | Path | None = None,
-                 stop: threading.Event | None = None) -> TrainingOutcome:
+                 stop: threading.Event | None = None,
+                 run_name: str | None = None) -> TrainingOutcome:
     mlflow = tracking_sdk.fluent()
 
     resume = checkpoint.load(resume_from) if resume_from else None
@@ -59,7 +60,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         tags["oppen.job_id"] = str(job_id)
     logger = RunLogger()
     run_id = resume.get("mlflow_run_id") if resume else None
-    name = f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}"
+    # Runs are named after their job (its name and id), or the experiment when ad hoc.
+    name = run_name or f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}"
     run = logger.call("start_run", lambda: tracker.start_run_resumable(name, tags, run_id))
     if run is not None:
         run_id = run.info.run_id
@@ -86,6 +88,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     elif init_from:
         trainer.init_from(checkpoint.load(init_from))
     trainer.extra_state["mlflow_run_id"] = run_id
+    crashed = True  # until the run ends normally: a crash leaves the run FAILED
     try:
         with progress:
             result = trainer.run()
@@ -96,9 +99,11 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                         **baselines(cfg.mode)}
             table = evaluate_config(cfg, choosers)
             _log_outcome(logger, cfg, table, curve, result)
+        crashed = False
     finally:
         if run is not None:
-            status = "KILLED" if stop is not None and stop.is_set() else "FINISHED"
+            status = "FAILED" if crashed else \
+                "KILLED" if stop is not None and stop.is_set() else "FINISHED"
             try:
                 mlflow.end_run(status)
             except Exception as exc:  # noqa: BLE001 - the server may be gone by now

@@ -1,6 +1,6 @@
 """Every input refused cleanly (hypothesis): generated submissions, CLI arguments, policy-serve
-bodies, settings and SWF traces, valid and hostile (NaN, infinities, integers past 64 bits,
-control characters, deep or odd JSON). Over 1,300 cases in all. Nothing may end in a
+bodies, settings (environment and files) and SWF traces, valid and hostile (NaN, infinities,
+integers past 64 bits, control characters, invalid UTF-8, odd JSON). 1,500 cases in all. Nothing may end in a
 traceback, an "unexpected ..." error or a 5xx, and nothing is stored from a refused request.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.api.tokens import TokenService
 from app.cli import cli
 from app.core.errors import OppenError
 from app.core.settings import load_settings
 from app.services import Services
-from tests.support.live_server import live_server
 from tests.support.paths import REPO
-from tests.support.processes import free_port
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -58,19 +55,11 @@ def _clean(text: str) -> None:
     assert "Traceback" not in text and "unexpected" not in text, text[-2000:]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Services]]:
-    services = Services(load_settings(home=tmp_path_factory.mktemp("oppen-home")))
-    token = TokenService(services.engine).create("alpha", "submitter")[1]
-    with live_server(services, free_port()) as url:
-        yield url, token, services
-
-
 @settings(max_examples=300, **SETTINGS)
 @given(item=submissions)
-def test_post_jobs_answers_4xx_or_stores_exactly_one(server: tuple[str, str, Services],
+def test_post_jobs_answers_4xx_or_stores_exactly_one(api_server: tuple[str, str, Services],
                                                       item: dict[str, Any]) -> None:
-    url, token, services = server
+    url, token, services = api_server
     before = sum(services.queue.counts().values())
     r = httpx.post(f"{url}/api/v1/jobs", content=json.dumps(item), timeout=30,
                    headers={"Authorization": f"Bearer {token}",
@@ -84,9 +73,9 @@ def test_post_jobs_answers_4xx_or_stores_exactly_one(server: tuple[str, str, Ser
 
 @settings(max_examples=200, **SETTINGS)
 @given(items=st.lists(submissions, min_size=1, max_size=4))
-def test_post_jobs_batch_is_all_or_nothing(server: tuple[str, str, Services],
+def test_post_jobs_batch_is_all_or_nothing(api_server: tuple[str, str, Services],
                                            items: list[dict[str, Any]]) -> None:
-    url, token, services = server
+    url, token, services = api_server
     before = sum(services.queue.counts().values())
     r = httpx.post(f"{url}/api/v1/jobs/batch", content=json.dumps({"jobs": items}),
                    timeout=30, headers={"Authorization": f"Bearer {token}",
@@ -163,6 +152,28 @@ def test_settings_from_the_environment_load_or_name_the_setting(
             load_settings()
         except OppenError as exc:
             assert name.removeprefix("OPPEN_").lower() in str(exc).lower(), str(exc)
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(lines=st.lists(st.tuples(st.sampled_from([n.removeprefix("OPPEN_").lower()
+                                                 for n in SETTING_NAMES] + ["colour", "home"]),
+                                texts | numbers.map(str) | st.just('"x"')),
+                      max_size=4),
+       raw=st.binary(max_size=40))
+def test_settings_files_load_or_say_what_is_wrong(tmp_path: Path, lines: list[tuple[str, str]],
+                                                  raw: bytes) -> None:
+    path = tmp_path / "config.toml"
+    text = "\n".join(f"{name} = {value}" for name, value in lines)
+    path.write_bytes(text.encode("utf-8", "surrogatepass") + raw)
+    with pytest.MonkeyPatch.context() as env:
+        for var in [v for v in os.environ if v.startswith("OPPEN_")]:
+            env.delenv(var)
+        env.setenv("OPPEN_CONFIG", str(path))
+        env.setenv("OPPEN_HOME", str(tmp_path / "home"))
+        try:
+            load_settings()
+        except OppenError as exc:
+            assert str(exc)
 
 
 swf_lines = st.lists(st.one_of(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,13 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from app.api.operations import LocalOperations
-from app.api.tokens import TokenService
 from app.cli import cli
 from app.core.submission import SubmissionError, parse_submission
 from app.services import Services
 from app.tools.registry import build_tools
-from tests.support.live_server import live_server
-from tests.support.processes import free_port
 
 BAD: list[tuple[str, Any]] = [
     ("name", "x" * 10_000),
@@ -76,24 +72,14 @@ def submission(field: str, value: Any) -> dict[str, Any]:
     return {"name": "ok", "config": {"total_timesteps": 2048}, field: value}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Services]]:
-    from app.core.settings import load_settings
-
-    services = Services(load_settings(home=tmp_path_factory.mktemp("oppen-home")))
-    token = TokenService(services.engine).create("alpha", "submitter")[1]
-    with live_server(services, free_port()) as url:
-        yield url, token, services
-
-
 def test_the_table_is_refused_by_the_contract_itself() -> None:
     for field, value in BAD:
         assert contract_error(field, value).startswith(f"{field}: ")
 
 
 @pytest.mark.parametrize("field,value", BAD, ids=IDS)
-def test_post_jobs(server: tuple[str, str, Services], field: str, value: Any) -> None:
-    url, token, services = server
+def test_post_jobs(api_server: tuple[str, str, Services], field: str, value: Any) -> None:
+    url, token, services = api_server
     r = post(f"{url}/api/v1/jobs", token, submission(field, value))
     assert r.status_code == 422, r.text
     assert contract_error(field, value) in r.json()["error"]
@@ -101,8 +87,8 @@ def test_post_jobs(server: tuple[str, str, Services], field: str, value: Any) ->
 
 
 @pytest.mark.parametrize("field,value", BAD, ids=IDS)
-def test_post_jobs_batch(server: tuple[str, str, Services], field: str, value: Any) -> None:
-    url, token, services = server
+def test_post_jobs_batch(api_server: tuple[str, str, Services], field: str, value: Any) -> None:
+    url, token, services = api_server
     jobs = [{"name": "fine"}, submission(field, value)]
     r = post(f"{url}/api/v1/jobs/batch", token, {"jobs": jobs})
     assert r.status_code == 422, r.text
@@ -135,8 +121,8 @@ def test_agent_tool(services: Services, field: str, value: Any) -> None:
     assert services.queue.counts() == {}
 
 
-def test_unknown_fields_are_named_everywhere(server: tuple[str, str, Services]) -> None:
-    url, token, services = server
+def test_unknown_fields_are_named_everywhere(api_server: tuple[str, str, Services]) -> None:
+    url, token, services = api_server
     headers = {"Authorization": f"Bearer {token}"}
     one = httpx.post(f"{url}/api/v1/jobs", json={"name": "ok", "gpu": 1}, headers=headers)
     batch = httpx.post(f"{url}/api/v1/jobs/batch", json={"jobs": [{"name": "ok", "gpu": 1}]},
@@ -149,12 +135,12 @@ def test_unknown_fields_are_named_everywhere(server: tuple[str, str, Services]) 
 
 @pytest.mark.parametrize("field,value", BAD[:8], ids=IDS[:8])
 def test_remote_operations_raise_the_servers_contract_error(
-        server: tuple[str, str, Services], field: str, value: Any) -> None:
+        api_server: tuple[str, str, Services], field: str, value: Any) -> None:
     """The CLI talking to a server (OPPEN_SERVER_URL) gets the same error, rebuilt from the
     server's answer, with NaN and Infinity sent as written rather than failing to encode."""
     from app.api.client import RemoteOperations
 
-    url, token, services = server
+    url, token, services = api_server
     remote = RemoteOperations(url, token)
     try:
         with pytest.raises(SubmissionError) as info:

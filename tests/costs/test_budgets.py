@@ -22,7 +22,9 @@ from app.costs.budgets import period_window
 from app.costs.calculator import Shape
 from app.costs.forecast import Throughput, forecast
 from app.costs.pricing import DEFAULT_PRICING_FILE, Pricing, load_pricing
-from app.costs.service import CostService, plateau_step, report_chart
+from app.costs.reports import report_chart
+from app.costs.savings import plateau_step
+from app.costs.service import CostService
 from app.services import build_queue
 from tests.support.postgres import fresh_postgres_database
 from tests.support.processes import run_in_processes
