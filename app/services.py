@@ -146,7 +146,8 @@ class Services:
         if self.settings.executor == "kubernetes":
             from app.core.executors.kubernetes import KubernetesExecutor
 
-            return KubernetesExecutor(self.job_template())
+            return KubernetesExecutor(self.job_template(),
+                                      request_timeout_s=self.settings.lease_ttl_s / 3)
         raise ConfigError(f"unknown executor {self.settings.executor!r}")
 
     def read_progress(self, run_id: str) -> Progress | None:

@@ -181,5 +181,29 @@ def describe_sources(settings: Settings) -> list[tuple[str, Any, str]]:
             source = f"file {path}"
         else:
             source = "default"
-        rows.append((name, getattr(settings, name), source))
+        rows.append((name, shown(name, getattr(settings, name)), source))
     return rows
+
+
+# Settings whose values are secrets: shown only as set or not.
+SECRET_SETTINGS = frozenset({"token"})
+
+
+def shown(name: str, value: Any) -> Any:
+    """A setting's value fit to print: secrets masked, and a password inside a URL (a
+    database or tracking URI) replaced by asterisks."""
+    if value is None:
+        return None
+    if name in SECRET_SETTINGS:
+        return "***"
+    if isinstance(value, str) and "://" in value and "@" in value:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            return value
+        if url.password:
+            return url.render_as_string(hide_password=True)
+    return value

@@ -140,6 +140,19 @@ def test_config_show_reports_sources(oppen_home: Path, monkeypatch: pytest.Monke
     assert_clean_error(run("config", "show"), "unknown setting(s) max_concurent_jobs")
 
 
+def test_config_show_masks_secrets(oppen_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPPEN_TOKEN", "oppen_s3cret-token")
+    monkeypatch.setenv("OPPEN_DATABASE_URL", "postgresql+psycopg://oppen:hunter2@db:5432/x")
+    monkeypatch.setenv("OPPEN_MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    shown = run("config", "show")
+    out = json.loads(run("config", "show", "--json").stdout)["settings"]
+    for text in (shown.stdout, json.dumps(out)):
+        assert "s3cret" not in text and "hunter2" not in text
+    assert out["token"]["value"] == "***"
+    assert out["database_url"]["value"] == "postgresql+psycopg://oppen:***@db:5432/x"
+    assert out["mlflow_tracking_uri"]["value"] == "http://mlflow:5000"  # no password: as is
+
+
 def test_train_in_the_foreground(oppen_home: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "train.toml"
     cfg.write_text("total_timesteps = 256\nnum_envs = 2\nrollout_steps = 64\n"

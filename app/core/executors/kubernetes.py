@@ -22,9 +22,12 @@ STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "Create
 class KubernetesExecutor:
     name = "kubernetes"
 
-    def __init__(self, template: JobTemplate, api_client: Any = None) -> None:
+    def __init__(self, template: JobTemplate, api_client: Any = None,
+                 request_timeout_s: float = 10.0) -> None:
         self.template = template
         self._api_client = api_client
+        # Every API call ends within this (the dispatcher calls them inside its lease).
+        self.request_timeout_s = request_timeout_s
 
     # The client objects are made on first use, never at import or construction.
     def _apis(self) -> tuple[Any, Any]:
@@ -51,7 +54,8 @@ class KubernetesExecutor:
         manifest = self.render(job)
         ref = self._ref(manifest["metadata"]["name"])
         try:
-            batch.create_namespaced_job(self.template.namespace, k8s.job_from_manifest(manifest))
+            batch.create_namespaced_job(self.template.namespace, k8s.job_from_manifest(manifest),
+                                        _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 409:
                 return ref  # this attempt exists already (a restart mid-launch): adopt it
@@ -67,7 +71,8 @@ class KubernetesExecutor:
         batch, _ = self._apis()
         name = attempt_name(job.id, job.attempts)
         try:
-            batch.read_namespaced_job(name, self.template.namespace)
+            batch.read_namespaced_job(name, self.template.namespace,
+                                      _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -79,14 +84,16 @@ class KubernetesExecutor:
         batch, core = self._apis()
         info = json.loads(ref)
         try:
-            k8s_job = batch.read_namespaced_job(info["name"], info["namespace"])
+            k8s_job = batch.read_namespaced_job(info["name"], info["namespace"],
+                                                _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 404:
                 return ExecStatus(Phase.LOST, None, "the Kubernetes Job was deleted")
             raise
         conditions = {c.type: c for c in (k8s_job.status.conditions or []) if c.status == "True"}
         pods = core.list_namespaced_pod(info["namespace"],
-                                        label_selector=f"job-name={info['name']}").items
+                                        label_selector=f"job-name={info['name']}",
+                                        _request_timeout=self.request_timeout_s).items
         if "Complete" in conditions:
             return ExecStatus(Phase.EXITED, 0, "Job complete")
         if "Failed" in conditions:
@@ -113,7 +120,8 @@ class KubernetesExecutor:
         try:
             batch.delete_namespaced_job(info["name"], info["namespace"],
                                         propagation_policy="Background",
-                                        body=k8s.background_delete())
+                                        body=k8s.background_delete(),
+                                        _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -124,14 +132,16 @@ class KubernetesExecutor:
         info = json.loads(ref)
         try:
             pods = core.list_namespaced_pod(info["namespace"],
-                                            label_selector=f"job-name={info['name']}").items
+                                            label_selector=f"job-name={info['name']}",
+                                        _request_timeout=self.request_timeout_s).items
             if not pods:
                 return ""
             # The latest pod; one without a timestamp yet sorts first, never compared to one.
             newest = max(pods, key=lambda p: (p.metadata.creation_timestamp is not None,
                                               p.metadata.creation_timestamp or 0))
             return core.read_namespaced_pod_log(newest.metadata.name, info["namespace"],
-                                                tail_lines=lines) or ""
+                                                tail_lines=lines,
+                                                _request_timeout=self.request_timeout_s) or ""
         except ApiException:
             return ""  # logs are a courtesy; a failure to read them changes nothing
 
