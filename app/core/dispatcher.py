@@ -32,7 +32,7 @@ from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
 from app.core.ports import ChecksFactory, SpendGuard
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
-from app.core.transitions import transition, transition_many
+from app.core.transitions import transition, transition_many, transitions_pending
 
 log = logging.getLogger(__name__)
 
@@ -160,27 +160,29 @@ class Dispatcher:
 
     def _reconcile(self, report: TickReport) -> None:
         with Session(self.engine) as s:
-            ids = list(s.exec(select(Job.id).where(col(Job.state).in_(ACTIVE_STATES))).all())
-        for job_id in ids:
-            self._keep_leading()
-            # One session per job: a job whose step fails leaves nothing half-done behind
-            # for the others, and the tick goes on.
-            with Session(self.engine) as s:
-                job = s.get(Job, job_id)
-                if job is None or job.state not in ACTIVE_STATES:
-                    continue
+            jobs = s.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))).all()
+            for job in jobs:
+                self._keep_leading()
+                job_id = job.id
                 try:
                     self._reconcile_one(s, job, report)
-                    s.commit()  # transitions flush as they go: whatever they wrote, kept
+                    # Most running jobs change nothing on a tick: commit only what did, so
+                    # the others are not reloaded.
+                    if transitions_pending(s) or s.dirty or s.new:
+                        s.commit()
                     self._step_errors.pop(job_id, None)
                 except StaleStateError:
+                    transitions_pending(s)
                     s.rollback()  # changed meanwhile (a cancel); the next tick sees it
                 except LeadershipLost:
                     s.rollback()
                     raise
                 except Exception as exc:  # noqa: BLE001 - isolated: one job, not the tick
+                    # Only this job's unfinished step is undone: the others committed theirs.
+                    transitions_pending(s)
                     s.rollback()
                     self._step_failed(job_id, exc, report)
+            s.commit()
 
     def _step_failed(self, job_id: int, exc: Exception, report: TickReport) -> None:
         """A job's reconcile raised: reported at once; failed as the job's own error once the

@@ -33,6 +33,9 @@ def _stamps(target: JobState, now: datetime) -> dict[str, Any]:
     return values
 
 
+TRANSITIONS = "oppen.transitions"
+
+
 def _lost_lease(session: Session, fence: Any) -> bool:
     return fence is not None and not session.execute(select(fence)).scalar()
 
@@ -71,6 +74,7 @@ def transition(session: Session, job: Job, target: JobState, reason: str = "",
     session.add(JobEvent(job_id=job.id, at=now, from_state=current.value, to_state=target.value,
                          reason=reason))
     session.flush()
+    _count(session)
 
 
 def transition_many(session: Session, job_ids: Sequence[int], current: JobState,
@@ -97,4 +101,16 @@ def transition_many(session: Session, job_ids: Sequence[int], current: JobState,
         session.execute(insert(JobEvent), [
             dict(job_id=job_id, at=now, from_state=current.value, to_state=target.value,
                  reason=reason) for job_id in moved])
+        _count(session)
     return moved
+
+
+def _count(session: Session) -> None:
+    """Notes on the session that it holds state changes to commit: they are flushed at once,
+    so the session's own dirty and new sets no longer show them."""
+    session.info[TRANSITIONS] = session.info.get(TRANSITIONS, 0) + 1
+
+
+def transitions_pending(session: Session) -> bool:
+    """Whether transitions were made in this session since it last committed (and resets)."""
+    return bool(session.info.pop(TRANSITIONS, 0))

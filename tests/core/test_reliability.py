@@ -33,7 +33,7 @@ from app.core.models import Job, JobEvent
 from app.core.timeutil import as_utc
 from app.services import build_queue
 from tests.support.paths import REPO
-from tests.support.postgres import fresh_postgres_database
+from tests.support.postgres import fresh_database
 from tests.support.processes import run_in_processes
 
 pytestmark = pytest.mark.slow
@@ -70,8 +70,8 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
     launches = tmp_path / "launches.txt"
-    url = _db_url(home) if backend == "sqlite" else \
-        fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    home.mkdir(parents=True)
+    url = fresh_database(backend, home / "oppen.db", request)
     # A short job: records that it was launched, works a moment, succeeds.
     job_cmd = (f"{sys.executable} -c \"import random, time; "
                f"open('{launches}', 'a').write('{{job_id}}\\n'); "
@@ -132,10 +132,7 @@ def _submit_many(url: str, worker: int, count: int) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_submitters_then_strict_priority_fifo_admission(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'contention.db'}"
-    else:
-        url = fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    url = fresh_database(backend, tmp_path / "contention.db", request)
     engine = make_engine(url)
     init_db(engine)
     started = time.monotonic()

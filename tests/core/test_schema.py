@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from app.core.db import _alembic_config, init_db, make_engine, schema_status
 from app.core.errors import ConfigError
-from tests.support.postgres import fresh_postgres_database
+from tests.support.postgres import fresh_database, fresh_postgres_database
 from tests.support.processes import oppen_cmd
 
 OLDER = "0006"
@@ -62,8 +62,7 @@ def test_postgresql_is_upgraded_only_when_asked(postgres_url: str, tmp_path: Pat
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_database_from_a_newer_oppen_is_refused_untouched(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    url = f"sqlite:///{tmp_path / 'new.db'}" if backend == "sqlite" else \
-        fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    url = fresh_database(backend, tmp_path / "new.db", request)
     engine = make_engine(url)
     init_db(engine)
     with engine.begin() as connection:  # as a later release would leave it

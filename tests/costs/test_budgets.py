@@ -26,7 +26,7 @@ from app.costs.reports import report_chart
 from app.costs.savings import plateau_step
 from app.costs.service import CostService
 from app.services import build_queue
-from tests.support.postgres import fresh_postgres_database
+from tests.support.postgres import fresh_database
 from tests.support.processes import run_in_processes
 
 PRICING = load_pricing(DEFAULT_PRICING_FILE)
@@ -143,8 +143,7 @@ def _submit_until_refused(url: str, worker: int, attempts: int) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sixteen_concurrent_submitters_never_commit_past_a_hard_budget(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite" else \
-        fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    url = fresh_database(backend, tmp_path / "race.db", request)
     engine = make_engine(url)
     init_db(engine)
     queue = budgeted(engine, FLAT)

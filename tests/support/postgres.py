@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -80,3 +81,11 @@ def fresh_postgres_database(server_url: str) -> str:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def fresh_database(backend: str, sqlite_path: Path, request: Any) -> str:
+    """The URL of an empty database of ``backend``: a SQLite file at ``sqlite_path``, or a new
+    database on the session's PostgreSQL test server (the ``postgres_url`` fixture)."""
+    if backend == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    return fresh_postgres_database(request.getfixturevalue("postgres_url"))
