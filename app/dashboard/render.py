@@ -52,10 +52,6 @@ def duration(seconds: float | None) -> str:
         else f"{secs}s"
 
 
-def money(value: str | None) -> str:
-    return NA if value is None else usd(value)
-
-
 def bar(fraction: float | None, width: int = 12) -> Text:
     if fraction is None:
         return Text(NA, style="dim")
@@ -80,8 +76,8 @@ def view(data: DashboardData) -> RenderableType:
         ("running ", "bold"), str(c.get("running", 0) + c.get("dispatching", 0)), "  ",
         ("succeeded ", "bold"), (str(c.get("succeeded", 0)), "green"), "  ",
         ("failed ", "bold"), (str(c.get("failed", 0)), "red" if c.get("failed") else ""), "  ",
-        ("today ", "bold"), money(data.costs.get("today_usd")), "  ",
-        ("month ", "bold"), money(data.costs.get("month_usd")))
+        ("today ", "bold"), usd(data.costs.get("today_usd")), "  ",
+        ("month ", "bold"), usd(data.costs.get("month_usd")))
 
     cluster = Table(title=f"Cluster ({data.cluster.source})", expand=True, title_justify="left")
     for col in ("node", "CPU", "memory GB", "GPU"):
@@ -102,7 +98,7 @@ def view(data: DashboardData) -> RenderableType:
     for r in data.queued:
         queued.add_row(str(r.position or ""), str(r.id), r.name, r.priority_class,
                        r.pending_reason or NA, (r.eta_start or NA)[11:16] or NA,
-                       money(r.estimated_cost_usd))
+                       usd(r.estimated_cost_usd))
 
     running = Table(title="Running", expand=True, title_justify="left")
     for col in ("id", "name", "progress", "steps/s", "elapsed", "ETA", "cost", "final",
@@ -111,8 +107,8 @@ def view(data: DashboardData) -> RenderableType:
     for r in data.running:
         running.add_row(str(r.id), r.name, bar(r.progress),
                         f"{r.steps_per_second:,.0f}" if r.steps_per_second else NA,
-                        duration(r.elapsed_s), duration(r.eta_s), money(r.cost_so_far_usd),
-                        money(r.forecast_cost_usd), sparkline(r.reward_curve))
+                        duration(r.elapsed_s), duration(r.eta_s), usd(r.cost_so_far_usd),
+                        usd(r.forecast_cost_usd), sparkline(r.reward_curve))
 
     recent = Table(title="Recent", expand=True, title_justify="left")
     for col in ("id", "name", "outcome", "duration", "cost", "vs best heuristic"):
@@ -121,18 +117,18 @@ def view(data: DashboardData) -> RenderableType:
         verdict = Text(NA, style="dim") if r.eval_ratio is None else Text(
             f"{r.eval_ratio:.2f}x wait", style="green" if r.eval_ratio < 1 else "yellow")
         recent.add_row(str(r.id), r.name, Text(r.state, style=STATE_STYLE.get(r.state, "")),
-                       duration(r.duration_s), money(r.cost_usd), verdict)
+                       duration(r.duration_s), usd(r.cost_usd), verdict)
 
     budgets = Table(title="Budgets", expand=True, title_justify="left")
     for col in ("budget", "scope", "committed", "limit", "used", "burn/day", "runs out"):
         budgets.add_column(col)
     for b in data.costs.get("budgets", []):
-        budgets.add_row(b["name"], f"{b['scope']} {b['scope_value']}", money(b["committed_usd"]),
-                        money(b["limit_usd"]),
+        budgets.add_row(b["name"], f"{b['scope']} {b['scope_value']}", usd(b["committed_usd"]),
+                        usd(b["limit_usd"]),
                         Text(used_percent(b["used_fraction"]),
                              style="red" if b["used_fraction"] is None
                              else level(b["used_fraction"], 0.8, 1.0)),
-                        money(b["burn_per_day_usd"]), (b["runs_out_at"] or "—")[:10])
+                        usd(b["burn_per_day_usd"]), (b["runs_out_at"] or "—")[:10])
 
     alerts = Text()
     for i, a in enumerate(data.alerts):
