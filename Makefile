@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 SIMRS_SOURCES := $(shell find simrs/src simrs/python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null) simrs/Cargo.toml simrs/pyproject.toml
 
-.PHONY: setup run demo test test-layers test-rust test-python lint clean
+.PHONY: setup run demo test test-layers test-rust test-python test-chaos lint clean
 
 setup: $(STAMPS)/deps $(STAMPS)/simrs
 
@@ -41,6 +41,10 @@ test-python: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: setup test-layers test-rust test-python
+
+# The chaos test with real training jobs (minutes per database), on demand: not in `make test`.
+test-chaos: setup
+	$(BIN)/python -m pytest -m chaos -s
 
 lint: setup
 	$(BIN)/ruff check app tests scripts simrs/python

@@ -126,7 +126,8 @@ class Services:
                            service_account=s.k8s_service_account,
                            tracking_uri=s.mlflow_tracking_uri,
                            database_secret=s.k8s_database_secret, kueue_queue=s.kueue_queue_name,
-                           ttl_after_finished_s=s.k8s_ttl_after_finished_s, spot=s.k8s_spot)
+                           ttl_after_finished_s=s.k8s_ttl_after_finished_s, spot=s.k8s_spot,
+                           checkpoint_uri=s.checkpoint_uri)
 
     @cached_property
     def executor(self) -> Executor:
@@ -139,6 +140,8 @@ class Services:
                 "OPPEN_DATABASE_URL": self.settings.resolved_database_url,
                 "OPPEN_MLFLOW_TRACKING_URI": self.settings.resolved_tracking_uri,
             }
+            if self.settings.checkpoint_uri:
+                env["OPPEN_CHECKPOINT_URI"] = self.settings.checkpoint_uri
             # Every wait inside a dispatcher tick ends within a third of the lease.
             return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
                                  self.settings.stop_grace_s, self.settings.local_command,
@@ -170,8 +173,8 @@ class Services:
                           checks_for=lambda s, now: [BudgetAdmission(self.budgets, s, now)],
                           progress=self.read_progress,
                           backoff_base_s=self.settings.retry_backoff_s,
-                          price=self.budgets.attempt_cost, spend_guard=self.budgets,
-                          stop_horizon_s=self.stop_horizon_s)
+                          price=self.budgets.cost_between, spend_guard=self.budgets,
+                          stop_horizon_s=self.stop_horizon_s, runs=self.tracker)
 
     @property
     def stop_horizon_s(self) -> float:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Kubernetes executor against a real cluster made with kind, for machines with Docker.
 # Not part of CI (the development machines have no Docker engine): the test suite drives the
-# same executor against tests/fake_k8s.py instead.
+# same executor against tests/support/fake_k8s.py instead.
 #
 #   scripts/kind-e2e.sh            # creates cluster "oppen-e2e", runs one job, deletes it
 #   KEEP=1 scripts/kind-e2e.sh     # leaves the cluster up
@@ -18,7 +18,7 @@ done
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --wait 120s
 trap '[ -n "${KEEP:-}" ] || kind delete cluster --name "$CLUSTER"' EXIT
 
-docker build -t "$IMAGE" .
+docker build --target train -t "$IMAGE" .  # the lean image training pods pull
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 # The platform objects the executor relies on, rendered by Terraform's provider-free module.
@@ -31,7 +31,13 @@ metadata: {name: oppen-${class%%:*}}
 value: ${class##*:}
 YAML
 done
-kubectl -n "$NS" create serviceaccount oppen-dispatcher --dry-run=client -o yaml | kubectl apply -f -
+# The training pods' own account: no Role, no token mounted (as Terraform makes it).
+kubectl -n "$NS" apply -f - <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: oppen-training}
+automountServiceAccountToken: false
+YAML
 kubectl label nodes --all oppen.dev/pool=cpu-training --overwrite
 
 # The training pod reaches the database on the host through kind's gateway.

@@ -180,8 +180,8 @@ def _start_now(text: str, available: set[str], salt: str) -> list[dict[str, Any]
 
 
 def _retry(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:
-    return _one_job(text, r"\b(retry|re-run|rerun|resubmit)\b", "retry_job",
-                    "Which failed job should I retry? Say e.g. 'retry job 5'.", salt)
+    return _one_job(text, r"\b(retry|resume|re-run|rerun|resubmit|continue)\b", "resume_job",
+                    "Which job should I resume? Say e.g. 'resume job 5'.", salt)
 
 
 def _set_budget(text: str, available: set[str], salt: str) -> list[dict[str, Any]] | str | None:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.submission import NAME_PATTERN, JobSubmission, Priority
 
-State = Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled",
-                "budget_exhausted"]
+State = Literal["queued", "dispatching", "waiting", "running", "succeeded", "failed",
+                "cancelled", "budget_exhausted"]
 
 
 __all__ = ["JobSubmission"]  # the one submission contract, re-exported for the routes
@@ -117,6 +117,18 @@ class Event(BaseModel):
     reason: str
 
 
+class Attempt(BaseModel):
+    """One attempt: its own start and end, how it ended, where it resumed, what it cost."""
+
+    number: int
+    started_at: str | None
+    ended_at: str | None
+    outcome: str
+    reason: str
+    resumed_from_step: int | None
+    cost_usd: str | None
+
+
 class JobOut(BaseModel):
     id: int
     name: str
@@ -143,6 +155,9 @@ class JobOut(BaseModel):
     estimated_cost_usd: str | None
     cost_usd: str | None
     spot: bool
+    kueue_position: int | None
+    resumed_from_step: int | None
+    attempt_history: list[Attempt]
     progress_step: int | None
     progress_sps: float | None
     exit_code: int | None

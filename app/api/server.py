@@ -194,10 +194,16 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """Cancel: queued jobs at once, running ones on the dispatcher's next tick."""
         return ops.cancel_job(job_id)
 
+    @app.post(job_path("/resume"), response_model=m.JobOut, tags=["jobs"])
+    def resume(job_id: JobId, ops: Ops) -> Any:
+        """Return a failed, cancelled or budget-stopped job to the queue; it continues from
+        its latest checkpoint."""
+        return ops.resume_job(job_id)
+
     @app.post(job_path("/retry"), response_model=m.JobOut, tags=["jobs"])
     def retry(job_id: JobId, ops: Ops) -> Any:
-        """Return a failed job to the queue."""
-        return ops.retry_job(job_id)
+        """The same as /resume (its name before checkpoints were resumed)."""
+        return ops.resume_job(job_id)
 
     @app.post(job_path("/priority"), response_model=m.JobOut, tags=["jobs"])
     def set_priority(job_id: JobId, body: m.PriorityChange, ops: Ops) -> Any:

@@ -166,3 +166,30 @@ def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
     click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
                f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
                f"differ {r['env_only_ratio']:.1f}x")
+
+
+@bench.command("preemption")
+@click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True)
+@click.option("--preemptions", type=click.IntRange(min=1, max=10), default=2, show_default=True,
+              help="Interruptions of the interrupted run")
+@click.option("--signal", "how", type=click.Choice(["sigterm", "sigkill"]), default="sigterm",
+              show_default=True, help="sigterm: a reclaim with notice; sigkill: a node gone")
+@click.option("--json", "as_json", is_flag=True)
+def bench_preemption(repeats: int, preemptions: int, how: str, as_json: bool) -> None:
+    """What preemption costs a job that resumes from its checkpoints (real training runs)."""
+    from app.bench.preemption import run
+
+    r = run(repeats, preemptions, how)
+    if as_json:
+        common.emit_json({"benchmark": "preemption", **r.to_dict()})
+        return
+    click.echo(f"uninterrupted: {r.uninterrupted_s:.1f} s; {r.preemptions} x {r.signal}: "
+               f"{r.interrupted_s:.1f} s -> {r.ratio:.2f}x the time "
+               f"(medians of {r.repeats})")
+    click.echo(f"per preemption: {r.restart_s_per_preemption:.1f} s of restart, "
+               f"{r.lost_steps_per_preemption:,.0f} steps trained again (a checkpoint every "
+               f"{r.steps_per_checkpoint:,} steps)")
+    click.echo(f"final parameters bit-identical to the uninterrupted run's: {r.resumed_exactly}"
+               + ("" if r.resumed_exactly or r.signal != "sigterm" else
+                  " (a SIGTERM between checkpoints adds a checkpoint boundary, where episodes "
+                  "restart; a SIGKILL resumes from a regular one)"))

@@ -12,6 +12,7 @@ import click
 from app.cli import common
 from app.core.money import usd
 from app.core.priority import PRIORITY_CLASSES
+from app.core.states import JobState
 
 PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
 
@@ -129,8 +130,7 @@ def queue_submit_batch(file: str, as_json: bool) -> None:
 
 @queue.command("list")
 @click.option("--state", multiple=True,
-              type=click.Choice(["queued", "dispatching", "running", "succeeded", "failed",
-                                 "cancelled", "budget_exhausted"]))
+              type=click.Choice([state.value for state in JobState]))
 @click.option("--team", default=None, help="Only this team's jobs")
 @click.option("--priority", type=PRIORITY_CHOICE, default=None, help="Only this class")
 @click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True)
@@ -153,8 +153,11 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
     for d in page["jobs"]:
         # The reason's name only; `oppen queue show ID` gives the detail.
         why = d["pending_reason"] or (d["reason"] or "")[:40]
+        position = d["position"]
+        if d["state"] == "waiting":  # held by Kueue: its place in the cluster's queue
+            why, position = "kueue: waiting for quota", d["kueue_position"]
         table.add_row(str(d["id"]), d["name"], d["priority_class"], d["state"],
-                      str(d["position"] or ""), why, _eta(d["eta_start"])[11:16],
+                      str(position or ""), why, _eta(d["eta_start"])[11:16],
                       usd(d["estimated_cost_usd"]))
     common.console().print(table)
     _say_if_the_dispatcher_is_not_well()
@@ -168,6 +171,15 @@ def _say_if_the_dispatcher_is_not_well() -> None:
                    "or oppen serve)", err=True)
     elif lead.get("degraded"):
         click.echo(f"warning: the dispatcher is degraded: {lead['degraded']}", err=True)
+
+
+def _attempt_line(a: dict[str, Any]) -> str:
+    """E.g. "attempt 2 resumed from step 6,144: succeeded, $0.0123"."""
+    start = f"resumed from step {a['resumed_from_step']:,}" \
+        if a["resumed_from_step"] is not None else "from step 0"
+    cost = f", {usd(a['cost_usd'])}" if a["cost_usd"] is not None else ""
+    why = f" ({a['reason'][:120]})" if a["reason"] and a["outcome"] != "succeeded" else ""
+    return f"attempt {a['number']} {start}: {a['outcome']}{cost}{why}"
 
 
 @queue.command("show")
@@ -185,6 +197,9 @@ def queue_show(job_id: int, as_json: bool) -> None:
     if d["pending_reason"]:
         click.echo(f"  waiting: {d['pending_reason']} ({d['pending_detail']}); "
                    f"estimated start {_eta(d['eta_start']) or 'N/A'}")
+    if d["state"] == "waiting":
+        place = f", place {d['kueue_position']} in its queue" if d["kueue_position"] else ""
+        click.echo(f"  waiting: admitted to Kueue, waiting for quota{place}; not charged")
     click.echo(f"  estimate: {d['estimated_duration_s'] / 60:.1f} min, "
                f"{usd(d['estimated_cost_usd'])}")
     if d["progress_step"] is not None:
@@ -194,6 +209,8 @@ def queue_show(job_id: int, as_json: bool) -> None:
         click.echo(f"  mlflow run: {d['mlflow_run_id']}")
     if d["state"] in ("failed", "cancelled", "succeeded", "budget_exhausted") and d["reason"]:
         click.echo(f"  outcome: {d['reason']}")
+    for a in d["attempt_history"]:
+        click.echo(f"  {_attempt_line(a)}")
     for e in d["events"]:
         click.echo(f"  {e['at']}  {e['from'] or '-'} -> {e['to']}  {e['reason']}")
 
@@ -239,9 +256,18 @@ def queue_cancel(job_id: int) -> None:
     click.echo(f"job {d['id']}: {d['state']} ({d['reason']})")
 
 
-@queue.command("retry")
+@queue.command("resume")
 @click.argument("job_id", type=int)
-def queue_retry(job_id: int) -> None:
-    """Return a failed job to the queue."""
-    d = common.operations().retry_job(job_id)
-    click.echo(f"job {d['id']}: {d['state']}")
+def queue_resume(job_id: int) -> None:
+    """Return a failed, cancelled or budget-stopped job to the queue; its next attempt
+    continues from the job's latest checkpoint."""
+    d = common.operations().resume_job(job_id)
+    click.echo(f"job {d['id']}: {d['state']} ({d['reason']})")
+
+
+@queue.command("retry", hidden=True)
+@click.argument("job_id", type=int)
+@click.pass_context
+def queue_retry(ctx: click.Context, job_id: int) -> None:
+    """The same as `queue resume` (kept for scripts written before it)."""
+    ctx.invoke(queue_resume, job_id=job_id)

@@ -71,10 +71,28 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
     if resume_from and not checkpoint_dir:
         ckpt_dir = Path(resume_from).resolve().parent
     record = (lambda run_id: services.queue.record_run(job_id, run_id)) if job_id else None
+    publish, run_id = None, None
+    if job_id is not None:
+        # A job's every attempt continues from its latest durable checkpoint and its run.
+        from app.training import checkpoint_store
+
+        store = checkpoint_store.store_for_job(services.settings.checkpoint_uri,
+                                               services.settings.resolved_home, job_id)
+        publish = checkpoint_store.publisher(store)
+        restored = None if resume_from else \
+            checkpoint_store.restore_latest(store, ckpt_dir / "restored")
+        if restored is not None:
+            resume_from = str(restored[0])
+        services.queue.record_resume(job_id, restored[1] if restored else None)
+        run_id = job.mlflow_run_id
+        if restored is not None:
+            click.echo(f"job {job_id}: resuming from step {restored[1]} ({store.location})",
+                       err=True)
     outcome = run_training(cfg, services.tracker, job_id, on_run_started=record,
                            checkpoint_dir=ckpt_dir, resume_from=resume_from,
-                           init_from=init_from, stop=stop,
-                           run_name=f"{job.name} (job {job_id})" if job_id is not None else None)
+                           init_from=None if resume_from else init_from, stop=stop,
+                           run_name=f"{job.name} (job {job_id})" if job_id is not None else None,
+                           run_id=run_id, on_checkpoint=publish)
     if as_json:
         common.emit_json({"run_id": outcome.run_id, "global_step": outcome.global_step,
                           "steps_per_second": outcome.steps_per_second,

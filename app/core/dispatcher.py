@@ -27,9 +27,9 @@ from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
 from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import LEASE_NAME, LeadershipLost, Lease
-from app.core.models import DispatcherLease, Job, JobEvent
+from app.core.models import DispatcherLease, Job, JobAttempt, JobEvent
 from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
-from app.core.ports import ChecksFactory, SpendGuard
+from app.core.ports import ChecksFactory, RunCloser, SpendGuard
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 from app.core.transitions import transition, transition_many, transitions_pending
@@ -44,8 +44,11 @@ REPEATED_ERRORS = 3
 # eviction, a lost node, SIGTERM/SIGKILL) are retried however often they repeat.
 SELF_INFLICTED = ("OOMKilled", "signal 6", "exit code -6", "exit code 134", "MemoryError",
                   "out of memory", "Cannot allocate memory", "bad_alloc")
-# The cost in micro-dollars of a job's attempt from its start until the given time.
-AttemptPricer = Callable[[Job, datetime], int]
+# The cost in micro-dollars of a job's resources from one time to another.
+AttemptPricer = Callable[[Job, datetime, datetime], int]
+# An attempt's outcome (job_attempts.outcome) by the failure that ended it.
+OUTCOME_OF_FAILURE = {FailureKind.USER: "failed", FailureKind.INFRASTRUCTURE: "infrastructure",
+                      FailureKind.PREEMPTION: "preempted", FailureKind.TIMEOUT: "timeout"}
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,10 @@ class Dispatcher:
                  limits: Limits | None = None, checks_for: ChecksFactory | None = None,
                  progress: ProgressReader | None = None,
                  backoff_base_s: float = 30.0, price: AttemptPricer | None = None,
-                 spend_guard: SpendGuard | None = None, stop_horizon_s: float = 5.0) -> None:
+                 spend_guard: SpendGuard | None = None, stop_horizon_s: float = 5.0,
+                 runs: RunCloser | None = None) -> None:
         self.checks_for = checks_for
+        self.runs = runs
         # Hard budgets hold while jobs run: a job is stopped while its budgets still have
         # room for stop_horizon_s (a tick, and a stop's grace) of their running jobs' spend.
         self.spend_guard = spend_guard
@@ -224,19 +229,27 @@ class Dispatcher:
             return
         if job.cancel_requested:
             self.executor.stop(job.executor_ref)
-            self._charge(job)
-            self._move(s, job, JobState.CANCELLED, "cancelled while running; stopped")
+            reason = "cancelled while running; stopped"
+            self._end_attempt(s, job, "cancelled", reason, None, final="KILLED")
+            self._move(s, job, JobState.CANCELLED, reason)
             report.finished.append((job.id, JobState.CANCELLED.value))
             return
         status = self.executor.poll(job.executor_ref)
+        if status.phase is Phase.WAITING:
+            self._hold(s, job, status)
+            return
+        if status.phase is Phase.RUNNING and job.state == JobState.WAITING.value:
+            job.kueue_position = None
+            self._move(s, job, JobState.RUNNING, "admitted by Kueue; running (charged from now)")
+            return
         if status.phase is Phase.RUNNING and self.spend_guard is not None:
             why = self.spend_guard.overrun(s, job, utcnow(), self.stop_horizon_s)
             if why is not None:
                 self.lease.check(s)
                 self.executor.stop(job.executor_ref)  # SIGTERM first: it checkpoints
-                self._charge(job)
-                self._move(s, job, JobState.BUDGET_EXHAUSTED,
-                           f"stopped before overspending: {why}"[:500])
+                reason = f"stopped before overspending: {why}"[:500]
+                self._end_attempt(s, job, "budget_exhausted", reason, None, final="KILLED")
+                self._move(s, job, JobState.BUDGET_EXHAUSTED, reason)
                 report.finished.append((job.id, JobState.BUDGET_EXHAUSTED.value))
                 return
         if status.phase is Phase.RUNNING:
@@ -248,9 +261,9 @@ class Dispatcher:
                 self._read_progress(job)
                 return
         job.exit_code = status.exit_code
-        self._charge(job)
         if status.phase is Phase.EXITED and status.exit_code == 0:
             self._read_progress(job, final=True)  # its throughput informs later estimates
+            self._end_attempt(s, job, "succeeded", "exit code 0", status)
             self._move(s, job, JobState.SUCCEEDED, "exit code 0")
             report.finished.append((job.id, JobState.SUCCEEDED.value))
             return
@@ -258,10 +271,53 @@ class Dispatcher:
         last = self.executor.logs(job.executor_ref, 1).strip()
         # Whatever is left of the attempt (a pod stuck pulling its image) goes before a retry.
         self.executor.stop(job.executor_ref)
-        self._fail(s, job, failure, last, report)
+        self._fail(s, job, failure, last, report, status)
+
+    def _hold(self, s: Session, job: Job, status: ExecStatus) -> None:
+        """The cluster holds the job (Kueue keeps its Job suspended): waiting, not running.
+        A running job suspended again (Kueue preempted it for quota) is charged for the time
+        it ran, and is charged again only once it runs."""
+        job.kueue_position = status.position
+        if job.state == JobState.RUNNING.value:
+            # Kueue deleted its pods: what ran is recorded (and charged) as a part of the
+            # attempt; the pods Kueue starts again resume from the job's checkpoint.
+            reason = "suspended by Kueue (its quota went to another workload); waiting"
+            self._end_attempt(s, job, "suspended", reason, None)
+            job.started_at = None
+            self._move(s, job, JobState.WAITING, reason)
+        elif job.state == JobState.DISPATCHING.value:
+            self._move(s, job, JobState.WAITING, "admitted to Kueue, waiting for quota")
+
+    def _add_cost(self, job: Job, start: datetime | None, end: datetime) -> int:
+        """Charges the job for its resources from ``start`` to ``end``; returns the cost."""
+        if self.price is None or start is None:
+            return 0
+        cost = self.price(job, as_utc(start), as_utc(end))
+        job.cost_micros = (job.cost_micros or 0) + cost
+        return cost
+
+    def _end_attempt(self, s: Session, job: Job, outcome: str, reason: str,
+                     status: ExecStatus | None, final: str | None = None) -> None:
+        """Records the ending attempt (its own start and end times when the executor knows
+        them), charges the job for it, and ends its MLflow run if the attempt could not:
+        ``final`` is the run's status when the job ends for good this way."""
+        start = status.started_at if status is not None and status.started_at else None
+        if start is None and job.started_at is not None:
+            start = as_utc(job.started_at)
+        end = status.ended_at if status is not None and status.ended_at else utcnow()
+        cost = self._add_cost(job, start, end)
+        s.add(JobAttempt(job_id=job.id, number=job.attempts, started_at=start, ended_at=end,
+                         outcome=outcome, reason=reason[:500], cost_micros=cost,
+                         resumed_from_step=job.resumed_from_step))
+        if self.runs is not None and job.mlflow_run_id and outcome != "succeeded":
+            try:
+                self.runs.close_run(job.mlflow_run_id, final or "FAILED",
+                                    only_if_running=final is None)
+            except Exception as exc:  # noqa: BLE001 - the run's status is not worth a tick
+                log.warning("ending the MLflow run of job %s failed: %s", job.id, exc)
 
     def _fail(self, s: Session, job: Job, failure: Failure, last_line: str,
-              report: TickReport) -> None:
+              report: TickReport, status: ExecStatus | None = None) -> None:
         if failure.retryable and any(word in failure.reason for word in SELF_INFLICTED) \
                 and self._failed_the_same_way_before(s, job, failure):
             # The same abort or out-of-memory twice is the job's own doing: another attempt
@@ -271,8 +327,13 @@ class Dispatcher:
         reason = f"{failure.kind.value}: {failure.reason}"
         if last_line and last_line not in reason:
             reason += f" | {last_line}"
+        if failure.kind is FailureKind.PREEMPTION:
+            job.max_attempts += 1  # a preemption does not use up one of the job's attempts
+        again = failure.retryable and job.attempts < job.max_attempts
+        self._end_attempt(s, job, OUTCOME_OF_FAILURE[failure.kind], reason, status,
+                          final=None if again else "FAILED")
         self._move(s, job, JobState.FAILED, reason[:500])
-        if failure.retryable and job.attempts < job.max_attempts:
+        if again:
             job.not_before = backoff_until(utcnow(), job.attempts, self.backoff_base_s)
             job.executor_ref = None
             job.progress_step = job.progress_sps = None
@@ -295,12 +356,9 @@ class Dispatcher:
                       .order_by(col(JobEvent.id).desc()).limit(1)).first()
         return last is not None and last.startswith(f"{failure.kind.value}: {failure.reason}")
 
-    def _charge(self, job: Job) -> None:
-        """Adds what the ending attempt cost to the job."""
-        if self.price is not None and job.started_at is not None:
-            job.cost_micros = (job.cost_micros or 0) + self.price(job, utcnow())
-
     def _over_time(self, job: Job) -> bool:
+        """Past max_runtime_s since the job last started running (time held by Kueue does
+        not count)."""
         if job.max_runtime_s is None or job.started_at is None:
             return False
         return utcnow() - as_utc(job.started_at) > timedelta(seconds=job.max_runtime_s)
@@ -354,7 +412,8 @@ class Dispatcher:
             if not ids:
                 return []
             claimed = transition_many(s, ids, JobState.QUEUED, JobState.DISPATCHING,
-                                      "admitted", fence=self.lease.fence(), attempts=Job.attempts + 1, not_before=None)
+                                      "admitted", fence=self.lease.fence(), attempts=Job.attempts + 1, not_before=None,
+                                      resumed_from_step=None, kueue_position=None)
             s.commit()
         order = {job_id: i for i, job_id in enumerate(plan.admitted)}
         return sorted(claimed, key=order.__getitem__)
@@ -383,9 +442,14 @@ class Dispatcher:
                 s.commit()
                 return
             job.executor_ref = ref
+            held = getattr(self.executor, "queue_name", None)
             try:
-                self._move(s, job, JobState.RUNNING,
-                           f"attempt {job.attempts} launched by the {self.executor.name} executor")
+                if held:  # Kueue admits it when its quota allows; running (and charged) then
+                    self._move(s, job, JobState.WAITING,
+                               f"attempt {job.attempts} handed to Kueue; waiting for quota")
+                else:
+                    self._move(s, job, JobState.RUNNING, f"attempt {job.attempts} launched by "
+                               f"the {self.executor.name} executor")
             except StaleStateError:
                 # Cancelled while launching: stop what was just started.
                 self.executor.stop(ref)

@@ -3,8 +3,10 @@
 A configuration or user error (exit code 2, or a crash of the training code itself) fails the
 job at once: running it again gives the same answer. Infrastructure trouble (a signal, OOM, a
 lost node or process, an evicted pod, an image that cannot be pulled) is retried with
-exponential backoff up to the job's ``max_attempts``. Running past ``max_runtime_s`` is a
-timeout and is not retried.
+exponential backoff up to the job's ``max_attempts``. A preemption (a spot node reclaimed, a
+pod evicted or disrupted, its node gone) is retried too, and does not use up an attempt: the
+job did nothing wrong, and resumes from its latest checkpoint (as SkyPilot's managed jobs
+recover). Running past ``max_runtime_s`` is a timeout and is not retried.
 """
 
 from __future__ import annotations
@@ -25,13 +27,20 @@ BACKOFF_CAP_S = 30 * 60.0
 class FailureKind(StrEnum):
     USER = "user"
     INFRASTRUCTURE = "infrastructure"
+    PREEMPTION = "preemption"
     TIMEOUT = "timeout"
 
 
 # Kubernetes words for infrastructure trouble, as they appear in container states, pod
 # reasons and Job conditions.
-INFRA_REASONS = ("OOMKilled", "Evicted", "NodeLost", "Preempt", "ImagePullBackOff",
-                 "ErrImagePull", "DeletedByController", "Shutdown", "Terminated by node")
+INFRA_REASONS = ("OOMKilled", "ImagePullBackOff", "ErrImagePull", "DeletedByController",
+                 "Shutdown", "Terminated by node")
+# ... and for capacity taken away: the pod's DisruptionTarget condition (preemption by the
+# scheduler, a spot reclaim's eviction, a taint), an eviction, a node that is gone.
+PREEMPTION_REASONS = ("DisruptionTarget", "Evicted", "EvictionByEvictionAPI",
+                      "PreemptionByScheduler", "PreemptionByKubeScheduler", "Preempt",
+                      "NodeLost", "DeletionByTaintManager", "TerminationByKubelet",
+                      "node is gone")
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,7 @@ class Failure:
 
     @property
     def retryable(self) -> bool:
-        return self.kind is FailureKind.INFRASTRUCTURE
+        return self.kind in (FailureKind.INFRASTRUCTURE, FailureKind.PREEMPTION)
 
 
 def classify(status: ExecStatus) -> Failure:
@@ -51,6 +60,8 @@ def classify(status: ExecStatus) -> Failure:
         return Failure(FailureKind.TIMEOUT, detail or "ran past its time limit")
     if status.phase is Phase.LOST:
         return Failure(FailureKind.INFRASTRUCTURE, detail or "the executor lost the job")
+    if any(word in detail for word in PREEMPTION_REASONS):
+        return Failure(FailureKind.PREEMPTION, detail)
     if any(word in detail for word in INFRA_REASONS):
         return Failure(FailureKind.INFRASTRUCTURE, detail)
     code = status.exit_code

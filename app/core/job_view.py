@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.core.admission import Pending
-from app.core.models import Job, JobEvent
+from app.core.models import Job, JobAttempt, JobEvent
 from app.core.money import usd_text
 from app.core.timeutil import as_utc
 
@@ -31,6 +31,20 @@ class JobView:
     events: list[JobEvent]
     pending: Pending | None = None
     eta_start: datetime | None = None
+    history: list[JobAttempt] | None = None
+
+    def attempt_history(self) -> list[dict[str, Any]]:
+        """Each ended attempt, then the one under way (if any), oldest first."""
+        rows = [{"number": a.number, "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
+                 "outcome": a.outcome, "reason": a.reason,
+                 "resumed_from_step": a.resumed_from_step, "cost_usd": _dollars(a.cost_micros)}
+                for a in self.history or []]
+        j = self.job
+        if j.state in ("dispatching", "waiting", "running") and j.attempts:
+            rows.append({"number": j.attempts, "started_at": iso(j.started_at), "ended_at": None,
+                         "outcome": j.state, "reason": "",
+                         "resumed_from_step": j.resumed_from_step, "cost_usd": None})
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         j = self.job
@@ -60,6 +74,9 @@ class JobView:
             "estimated_cost_usd": _dollars(j.estimated_cost_micros),
             "cost_usd": _dollars(j.cost_micros),
             "spot": j.spot,
+            "kueue_position": j.kueue_position,
+            "resumed_from_step": j.resumed_from_step,
+            "attempt_history": self.attempt_history(),
             "progress_step": j.progress_step,
             "progress_sps": j.progress_sps,
             "exit_code": j.exit_code,

@@ -71,6 +71,12 @@ class Job(SQLModel, table=True):
     # The submitter's key for this submission: a retried POST with the same key (per team)
     # finds this job instead of queueing a second.
     idempotency_key: str | None = None
+    # The step the current attempt resumed from (its trainer reports it when it starts);
+    # None for an attempt that began at step 0.
+    resumed_from_step: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # When the current attempt's Kubernetes Job is suspended by Kueue: its place among the
+    # pending workloads of its queue (from Kueue's visibility API); None when not known.
+    kueue_position: int | None = None
 
 
 # Queue order (priority high first, then FIFO) read straight off an index, so listing and
@@ -96,6 +102,26 @@ class JobEvent(SQLModel, table=True):
     from_state: str | None = None
     to_state: str
     reason: str = ""
+
+
+class JobAttempt(SQLModel, table=True):
+    """One ended attempt of a job: when it ran (the process's own start and exit), how it
+    ended, where it resumed from and what it cost. The attempt under way is the job's row."""
+
+    __tablename__ = "job_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True)
+    number: int
+    started_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    # succeeded | failed | infrastructure | preempted | timeout | cancelled | budget_exhausted,
+    # or suspended (Kueue took its quota back; the attempt goes on when Kueue admits it again)
+    outcome: str
+    reason: str = ""
+    resumed_from_step: int | None = Field(default=None, sa_column=Column(BigInteger))
+    cost_micros: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                         server_default="0"))
 
 
 class DispatcherLease(SQLModel, table=True):

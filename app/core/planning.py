@@ -23,7 +23,11 @@ from app.core.models import Job
 from app.core.states import JobState
 from app.core.timeutil import as_utc, utcnow
 
-ACTIVE_STATES = (JobState.DISPATCHING.value, JobState.RUNNING.value)
+# Jobs the dispatcher watches: launched or being launched, running or held by the cluster.
+ACTIVE_STATES = (JobState.DISPATCHING.value, JobState.WAITING.value, JobState.RUNNING.value)
+# Jobs that hold Oppen's capacity. A job Kueue keeps suspended holds none: the cluster's
+# quota decides when it runs.
+HOLDING_STATES = (JobState.DISPATCHING.value, JobState.RUNNING.value)
 # Queued jobs are read in queue order this many at a time until nothing more can start.
 CHUNK = 256
 
@@ -92,7 +96,7 @@ def active_usage(session: Session) -> tuple[Usage, list[tuple[Job, float]]]:
     usage = Usage()
     remaining: list[tuple[Job, float]] = []
     now = utcnow()
-    for job in session.exec(select(Job).where(col(Job.state).in_(ACTIVE_STATES))).all():
+    for job in session.exec(select(Job).where(col(Job.state).in_(HOLDING_STATES))).all():
         usage.add(candidate_of(job))
         remaining.append((job, remaining_seconds(job, now)))
     return usage, remaining

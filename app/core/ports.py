@@ -59,6 +59,14 @@ class SpendGuard(Protocol):
         ...
 
 
+class RunCloser(Protocol):
+    def close_run(self, run_id: str, status: str, only_if_running: bool) -> None:
+        """Ends a job's MLflow run with ``status`` (FAILED, KILLED): an attempt killed
+        outright never ends its own run. ``only_if_running`` leaves a run its trainer already
+        ended alone (between attempts); without it, the job's final verdict is the run's."""
+        ...
+
+
 # Admission checks (hard budgets) reading through one session at one instant: what the
 # dispatcher admits by and `queue list` explains by.
 ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]

@@ -34,7 +34,7 @@ from app.core.errors import (
     StaleStateError,
 )
 from app.core.job_view import JobView
-from app.core.models import Job, JobEvent
+from app.core.models import Job, JobAttempt, JobEvent
 from app.core.planning import active_usage, ahead_of, plan_queue, queue_order
 from app.core.ports import (
     BudgetGate,
@@ -283,8 +283,10 @@ class QueueService:
                 select(JobEvent).where(JobEvent.job_id == job_id).order_by(col(JobEvent.id))
             ).all()
             status = self._waiting(s) if job.state == JobState.QUEUED.value else _Waiting()
+            history = s.exec(select(JobAttempt).where(JobAttempt.job_id == job_id)
+                             .order_by(col(JobAttempt.number), col(JobAttempt.id))).all()
             return JobView(job, status.positions.get(job_id), list(events),
-                           status.pending.get(job_id), status.eta.get(job_id))
+                           status.pending.get(job_id), status.eta.get(job_id), list(history))
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as s:
@@ -349,20 +351,25 @@ class QueueService:
             s.refresh(job)
             return job
 
-    def retry(self, job_id: int) -> Job:
+    def resume(self, job_id: int) -> Job:
+        """Sends a failed, cancelled or budget-stopped job back to the queue; its next attempt
+        continues from the job's latest checkpoint (and its MLflow run)."""
         with Session(self.engine) as s:
             job = _require(s, job_id)
             if JobState(job.state) not in RESUMABLE:
                 raise InvalidTransitionError(
-                    f"job {job_id} is {job.state}; only failed and budget-exhausted jobs "
-                    "can be retried")
+                    f"job {job_id} is {job.state}; only failed, cancelled and budget-exhausted "
+                    "jobs can be resumed")
             job.exit_code = None
             job.executor_ref = None
             job.not_before = None
+            job.cancel_requested = False
             # A person asked: a fresh set of attempts on top of those already made.
             job.max_attempts = job.attempts + self.default_max_attempts
-            transition(s, job, JobState.QUEUED, "retried by user" if job.state == "failed"
-                       else "resumed by user after its budget stop")
+            transition(s, job, JobState.QUEUED, {
+                JobState.FAILED.value: "resumed by user after it failed",
+                JobState.CANCELLED.value: "resumed by user after it was cancelled",
+            }.get(job.state, "resumed by user after its budget stop"))
             s.commit()
             s.refresh(job)
             return job
@@ -395,6 +402,14 @@ class QueueService:
             job = _require(s, job_id)
             job.mlflow_run_id = run_id
             s.add(job)
+            s.commit()
+
+    def record_resume(self, job_id: int, step: int | None) -> None:
+        """The training process reports the step its attempt resumed from (None: step 0).
+        One column, written alone, so the dispatcher's own writes to the row are untouched."""
+        with Session(self.engine) as s:
+            _require(s, job_id)
+            s.execute(update(Job).where(col(Job.id) == job_id).values(resumed_from_step=step))
             s.commit()
 
 

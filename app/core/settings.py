@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     k8s_namespace: str = Field(default="oppen", description="Namespace of training Jobs")
     k8s_image: str = Field(default="oppen:latest", description="Image the training Jobs run")
     k8s_service_account: str = Field(
-        default="oppen-dispatcher", description="ServiceAccount the training pods run as"
+        default="oppen-training", description="ServiceAccount the training pods run as (no API rights; its token is not mounted)"
     )
     llm: str = Field(default="offline", description="Chat model: offline | provider:model")
     agent_tracing: bool = Field(default=False, description="Trace every agent turn (model and tool calls) in MLflow, experiment oppen-agent")
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     local_command: str | None = Field(default=None, description="Command for local jobs, {job_id} replaced (shell words); default: oppen train --job-id {job_id}")
     stop_grace_s: float = Field(default=20.0, ge=0, description="SIGTERM-to-SIGKILL grace when stopping a job")
     pricing_file: Path | None = Field(default=None, description="Price list (TOML); default: the bundled OpenCost-based one")
-    kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue")
+    kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue; {team} is replaced by the job's team (Terraform makes oppen-<team>)")
     k8s_spot: bool = Field(default=False, description="Run training Jobs on spot nodes")
     k8s_database_secret: str = Field(default="oppen-database", description="Secret whose database-url key training pods read")
     k8s_ttl_after_finished_s: int = Field(default=86400, ge=0, description="Finished Kubernetes Jobs are deleted after this")
@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     python_executable: str | None = Field(
         default=None, description="Interpreter for local jobs; default: the running one"
     )
+    checkpoint_uri: str | None = Field(default=None, description="Where jobs' checkpoints outlive their process or pod: a folder, or s3://bucket/prefix; default: $OPPEN_HOME/checkpoints")
     trace_dirs: str | None = Field(default=None, description="Folders (separated by ':') that submitted jobs may read SWF traces from; default: $OPPEN_HOME/traces and the shared traces beside the checkout")
     trace_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Largest SWF trace a job may read")
 

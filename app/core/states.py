@@ -10,32 +10,39 @@ from app.core.errors import InvalidTransitionError
 class JobState(StrEnum):
     QUEUED = "queued"
     DISPATCHING = "dispatching"
+    # Handed to the cluster, which holds it: a Kubernetes Job that Kueue keeps suspended until
+    # its ClusterQueue has quota. Not running, not charged, not counted against max_runtime.
+    WAITING = "waiting"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
     # Stopped (checkpoint first) before a hard budget would be overspent; resumable, by
-    # `queue retry`, once the budget allows.
+    # `queue resume`, once the budget allows.
     BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
                       JobState.BUDGET_EXHAUSTED})
-# Ended, but not for good: a person may send these back to the queue.
-RESUMABLE = frozenset({JobState.FAILED, JobState.BUDGET_EXHAUSTED})
+# Ended, but not for good: a person may send these back to the queue (`queue resume`), and
+# the next attempt continues from the job's latest checkpoint.
+RESUMABLE = frozenset({JobState.FAILED, JobState.BUDGET_EXHAUSTED, JobState.CANCELLED})
 
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.DISPATCHING, JobState.CANCELLED}),
     # A launch that fails returns the job to the queue or fails it.
     JobState.DISPATCHING: frozenset(
-        {JobState.RUNNING, JobState.QUEUED, JobState.FAILED, JobState.CANCELLED}
+        {JobState.RUNNING, JobState.WAITING, JobState.QUEUED, JobState.FAILED,
+         JobState.CANCELLED}
     ),
+    JobState.WAITING: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    # Kueue may suspend a running Job again (preempted for a higher-priority workload).
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
-                                 JobState.BUDGET_EXHAUSTED}),
+                                 JobState.BUDGET_EXHAUSTED, JobState.WAITING}),
     JobState.SUCCEEDED: frozenset(),
     # Retry returns a failed attempt to the queue.
     JobState.FAILED: frozenset({JobState.QUEUED}),
-    JobState.CANCELLED: frozenset(),
+    JobState.CANCELLED: frozenset({JobState.QUEUED}),
     JobState.BUDGET_EXHAUSTED: frozenset({JobState.QUEUED}),
 }
 

@@ -103,6 +103,17 @@ class Tracker:
         return fluent.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
                                 log_system_metrics=True)
 
+    def close_run(self, run_id: str, status: str, only_if_running: bool) -> None:
+        """The dispatcher's verdict on a run whose attempt has ended (see ports.RunCloser).
+        A FINISHED run is never changed: its trainer completed it."""
+        client = self.client()
+        current = client.get_run(run_id).info.status
+        if current == status or current == "FINISHED":
+            return
+        if only_if_running and current != "RUNNING":
+            return
+        client.set_terminated(run_id, status)
+
     def run_summary(self, run_id: str) -> RunSummary:
         run = self.client().get_run(run_id)
         return RunSummary(run.info.run_id, run.info.status, dict(run.data.params),

@@ -38,7 +38,9 @@ from app.costs.pricing import Pricing
 
 SCOPES = ("global", "team", "project")
 PERIODS = ("weekly", "monthly", "custom")
-RUNNING = (JobState.DISPATCHING.value, JobState.RUNNING.value)
+# In flight: spent so far plus the rest of the forecast. A waiting job (suspended by Kueue)
+# has spent nothing on its attempt yet; its started_at is unset until it runs.
+RUNNING = (JobState.DISPATCHING.value, JobState.WAITING.value, JobState.RUNNING.value)
 
 
 def shape_of(job: Job | Candidate) -> Shape:
@@ -191,7 +193,13 @@ class BudgetService:
         """What the running attempt has cost so far."""
         if job.started_at is None:
             return 0
-        return interval_cost(self.pricing, as_utc(job.started_at), now, shape_of(job)).micros
+        return self.cost_between(job, as_utc(job.started_at), now)
+
+    def cost_between(self, job: Job, start: datetime, end: datetime) -> int:
+        """What the job's resources cost from ``start`` to ``end`` (an attempt's own times)."""
+        if end <= start:
+            return 0
+        return interval_cost(self.pricing, as_utc(start), as_utc(end), shape_of(job)).micros
 
     def measure(self, s: Session, budget: Budget, now: datetime,
                 include_queued: bool = True) -> tuple[int, int]:

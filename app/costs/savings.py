@@ -92,8 +92,9 @@ class Savings:
         if not shape.spot:
             longer = duration * float(self.pricing.spot.duration_factor())
             add("spot", "run on spot capacity (interruptions lengthen it "
-                f"{(float(self.pricing.spot.duration_factor()) - 1) * 100:.1f}%; the trainer "
-                "resumes from checkpoints)",
+                f"{(float(self.pricing.spot.duration_factor()) - 1) * 100:.1f}%: each is "
+                "retried at once, without using up an attempt, and resumes from the job's "
+                "latest checkpoint)",
                 interval_cost(self.pricing, start, start + longer, replace(shape, spot=True)).micros)
         if shape.priority_class != "background":
             add("priority", "submit at background priority (waits behind other work)",

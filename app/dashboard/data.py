@@ -55,6 +55,8 @@ class RunningRow:
     forecast_cost_usd: str
     reward_curve: list[float]
     mlflow_run_id: str | None
+    # A waiting job (its Kubernetes Job suspended by Kueue): its place in the cluster's queue.
+    kueue_position: int | None = None
 
 
 @dataclass
@@ -164,7 +166,7 @@ def _running_row(services: Any, job: Job, now: datetime) -> RunningRow:
         job.progress_step, total, job.progress_sps,
         (now - as_utc(job.started_at)).total_seconds() if job.started_at else None,
         left if job.started_at else None, usd_text(so_far), usd_text(so_far + rest),
-        list(job.reward_curve or []), job.mlflow_run_id)
+        list(job.reward_curve or []), job.mlflow_run_id, job.kueue_position)
 
 
 def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
@@ -177,8 +179,9 @@ def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
         except Exception as exc:  # noqa: BLE001 - no kubeconfig: shown, never fatal
             return Cluster("kubernetes", [], f"N/A: {type(exc).__name__}: {exc}"[:120])
         return kubernetes_cluster(api, settings.k8s_namespace)
-    return local_cluster(sum(j.cpus for j in running), sum(j.memory_mb for j in running),
-                         sum(j.gpus for j in running))
+    holding = [j for j in running if j.state != JobState.WAITING.value]
+    return local_cluster(sum(j.cpus for j in holding), sum(j.memory_mb for j in holding),
+                         sum(j.gpus for j in holding))
 
 
 def _costs(services: Any, running: list[Job], now: datetime,

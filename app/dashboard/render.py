@@ -19,7 +19,8 @@ from app.dashboard.data import DashboardData
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                "budget_exhausted": "magenta",
-               "running": "cyan", "dispatching": "cyan", "queued": "white"}
+               "running": "cyan", "dispatching": "cyan", "waiting": "yellow",
+               "queued": "white"}
 LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "red"}
 SPARKS = "▁▂▃▄▅▆▇█"
 NA = "N/A"
@@ -74,6 +75,7 @@ def view(data: DashboardData) -> RenderableType:
     summary = Text.assemble(
         ("queued ", "bold"), str(c.get("queued", 0)), "  ",
         ("running ", "bold"), str(c.get("running", 0) + c.get("dispatching", 0)), "  ",
+        *((("waiting ", "bold"), (str(c["waiting"]), "yellow"), "  ") if c.get("waiting") else ()),
         ("succeeded ", "bold"), (str(c.get("succeeded", 0)), "green"), "  ",
         ("failed ", "bold"), (str(c.get("failed", 0)), "red" if c.get("failed") else ""), "  ",
         ("today ", "bold"), usd(data.costs.get("today_usd")), "  ",
@@ -105,6 +107,12 @@ def view(data: DashboardData) -> RenderableType:
                 "reward"):
         running.add_column(col)
     for r in data.running:
+        if r.state == "waiting":  # held by Kueue: not running, not charged
+            place = f" #{r.kueue_position}" if r.kueue_position else ""
+            running.add_row(str(r.id), r.name, Text(f"kueue{place}: waiting for quota",
+                                                    style="yellow"),
+                            NA, NA, NA, usd(r.cost_so_far_usd), usd(r.forecast_cost_usd), "")
+            continue
         running.add_row(str(r.id), r.name, bar(r.progress),
                         f"{r.steps_per_second:,.0f}" if r.steps_per_second else NA,
                         duration(r.elapsed_s), duration(r.eta_s), usd(r.cost_so_far_usd),

@@ -21,7 +21,7 @@ from app.tools import schemas as s
 
 # Tools that spend money, change limits or destroy work: the agent asks a person first.
 SPENDING_OR_DESTRUCTIVE = frozenset({
-    "queue_training_job", "submit_batch", "cancel_job", "retry_job", "start_now",
+    "queue_training_job", "submit_batch", "cancel_job", "resume_job", "start_now",
     "set_budget", "hyperparameter_sweep"})
 Result = tuple[str, dict[str, Any]]
 
@@ -107,6 +107,13 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         if view["reason"] and view["state"] in ("failed", "cancelled", "succeeded",
                                                 "budget_exhausted"):
             text += f" Outcome: {view['reason']!r}."
+        if view["state"] == "waiting":
+            place = f", place {view['kueue_position']}" if view["kueue_position"] else ""
+            text += f" Kueue holds it until its queue has quota{place}; it is not charged."
+        resumed = [a for a in view["attempt_history"] if a["resumed_from_step"] is not None]
+        if resumed:
+            text += " " + "; ".join(f"attempt {a['number']} resumed from step "
+                                    f"{a['resumed_from_step']:,}" for a in resumed) + "."
         if view["mlflow_run_id"]:
             view["metrics"] = ops.job_metrics(job_id)["metrics"]
             ret = view["metrics"].get("charts/episodic_return")
@@ -118,9 +125,10 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         view = ops.cancel_job(job_id)
         return f"Job {job_id} is {view['state']} ({view['reason']!r}).", view
 
-    def retry_job(job_id: int) -> Result:
-        view = ops.retry_job(job_id)
-        return f"Job {job_id} is {view['state']} again.", view
+    def resume_job(job_id: int) -> Result:
+        view = ops.resume_job(job_id)
+        return (f"Job {job_id} is {view['state']} again; its next attempt continues from its "
+                "latest checkpoint.", view)
 
     def start_now(job_id: int) -> Result:
         view = ops.start_now(job_id)
@@ -261,7 +269,7 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                                    "estimated start), outcome, MLflow metrics."),
         (cancel_job, s.JobIdArgs, "Cancel a queued or running job. Destroys work; approval "
                                   "first."),
-        (retry_job, s.JobIdArgs, "Return a failed job to the queue. Spends compute."),
+        (resume_job, s.JobIdArgs, "Return a failed, cancelled or budget-stopped job to the queue; it continues from its latest checkpoint. Spends compute."),
         (start_now, s.JobIdArgs, "Make a queued job urgent so it starts on the next tick where "
                                  "capacity allows. Costs more (urgent rate)."),
         (check_budget, s.CheckBudgetArgs,

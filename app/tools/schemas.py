@@ -72,8 +72,8 @@ class EvaluateArgs(Args):
 
 
 class ListJobsArgs(Args):
-    state: Literal["queued", "dispatching", "running", "succeeded", "failed", "cancelled",
-                   "budget_exhausted"] | None \
+    state: Literal["queued", "dispatching", "waiting", "running", "succeeded", "failed",
+                   "cancelled", "budget_exhausted"] | None \
         = Field(default=None, description="Only jobs in this state; omit for all")
     limit: int = Field(default=20, ge=1, le=200, description="At most this many")
 

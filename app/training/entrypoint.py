@@ -7,6 +7,7 @@ import json
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from app.training.ppo import Trainer, resolve_device
 from app.training.progress import ProgressReporter
 from app.training.report import evaluation_markdown, learning_curve_png
 from app.training.run_logger import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,10 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                  on_run_started: Any = None, checkpoint_dir: Path | None = None,
                  resume_from: str | Path | None = None, init_from: str | Path | None = None,
                  stop: threading.Event | None = None,
-                 run_name: str | None = None) -> TrainingOutcome:
+                 run_name: str | None = None, run_id: str | None = None,
+                 on_checkpoint: Callable[[Path, int], None] | None = None) -> TrainingOutcome:
+    """One training run. ``run_id`` continues that MLflow run (a job's later attempt);
+    ``on_checkpoint`` is told of every step checkpoint written (a job's durable store)."""
     mlflow = tracking_sdk.fluent()
 
     resume = checkpoint.load(resume_from) if resume_from else None
@@ -59,7 +65,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     if job_id is not None:
         tags["oppen.job_id"] = str(job_id)
     logger = RunLogger()
-    run_id = resume.get("mlflow_run_id") if resume else None
+    # Every attempt of a job continues its one run: the checkpoint's, else the job's.
+    run_id = (resume.get("mlflow_run_id") if resume else None) or run_id
     # Runs are named after their job (its name and id), or the experiment when ad hoc.
     name = run_name or f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}"
     run = logger.call("start_run", lambda: tracker.start_run_resumable(name, tags, run_id))
@@ -88,6 +95,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     elif init_from:
         trainer.init_from(checkpoint.load(init_from))
     trainer.extra_state["mlflow_run_id"] = run_id
+    trainer.on_checkpoint = on_checkpoint
     crashed = True  # until the run ends normally: a crash leaves the run FAILED
     try:
         with progress:
@@ -142,11 +150,16 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
                     "checkpoints")
     # Pickled (not traced): the policy takes a mask beside the observation. MLflow warns
     # about pickles on every save; the model is our own, so that warning is noise here.
+    flavor = tracking_sdk.pytorch_if_installed()
+    if flavor is None:  # the lean training image: the checkpoints above hold the policy
+        log.info("MLflow's pytorch flavor is not installed; the policy is in the run's "
+                 "checkpoints artifact")
+        return
     pytorch_log = logging.getLogger("mlflow.pytorch")
     level = pytorch_log.level
     pytorch_log.setLevel(logging.ERROR)
     try:
-        logger.call("log_model", tracking_sdk.pytorch().log_model, result.policy.cpu(), name="policy",
+        logger.call("log_model", flavor.log_model, result.policy.cpu(), name="policy",
                     pip_requirements=["torch"], serialization_format="pickle")
     finally:
         pytorch_log.setLevel(level)

@@ -114,6 +114,8 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         # Saved with every checkpoint, e.g. the MLflow run id a resumed run reopens.
         self.extra_state: dict[str, Any] = {}
+        # Called with each step checkpoint once written (a job's durable store publishes it).
+        self.on_checkpoint: Callable[[Path, int], None] | None = None
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -160,9 +162,12 @@ class Trainer:
     def save_checkpoint(self, tag: str) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        path = checkpoint.save(self.checkpoint_dir / f"{tag}.pt", self.state_dict())
-        checkpoint.save(self.checkpoint_dir / "latest.pt", self.state_dict())
+        state = self.state_dict()
+        path = checkpoint.save(self.checkpoint_dir / f"{tag}.pt", state)
+        checkpoint.save(self.checkpoint_dir / "latest.pt", state)
         self.last_checkpoint = path
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(path, self.global_step)
         return path
 
     # ------------------------------------------------------------ training

@@ -121,7 +121,7 @@ def test_generated_arguments_for_every_tool(services: Services) -> None:
 @given(text=st.text(max_size=120) | st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join))
 def test_the_planner_answers_any_text(text: str) -> None:
     available = {"queue_training_job", "submit_batch", "queue_status", "list_jobs",
-                 "job_details", "cancel_job", "retry_job", "start_now", "check_budget",
+                 "job_details", "cancel_job", "resume_job", "start_now", "check_budget",
                  "set_budget", "forecast_job_cost", "cost_report", "recommend_savings",
                  "compare_configs", "hyperparameter_sweep", "dashboard", "run_metrics",
                  "compare_runs", "evaluate_policy"}

@@ -96,6 +96,16 @@ def test_cancel_job_seven_after_approval_only(services: Services) -> None:
     assert turn.answer.startswith("Job 7 is cancelled")
 
 
+def test_resume_a_cancelled_job_after_approval(services: Services) -> None:
+    services.queue.submit_batch([{"name": f"j{i}"} for i in range(3)])
+    services.queue.cancel(2)
+    turn, asked = ask(services, "resume job 2")
+    assert asked == ["resume_job"]
+    assert services.queue.get(2).state == "queued"
+    assert turn.answer.startswith("Job 2 is queued again; its next attempt continues from its "
+                                  "latest checkpoint")
+
+
 def test_why_is_job_twelve_still_waiting(services: Services) -> None:
     services.queue.submit_batch([{"name": f"j{i}"} for i in range(12)])
     turn, _ = ask(services, "Why is job 12 still waiting?")

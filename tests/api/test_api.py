@@ -66,7 +66,8 @@ MATRIX: list[Case] = [
     ("GET", "/jobs", None, "viewer", 200),
     ("GET", "/jobs/{job}", None, "viewer", 200),
     ("POST", "/jobs/{job}/cancel", None, "submitter", 200),
-    ("POST", "/jobs/{failed}/retry", None, "submitter", 200),
+    ("POST", "/jobs/{failed}/resume", None, "submitter", 200),
+    ("POST", "/jobs/{failed}/retry", None, "submitter", 200),  # resume's older name
     ("POST", "/jobs/{job}/priority", {"priority": "urgent"}, "submitter", 200),
     # Allowed, but a queued job has no attempt with logs yet: a clear 400, not a 403.
     ("GET", "/jobs/{job}/logs", None, "viewer", 400),
@@ -160,7 +161,7 @@ def test_a_team_cannot_see_or_touch_another_teams_jobs(world: World) -> None:
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json()["error"] == f"no job with id {alpha}"
     assert missing.json()["error"] == "no job with id 999999"
-    for path in ("cancel", "retry", "priority", "start-now"):
+    for path in ("cancel", "resume", "retry", "priority", "start-now"):
         r = world.call("POST", f"{API}/jobs/{alpha}/{path}", beta_token,
                        json={"priority": "urgent"} if path == "priority" else None)
         assert r.status_code == 404, (path, r.text)

@@ -114,7 +114,7 @@ def test_estimated_starts_fill_the_earliest_free_slot() -> None:
     (ExecStatus(Phase.EXITED, 1, "Traceback"), FailureKind.USER),
     (ExecStatus(Phase.EXITED, -9, "killed by signal 9"), FailureKind.INFRASTRUCTURE),
     (ExecStatus(Phase.EXITED, 137, "OOMKilled"), FailureKind.INFRASTRUCTURE),
-    (ExecStatus(Phase.EXITED, None, "Evicted: low on memory"), FailureKind.INFRASTRUCTURE),
+    (ExecStatus(Phase.EXITED, None, "Evicted: low on memory"), FailureKind.PREEMPTION),
     (ExecStatus(Phase.LOST), FailureKind.INFRASTRUCTURE),
     (ExecStatus(Phase.TIMEOUT, None, "ran past 60 s"), FailureKind.TIMEOUT),
 ])

@@ -97,7 +97,7 @@ def test_failing_job_is_failed_with_its_reason(services: Services) -> None:
     assert failed.exit_code == 2
     assert failed.attempts == 1
     assert "configuration error (exit code 2)" in failed.reason and "lr" in failed.reason
-    assert services.queue.retry(job.id).state == "queued"
+    assert services.queue.resume(job.id).state == "queued"
 
 
 def test_cancel_running_job_stops_the_process(services: Services) -> None:

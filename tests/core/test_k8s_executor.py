@@ -98,7 +98,7 @@ def test_launch_poll_success_and_logs(fake: FakeKubernetes, executor: Kubernetes
 
 @pytest.mark.parametrize("outcome,kind,words", [
     ("oom", FailureKind.INFRASTRUCTURE, "OOMKilled"),
-    ("evicted", FailureKind.INFRASTRUCTURE, "Evicted"),
+    ("evicted", FailureKind.PREEMPTION, "Evicted"),
     ("image", FailureKind.INFRASTRUCTURE, "ImagePullBackOff"),
     ("config", FailureKind.USER, "configuration error"),
     ("deadline", FailureKind.TIMEOUT, "DeadlineExceeded"),

@@ -53,7 +53,7 @@ def test_history_records_every_transition(queue: QueueService) -> None:
     assert seen == (stored.state, stored.reason, as_utc(stored.started_at),
                     as_utc(stored.finished_at))
     assert seen[:2] == ("failed", "exit code 3")
-    retried = queue.retry(job.id)
+    retried = queue.resume(job.id)
     assert retried.state == "queued"
     events = queue.show(job.id).events
     assert [(e.from_state, e.to_state) for e in events] == [
@@ -70,7 +70,7 @@ def test_illegal_transitions_are_errors(queue: QueueService) -> None:
         with pytest.raises(InvalidTransitionError, match="queued job cannot become succeeded"):
             transition(s, row, JobState.SUCCEEDED)
     with pytest.raises(InvalidTransitionError):
-        queue.retry(job.id)  # only failed jobs can be retried
+        queue.resume(job.id)  # only failed, cancelled and budget-stopped jobs resume
     assert queue.get(job.id).state == "queued"
 
 

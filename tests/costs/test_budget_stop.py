@@ -68,7 +68,7 @@ def test_a_job_far_past_its_estimate_stops_before_its_hard_budget(
     assert checkpoints, "no checkpoint was written on the budget stop"
 
     # Sent back to the queue, it waits for the budget rather than overspend it.
-    assert services.queue.retry(job.id).state == "queued"
+    assert services.queue.resume(job.id).state == "queued"
     report = d.tick()
     assert job.id not in report.launched
     view = services.queue.show(job.id)

@@ -9,17 +9,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.support.moto import moto_server
 from tests.support.paths import REPO
-from tests.support.processes import free_port
 
 TERRAFORM_DIR = REPO / "terraform"
 PRICING_FILE = REPO / "app" / "costs" / "default_pricing.toml"
@@ -149,30 +147,9 @@ def test_init_and_validate(module: str, tf_env: dict[str, str], workdir: Path) -
 
 @pytest.fixture
 def moto_endpoint(tmp_path: Path) -> Iterator[str]:
-    """A moto server on a loopback port, with AWS-managed IAM policies loaded (the modules
-    attach them), stopped after the test."""
-    port = free_port()
-    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
-    log = (tmp_path / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto server did not start: {(tmp_path / 'moto.log').read_text()}") from None
-            time.sleep(0.3)
-    try:
+    """A moto server with AWS-managed IAM policies loaded (the modules attach them)."""
+    with moto_server(tmp_path / "moto.log", MOTO_IAM_LOAD_MANAGED_POLICIES="true") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 MOTO_ROOT = """
@@ -280,11 +257,17 @@ def test_aws_cluster_apply_and_destroy_against_moto(tf_env: dict[str, str], work
         out["public_subnet_ids"] + out["private_subnet_ids"])
     groups = {name: eks.describe_nodegroup(clusterName="oppen-test", nodegroupName=name)["nodegroup"]
               for name in eks.list_nodegroups(clusterName="oppen-test")["nodegroups"]}
-    assert set(groups) == {"oppen-test-system", "oppen-test-cpu", "oppen-test-gpu"}
+    assert set(groups) == {"oppen-test-system", "oppen-test-cpu", "oppen-test-cpu-spot",
+                           "oppen-test-gpu"}
     gpu = groups["oppen-test-gpu"]
     assert gpu["capacityType"] == "SPOT"
     assert gpu["instanceTypes"] == ["g5.xlarge"]
-    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    spot_taint = {"key": "oppen.dev/spot", "value": "true", "effect": "NO_SCHEDULE"}
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"},
+                             spot_taint]
+    cpu_spot = groups["oppen-test-cpu-spot"]
+    assert cpu_spot["capacityType"] == "SPOT" and cpu_spot["taints"] == [spot_taint]
+    assert cpu_spot["labels"]["oppen.dev/capacity-type"] == "spot"
     assert gpu["labels"]["oppen.dev/pool"] == "gpu-training"
     assert gpu["labels"]["nvidia.com/gpu.present"] == "true"
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"  # a gpu group's default AMI
@@ -316,11 +299,13 @@ def test_aws_cluster_apply_and_destroy_against_moto(tf_env: dict[str, str], work
     assert repo["imageScanningConfiguration"]["scanOnPush"] is True
 
     iam = _aws("iam", moto_endpoint)
-    trust = iam.get_role(RoleName="oppen-test-dispatcher")["Role"]["AssumeRolePolicyDocument"]
-    if isinstance(trust, str):
-        trust = json.loads(trust)
-    condition = trust["Statement"][0]["Condition"]["StringEquals"]
-    assert "system:serviceaccount:oppen:oppen-dispatcher" in condition.values()
+    for account in ("dispatcher", "training"):  # each role trusts its own account only
+        trust = iam.get_role(RoleName=f"oppen-test-{account}")["Role"]["AssumeRolePolicyDocument"]
+        if isinstance(trust, str):
+            trust = json.loads(trust)
+        assert f"system:serviceaccount:oppen:oppen-{account}" in \
+            trust["Statement"][0]["Condition"]["StringEquals"].values()
+    assert out["checkpoint_uri"] == f"s3://{out['artifact_bucket_name']}/checkpoints"
     attached = iam.list_attached_role_policies(RoleName="oppen-test-node")["AttachedPolicies"]
     assert {p["PolicyName"] for p in attached} == {
         "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
@@ -347,12 +332,18 @@ def platform_objects(terraform: str, tf_env: dict[str, str], workdir: Path) -> d
         "mlflow_artifact_root": "s3://oppen-dev-artifacts/mlflow",
         "aws_region": "us-east-1",
         "pricing_toml": PRICING_FILE.read_text(),
+        "training_role_arn": "arn:aws:iam::123456789012:role/oppen-dev-training",
+        "training_image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/oppen:0.1.0-train",
+        "checkpoint_uri": "s3://oppen-dev-artifacts/checkpoints",
+        "kueue": {"teams": ["default", "research"],
+                  "on_demand": {"cpu": "32", "memory": "128Gi", "gpus": 4},
+                  "spot": {"cpu": "64", "memory": "256Gi", "gpus": 8}},
     }))
     _tf(tf_env, folder, "init", "-input=false")
     _tf(tf_env, folder, "apply", "-auto-approve", "-input=false")
     outputs = json.loads(_tf(tf_env, folder, "output", "-json"))
     objects = {"Namespace/oppen": yaml.safe_load(outputs["namespace"]["value"])}
-    for key in ("cluster_scoped", "namespaced"):
+    for key in ("cluster_scoped", "namespaced", "kueue"):
         objects.update({k: yaml.safe_load(v) for k, v in outputs[key]["value"].items()})
     return objects
 
@@ -402,10 +393,14 @@ def test_platform_objects_validate_against_the_kubernetes_schema(
                 "ConfigMap/oppen-scheduling-policy", "ConfigMap/oppen-pricing",
                 "Secret/oppen-database", "ServiceAccount/oppen-dispatcher", "Role/oppen-dispatcher",
                 "RoleBinding/oppen-dispatcher", "Deployment/oppen-mlflow", "Service/oppen-mlflow",
-                "Deployment/oppen-dispatcher", "Service/oppen-api"}
-    assert set(platform_objects) == expected
+                "Deployment/oppen-dispatcher", "Service/oppen-api", "ServiceAccount/oppen-training"}
+    kueue = {"ResourceFlavor/on-demand", "ResourceFlavor/spot", "ClusterQueue/oppen",
+             "LocalQueue/oppen-default", "LocalQueue/oppen-research"}
+    assert set(platform_objects) == expected | kueue
     for key, obj in platform_objects.items():
         assert f"{obj['kind']}/{obj['metadata']['name']}" == key
+        if key in kueue:
+            continue  # Kueue's CRDs are not in Kubernetes' schema: checked in the Kueue test
         # Raises ValidationError on any unknown field, wrong type or missing required field.
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -448,22 +443,97 @@ def test_dispatcher_rbac_grants_only_jobs_pods_and_logs(platform_objects: dict[s
         ":role/oppen-dev-dispatcher")
 
 
-def test_platform_config_is_what_oppen_reads(platform_objects: dict[str, dict], tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_pods_have_an_account_without_api_rights(platform_objects: dict[str, dict]) -> None:
+    account = platform_objects["ServiceAccount/oppen-training"]
+    assert account["automountServiceAccountToken"] is False
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        ":role/oppen-dev-training")
+    bound = [s for o in platform_objects.values() if o["kind"] in ("RoleBinding",
+                                                                    "ClusterRoleBinding")
+             for s in o["subjects"]]
+    assert all(s["name"] != "oppen-training" for s in bound), "training pods got API rights"
+
+
+# Kueue v1beta1's fields, as its CRDs define them (what these objects may hold, no more).
+KUEUE_FIELDS = {
+    "ResourceFlavor": {"nodeLabels", "nodeTaints", "tolerations", "topologyName"},
+    "ClusterQueue": {"namespaceSelector", "queueingStrategy", "preemption", "resourceGroups",
+                     "cohort", "flavorFungibility", "stopPolicy", "admissionChecks",
+                     "fairSharing"},
+    "LocalQueue": {"clusterQueue", "stopPolicy"},
+}
+
+
+def test_kueue_flavors_queue_and_team_queues(platform_objects: dict[str, dict],
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flavors that match the node groups the aws-cluster module makes, one ClusterQueue with
+    the quotas, a LocalQueue per team, and Oppen's settings sending each team's Jobs there."""
+    kueue = {k: o for k, o in platform_objects.items() if o["apiVersion"] == "kueue.x-k8s.io/v1beta1"}
+    for key, obj in kueue.items():
+        assert set(obj["spec"]) <= KUEUE_FIELDS[obj["kind"]], key
+    on_demand = kueue["ResourceFlavor/on-demand"]["spec"]
+    spot = kueue["ResourceFlavor/spot"]["spec"]
+    # lower(capacity_type) is the node label aws-cluster sets; SPOT groups carry the taint.
+    cluster_tf = (REPO / "terraform" / "modules" / "aws-cluster" / "main.tf").read_text()
+    assert '"oppen.dev/capacity-type" = lower(each.value.capacity_type)' in cluster_tf
+    assert on_demand["nodeLabels"] == {"oppen.dev/capacity-type": "on_demand"}
+    assert spot["nodeLabels"] == {"oppen.dev/capacity-type": "spot"}
+    assert spot["nodeTaints"] == [{"key": "oppen.dev/spot", "value": "true",
+                                   "effect": "NoSchedule"}]
+    assert 'spot_taint = { key = "oppen.dev/spot", value = "true", effect = "NO_SCHEDULE" }' \
+        in cluster_tf
+    queue = kueue["ClusterQueue/oppen"]["spec"]
+    assert queue["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "oppen"}}
+    group = queue["resourceGroups"][0]
+    assert group["coveredResources"] == ["cpu", "memory", "nvidia.com/gpu"]
+    quotas = {f["name"]: {r["name"]: r["nominalQuota"] for r in f["resources"]}
+              for f in group["flavors"]}
+    assert quotas == {"on-demand": {"cpu": "32", "memory": "128Gi", "nvidia.com/gpu": "4"},
+                      "spot": {"cpu": "64", "memory": "256Gi", "nvidia.com/gpu": "8"}}
+    for team in ("default", "research"):
+        local = kueue[f"LocalQueue/oppen-{team}"]
+        assert local["metadata"]["namespace"] == "oppen"
+        assert local["spec"] == {"clusterQueue": "oppen"}
+
+    # The settings the dispatcher reads send a research job's Kubernetes Job to its queue.
+    from app.core.executors.k8s_manifest import JobTemplate, render_job
+    from app.core.models import Job
+
+    s = _settings_the_platform_sets(platform_objects, tmp_path, monkeypatch)
+    assert s.checkpoint_uri == "s3://oppen-dev-artifacts/checkpoints"
+    manifest = render_job(Job(id=3, name="r", team="research", attempts=1, config={}),
+                          JobTemplate(kueue_queue=s.kueue_queue_name,
+                                      service_account=s.k8s_service_account))
+    assert manifest["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "oppen-research"
+    assert manifest["spec"]["suspend"] is True
+    assert manifest["spec"]["template"]["spec"]["serviceAccountName"] == "oppen-training"
+
+
+def _settings_the_platform_sets(platform_objects: dict[str, dict], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Oppen's settings as the dispatcher pod reads them: the policy ConfigMap, nothing else."""
     from app.core.settings import load_settings
 
-    assert platform_objects["ConfigMap/oppen-pricing"]["data"]["pricing.toml"] == \
-        PRICING_FILE.read_text()
     policy = tmp_path / "oppen.toml"
     policy.write_text(platform_objects["ConfigMap/oppen-scheduling-policy"]["data"]["oppen.toml"])
     for name in list(os.environ):
         if name.startswith("OPPEN_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("OPPEN_CONFIG", str(policy))
-    settings = load_settings()
+    return load_settings()
+
+
+def test_platform_config_is_what_oppen_reads(platform_objects: dict[str, dict], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    assert platform_objects["ConfigMap/oppen-pricing"]["data"]["pricing.toml"] == \
+        PRICING_FILE.read_text()
+    settings = _settings_the_platform_sets(platform_objects, tmp_path, monkeypatch)
     assert settings.executor == "kubernetes"
+    assert settings.k8s_service_account == "oppen-training"  # not the dispatcher's account
     assert settings.k8s_namespace == "oppen"
-    assert settings.k8s_image.endswith("/oppen:0.1.0")
+    assert settings.k8s_image.endswith("/oppen:0.1.0-train")  # the lean training image
+    mlflow = platform_objects["Deployment/oppen-mlflow"]["spec"]["template"]["spec"]
+    assert mlflow["containers"][0]["image"].endswith("/oppen:0.1.0")  # the server image
     dispatcher = platform_objects["Deployment/oppen-dispatcher"]["spec"]["template"]["spec"]
     env = {e["name"]: e for e in dispatcher["containers"][0]["env"]}
     assert env["OPPEN_CONFIG"]["value"] == "/etc/oppen/oppen.toml"

@@ -6,6 +6,14 @@ errors (404 NotFound, 409 AlreadyExists, 403 Forbidden for an exceeded quota, 42
 500), and plain-text pod logs. Created Jobs are validated against the official Kubernetes
 schema, as the real server would. Tests play the Job controller and kubelet through the
 helpers (``start_pod``, ``finish``, ...).
+
+Kueue, as far as the executor meets it: a Job created suspended with a
+``kueue.x-k8s.io/queue-name`` label gets a Workload (kueue.x-k8s.io/v1beta1, owned by the
+Job, with Kueue's QuotaReserved / Admitted / Evicted conditions) and a place among its
+LocalQueue's pending workloads, served by the visibility API
+(visibility.kueue.x-k8s.io/v1beta1 PendingWorkloadsSummary). Tests play Kueue's controller
+(``kueue_admit`` unsuspends, ``kueue_preempt`` suspends again) and the node lifecycle
+(``disrupt`` sets a pod's DisruptionTarget condition, ``lose_node`` removes its pod).
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 NODES = "/api/v1/nodes"
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+WORKLOADS = re.compile(r"^/apis/kueue.x-k8s.io/v1beta1/namespaces/([^/]+)/workloads(?:/([^/]+))?$")
+PENDING = re.compile(r"^/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/([^/]+)/"
+                     r"localqueues/([^/]+)/pendingworkloads$")
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
 def _now() -> str:
@@ -49,6 +61,10 @@ class FakeKubernetes:
         self._fail_next: list[tuple[int, str, str]] = []
         self.nodes: list[dict[str, Any]] = []
         self.nodes_forbidden = False
+        self.workloads: dict[tuple[str, str], dict[str, Any]] = {}
+        # Each LocalQueue's pending workloads, in Kueue's order (here: arrival).
+        self.pending: dict[tuple[str, str], list[str]] = {}
+        self.visibility_api = True  # Kueue's visibility API installed (an optional component)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -57,8 +73,10 @@ class FakeKubernetes:
     def fail_next_create(self, code: int, reason: str, message: str) -> None:
         self._fail_next.append((code, reason, message))
 
-    def start_pod(self, job_name: str, namespace: str = "oppen", log: str = "") -> str:
-        """The Job controller creates a pod, the kubelet starts its container."""
+    def start_pod(self, job_name: str, namespace: str = "oppen", log: str = "",
+                  started_at: str | None = None) -> str:
+        """The Job controller creates a pod, the kubelet starts its container (at
+        ``started_at``, RFC 3339, default now)."""
         pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
         job = self.jobs[(namespace, job_name)]
         self.pods[(namespace, pod_name)] = {
@@ -71,7 +89,7 @@ class FakeKubernetes:
             "spec": job["spec"]["template"]["spec"],
             "status": {"phase": "Running", "containerStatuses": [{
                 "name": "train", "image": "oppen", "imageID": "", "ready": True,
-                "restartCount": 0, "state": {"running": {"startedAt": _now()}}}]},
+                "restartCount": 0, "state": {"running": {"startedAt": started_at or _now()}}}]},
         }
         self.logs[(namespace, pod_name)] = log
         job["status"] = {"active": 1, "startTime": _now()}
@@ -101,9 +119,11 @@ class FakeKubernetes:
         """The container exits; the Job controller marks the Job Complete or Failed."""
         pod = self._pod_of(job_name, namespace)
         pod["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        state = pod["status"]["containerStatuses"][0]["state"]
         pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
             "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "startedAt": _now(), "finishedAt": _now()}}
+            "startedAt": state.get("running", {}).get("startedAt", _now()),
+            "finishedAt": _now()}}
         self._condition(job_name, namespace, exit_code == 0,
                         "BackoffLimitExceeded", "Job has reached the specified backoff limit")
 
@@ -111,6 +131,96 @@ class FakeKubernetes:
         pod = self._pod_of(job_name, namespace)
         pod["status"] = {"phase": "Failed", "reason": "Evicted",
                          "message": "The node was low on resource: memory."}
+        self._condition(job_name, namespace, False, "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit")
+
+    # --- Kueue ----------------------------------------------------------------------------
+
+    def _workload_of(self, job_name: str, namespace: str) -> dict[str, Any]:
+        uid = self.jobs[(namespace, job_name)]["metadata"]["uid"]
+        for (ns, _), wl in self.workloads.items():
+            if ns == namespace and wl["metadata"]["ownerReferences"][0]["uid"] == uid:
+                return wl
+        raise KeyError(f"no workload for job {job_name}")
+
+    def _set_conditions(self, wl: dict[str, Any], **conditions: tuple[bool, str, str]) -> None:
+        kept = {c["type"]: c for c in wl["status"].get("conditions", [])}
+        for kind, (ok, reason, message) in conditions.items():
+            kept[kind] = {"type": kind, "status": "True" if ok else "False", "reason": reason,
+                          "message": message, "lastTransitionTime": _now()}
+        wl["status"]["conditions"] = list(kept.values())
+
+    def _queue_workload(self, namespace: str, job: dict[str, Any]) -> None:
+        """What Kueue's job controller does for a suspended Job with a queue name."""
+        queue = job["metadata"]["labels"][QUEUE_LABEL]
+        name = f"job-{job['metadata']['name']}-{uuid.uuid4().hex[:5]}"
+        wl = {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
+              "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                           "labels": {"kueue.x-k8s.io/job-uid": job["metadata"]["uid"]},
+                           "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                                "name": job["metadata"]["name"],
+                                                "uid": job["metadata"]["uid"],
+                                                "controller": True}]},
+              "spec": {"queueName": queue, "podSets": [{"name": "main", "count": 1}]},
+              "status": {}}
+        self._set_conditions(wl, QuotaReserved=(
+            False, "Pending", "couldn't assign flavors to pod set main: insufficient unused "
+            "quota for cpu in flavor on-demand"))
+        self.workloads[(namespace, name)] = wl
+        self.pending.setdefault((namespace, queue), []).append(name)
+
+    def kueue_admit(self, job_name: str, namespace: str = "oppen") -> None:
+        """Quota reserved and admitted: Kueue unsuspends the Job."""
+        wl = self._workload_of(job_name, namespace)
+        self.pending[(namespace, wl["spec"]["queueName"])].remove(wl["metadata"]["name"])
+        self._set_conditions(wl, QuotaReserved=(True, "QuotaReserved", "Quota reserved in "
+                                                "ClusterQueue oppen"),
+                             Admitted=(True, "Admitted", "The workload is admitted"),
+                             Evicted=(False, "", ""))
+        self.jobs[(namespace, job_name)]["spec"]["suspend"] = False
+
+    def kueue_preempt(self, job_name: str, namespace: str = "oppen") -> None:
+        """Kueue evicts the workload for a higher-priority one: the Job is suspended again,
+        its pods deleted, and the workload queued again."""
+        wl = self._workload_of(job_name, namespace)
+        self._set_conditions(wl, Evicted=(True, "Preempted", "Preempted to accommodate a "
+                                          "higher priority Workload"),
+                             QuotaReserved=(False, "Pending", "Preempted"),
+                             Admitted=(False, "NoReservation", "The workload has no reservation"))
+        self.pending.setdefault((namespace, wl["spec"]["queueName"]), []).insert(
+            0, wl["metadata"]["name"])
+        job = self.jobs[(namespace, job_name)]
+        job["spec"]["suspend"] = True
+        job["status"] = {}
+        for key in [k for k, p in self.pods.items()
+                    if k[0] == namespace and p["metadata"]["labels"].get("job-name") == job_name]:
+            self.pods.pop(key)
+
+    # --- the node lifecycle --------------------------------------------------------------
+
+    def disrupt(self, job_name: str, reason: str = "DeletionByTaintManager",
+                namespace: str = "oppen") -> None:
+        """The pod is disrupted (a spot node reclaimed and tainted, a preemption): Kubernetes
+        sets its DisruptionTarget condition and SIGTERMs it; the trainer checkpoints and exits
+        143; the Job fails."""
+        pod = self._pod_of(job_name, namespace)
+        pod["status"]["phase"] = "Failed"
+        pod["status"]["conditions"] = [{
+            "type": "DisruptionTarget", "status": "True", "reason": reason,
+            "message": "Taint manager: deleting due to NoExecute taint",
+            "lastTransitionTime": _now()}]
+        state = pod["status"]["containerStatuses"][0]["state"]
+        pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+            "exitCode": 143, "reason": "Error",
+            "startedAt": state.get("running", {}).get("startedAt", _now()),
+            "finishedAt": _now()}}
+        self._condition(job_name, namespace, False, "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit")
+
+    def lose_node(self, job_name: str, namespace: str = "oppen") -> None:
+        """The pod's node is gone: the pod is garbage-collected and the Job fails."""
+        pod = self._pod_of(job_name, namespace)
+        self.pods.pop((namespace, pod["metadata"]["name"]))
         self._condition(job_name, namespace, False, "BackoffLimitExceeded",
                         "Job has reached the specified backoff limit")
 
@@ -192,6 +302,12 @@ class FakeKubernetes:
             if method == "DELETE" and name is not None:
                 self.deletions.append({"name": name, **h._body()})
                 job = self.jobs.pop((namespace, name))
+                for key in [k for k, w in self.workloads.items()  # owned: collected with it
+                            if w["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]]:
+                    wl = self.workloads.pop(key)
+                    waiting = self.pending.get((namespace, wl["spec"]["queueName"]), [])
+                    if wl["metadata"]["name"] in waiting:
+                        waiting.remove(wl["metadata"]["name"])
                 for key in [k for k, p in self.pods.items()
                             if p["metadata"]["labels"].get("job-name") == name]:
                     self.pods.pop(key)
@@ -215,6 +331,31 @@ class FakeKubernetes:
                     "cluster scope", kind="nodes"))
             return h._send(200, {"kind": "NodeList", "apiVersion": "v1",
                                  "metadata": {"resourceVersion": "1"}, "items": self.nodes})
+        if (m := WORKLOADS.match(url.path)) and method == "GET":
+            namespace, name = m.groups()
+            if name is not None:
+                if (namespace, name) not in self.workloads:
+                    return h._send(404, status_error(404, "NotFound", f'workloads.kueue.x-k8s.io '
+                                                     f'"{name}" not found', name, "workloads"))
+                return h._send(200, self.workloads[(namespace, name)])
+            return h._send(200, {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadList",
+                                 "metadata": {"resourceVersion": "1"},
+                                 "items": [w for (ns, _), w in self.workloads.items()
+                                           if ns == namespace]})
+        if (m := PENDING.match(url.path)) and method == "GET" and self.visibility_api:
+            namespace, queue = m.groups()
+            names = self.pending.get((namespace, queue), [])
+            items = []
+            for i, name in enumerate(names):
+                wl = self.workloads[(namespace, name)]
+                items.append({"metadata": {"name": name, "namespace": namespace,
+                                           "creationTimestamp": _now(),
+                                           "ownerReferences": wl["metadata"]["ownerReferences"]},
+                              "priority": 0, "localQueueName": queue,
+                              "positionInClusterQueue": i, "positionInLocalQueue": i})
+            return h._send(200, {"kind": "PendingWorkloadsSummary",
+                                 "apiVersion": "visibility.kueue.x-k8s.io/v1beta1",
+                                 "metadata": {"creationTimestamp": None}, "items": items})
         if (m := POD_LOG.match(url.path)) and method == "GET":
             key = (m.group(1), m.group(2))
             if key not in self.logs:
@@ -247,4 +388,6 @@ class FakeKubernetes:
                                   creationTimestamp=_now(), resourceVersion="1")
         stored["status"] = {}
         self.jobs[(namespace, name)] = stored
+        if stored["spec"].get("suspend") and QUEUE_LABEL in stored["metadata"].get("labels", {}):
+            self._queue_workload(namespace, stored)
         return h._send(201, stored)

@@ -46,7 +46,7 @@ class JobsOperations(ABC):
     def cancel_job(self, job_id: int) -> dict[str, Any]: ...
 
     @abstractmethod
-    def retry_job(self, job_id: int) -> dict[str, Any]: ...
+    def resume_job(self, job_id: int) -> dict[str, Any]: ...
 
     @abstractmethod
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]: ...
@@ -125,11 +125,11 @@ class LocalJobs(LocalBase, JobsOperations):
             self.services.queue.cancel(job_id)
         return self.services.queue.show(job_id).to_dict()
 
-    def retry_job(self, job_id: int) -> dict[str, Any]:
-        self.principal.require(Role.SUBMITTER, "retrying a job")
+    def resume_job(self, job_id: int) -> dict[str, Any]:
+        self.principal.require(Role.SUBMITTER, "resuming a job")
         self._visible(job_id)
         with self._write_lock:
-            self.services.queue.retry(job_id)
+            self.services.queue.resume(job_id)
         return self.services.queue.show(job_id).to_dict()
 
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
@@ -295,8 +295,8 @@ class RemoteJobs(RemoteBase, JobsOperations):
     def cancel_job(self, job_id: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/cancel")
 
-    def retry_job(self, job_id: int) -> dict[str, Any]:
-        return self._call("POST", f"/jobs/{int(job_id)}/retry")
+    def resume_job(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/resume")
 
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/priority", json={"priority": priority})

@@ -33,6 +33,15 @@ def pytorch() -> ModuleType:
     return mlflow.pytorch
 
 
+def pytorch_if_installed() -> ModuleType | None:
+    """``mlflow.pytorch``, or None where MLflow's model flavors cannot load: the lean
+    training image carries mlflow-skinny without pandas, which the flavor imports."""
+    try:
+        return pytorch()
+    except ImportError:
+        return None
+
+
 def langchain() -> ModuleType:
     """``mlflow.langchain``: tracing the agent's turns."""
     fluent()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -14,6 +15,8 @@ class Phase(StrEnum):
     EXITED = "exited"
     LOST = "lost"  # the executor no longer knows the job: it died without a word
     TIMEOUT = "timeout"  # stopped by a deadline (e.g. a Job's activeDeadlineSeconds)
+    # Accepted but held by the cluster: a Job that Kueue keeps suspended until there is quota.
+    WAITING = "waiting"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,12 @@ class ExecStatus:
     phase: Phase
     exit_code: int | None = None
     detail: str = ""
+    # The attempt's own start and end as its process (or pod) recorded them, when known: an
+    # attempt is charged for the time it ran, not until the dispatcher noticed its end.
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    # WAITING only: the workload's place in its queue (Kueue's visibility API), when known.
+    position: int | None = None
 
 
 class LaunchError(Exception):

@@ -14,6 +14,9 @@ from app.core.models import Job
 
 GPU_RESOURCE = "nvidia.com/gpu"
 HOME = "/var/lib/oppen"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The non-root user the training image runs as (docker/Dockerfile.train creates it).
+TRAINING_UID = 10001
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,19 @@ class JobTemplate:
 
     namespace: str = "oppen"
     image: str = "oppen:latest"
-    service_account: str = "oppen-dispatcher"
+    # The training pods' own account: no API rights, and no token mounted (Terraform's
+    # k8s-platform module creates it).
+    service_account: str = "oppen-training"
     tracking_uri: str | None = None
     database_secret: str = "oppen-database"
     database_secret_key: str = "database-url"
+    # The Kueue LocalQueue; "{team}" in it is replaced by the job's team (one queue per team).
     kueue_queue: str | None = None
     ttl_after_finished_s: int = 86400
     spot: bool = False
     image_pull_policy: str = "IfNotPresent"
+    # Where checkpoints outlive the pod (OPPEN_CHECKPOINT_URI: s3://bucket/prefix).
+    checkpoint_uri: str | None = None
 
 
 def attempt_name(job_id: int, attempt: int) -> str:
@@ -59,8 +67,9 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
         "oppen.dev/team": job.team,
     }
     job_labels = dict(labels)
-    if t.kueue_queue:
-        job_labels["kueue.x-k8s.io/queue-name"] = t.kueue_queue
+    queue = kueue_queue_for(job, t)
+    if queue:
+        job_labels[KUEUE_QUEUE_LABEL] = queue
     requests: dict[str, str] = {"cpu": _cpu(job.cpus), "memory": _memory(job.memory_mb)}
     limits: dict[str, str] = {"cpu": _cpu(job.cpus), "memory": _memory(job.memory_mb)}
     if job.gpus:
@@ -74,11 +83,13 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
     if t.tracking_uri:
         env.append({"name": "OPPEN_MLFLOW_TRACKING_URI", "value": t.tracking_uri})
         env.append({"name": "MLFLOW_TRACKING_URI", "value": t.tracking_uri})
+    if t.checkpoint_uri:
+        env.append({"name": "OPPEN_CHECKPOINT_URI", "value": t.checkpoint_uri})
     node_selector = {"oppen.dev/pool": "gpu-training" if job.gpus else "cpu-training"}
     tolerations: list[dict[str, Any]] = []
     if job.gpus:
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    if t.spot:
+    if t.spot or job.spot:  # the spot pool Terraform creates: its label and its taint
         node_selector["oppen.dev/capacity-type"] = "spot"
         tolerations.append({"key": "oppen.dev/spot", "operator": "Exists", "effect": "NoSchedule"})
     spec: dict[str, Any] = {
@@ -90,6 +101,15 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
                 "restartPolicy": "Never",
                 "priorityClassName": f"oppen-{job.priority_class}",
                 "serviceAccountName": t.service_account,
+                "automountServiceAccountToken": False,
+                # The restricted Pod Security Standard, every rule of it.
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": TRAINING_UID,
+                    "runAsGroup": TRAINING_UID,
+                    "fsGroup": TRAINING_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "nodeSelector": node_selector,
                 "tolerations": tolerations,
                 # The trainer checkpoints on SIGTERM; give it time to.
@@ -101,15 +121,26 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
                     "args": ["train", "--job-id", str(job.id)],
                     "env": env,
                     "resources": {"requests": requests, "limits": limits},
-                    "volumeMounts": [{"name": "home", "mountPath": HOME}],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    # The root filesystem is read-only: scratch goes to these.
+                    "volumeMounts": [{"name": "home", "mountPath": HOME},
+                                     {"name": "tmp", "mountPath": "/tmp"}],
                 }],
-                "volumes": [{"name": "home", "emptyDir": {}}],
+                "volumes": [{"name": "home", "emptyDir": {}},
+                            {"name": "tmp", "emptyDir": {}}],
             },
         },
     }
     if job.max_runtime_s:
         spec["activeDeadlineSeconds"] = max(1, int(math.ceil(job.max_runtime_s)))
-    if t.kueue_queue:
+    if queue:
         spec["suspend"] = True  # Kueue unsuspends it once admitted
     return {
         "apiVersion": "batch/v1",
@@ -118,3 +149,11 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
                      "annotations": {"oppen.dev/job-name": job.name[:200]}},
         "spec": spec,
     }
+
+
+def kueue_queue_for(job: Job, t: JobTemplate) -> str | None:
+    """The LocalQueue the job's Kubernetes Job goes to: one per team when the setting names
+    ``{team}`` (Terraform creates ``oppen-<team>`` for each team)."""
+    if not t.kueue_queue:
+        return None
+    return t.kueue_queue.replace("{team}", job.team)

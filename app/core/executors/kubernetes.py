@@ -8,15 +8,24 @@ point one at a fake API server).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from app.core.adaptors import kubernetes as k8s
 from app.core.executors.base import ExecStatus, LaunchError, Phase
-from app.core.executors.k8s_manifest import JobTemplate, attempt_name, render_job
+from app.core.executors.k8s_manifest import (
+    KUEUE_QUEUE_LABEL,
+    JobTemplate,
+    attempt_name,
+    render_job,
+)
 from app.core.models import Job
 
 # Container or pod states that mean the attempt cannot go on and must be replaced.
 STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError")
+# Kueue's on-demand visibility API: the pending workloads of a LocalQueue, in order.
+PENDING_WORKLOADS = ("/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/{namespace}/"
+                     "localqueues/{queue}/pendingworkloads")
 
 
 class KubernetesExecutor:
@@ -28,6 +37,9 @@ class KubernetesExecutor:
         self._api_client = api_client
         # Every API call ends within this (the dispatcher calls them inside its lease).
         self.request_timeout_s = request_timeout_s
+        # Jobs go to Kueue, which keeps each suspended until its quota allows (the dispatcher
+        # shows them waiting, not running).
+        self.queue_name = template.kueue_queue
 
     # The client objects are made on first use, never at import or construction.
     def _apis(self) -> tuple[Any, Any]:
@@ -94,16 +106,22 @@ class KubernetesExecutor:
         pods = core.list_namespaced_pod(info["namespace"],
                                         label_selector=f"job-name={info['name']}",
                                         _request_timeout=self.request_timeout_s).items
+        started, ended = _run_times(pods)
         if "Complete" in conditions:
-            return ExecStatus(Phase.EXITED, 0, "Job complete")
+            return ExecStatus(Phase.EXITED, 0, "Job complete", started, ended)
         if "Failed" in conditions:
             cond = conditions["Failed"]
             if cond.reason == "DeadlineExceeded":
                 return ExecStatus(Phase.TIMEOUT, None,
-                                  f"DeadlineExceeded: {cond.message or 'activeDeadlineSeconds'}")
+                                  f"DeadlineExceeded: {cond.message or 'activeDeadlineSeconds'}",
+                                  started, ended)
             code, detail = _pod_outcome(pods)
             return ExecStatus(Phase.EXITED, code,
-                              detail or f"{cond.reason}: {cond.message or ''}".strip(": "))
+                              detail or f"{cond.reason}: {cond.message or ''}".strip(": "),
+                              started, ended)
+        if k8s_job.spec.suspend:  # Kueue holds it until its ClusterQueue has quota
+            return ExecStatus(Phase.WAITING, None, "suspended by Kueue, waiting for quota",
+                              position=self._pending_position(k8s_job))
         for pod in pods:  # still running: is it stuck where waiting will not help?
             for status in (pod.status.container_statuses or []):
                 waiting = status.state.waiting if status.state else None
@@ -111,6 +129,23 @@ class KubernetesExecutor:
                     return ExecStatus(Phase.EXITED, None,
                                       f"{waiting.reason}: {waiting.message or ''}".strip(": "))
         return ExecStatus(Phase.RUNNING)
+
+    def _pending_position(self, k8s_job: Any) -> int | None:
+        """The Job's place (1 = next) among its LocalQueue's pending workloads, from Kueue's
+        visibility API; None when the API is absent or does not list it (yet)."""
+        queue = (k8s_job.metadata.labels or {}).get(KUEUE_QUEUE_LABEL)
+        if not queue:
+            return None
+        path = PENDING_WORKLOADS.format(namespace=k8s_job.metadata.namespace, queue=queue)
+        try:
+            summary = k8s.get_json(self.api_client, path, self.request_timeout_s)
+        except Exception:  # noqa: BLE001 - the position is a courtesy (the API is optional)
+            return None
+        for item in (summary or {}).get("items") or []:
+            owners = (item.get("metadata") or {}).get("ownerReferences") or []
+            if any(o.get("uid") == k8s_job.metadata.uid for o in owners):
+                return int(item.get("positionInLocalQueue", 0)) + 1
+        return None
 
     def stop(self, ref: str) -> None:
         """Deletes the Job; its pods are removed by the garbage collector (SIGTERM first)."""
@@ -149,9 +184,24 @@ class KubernetesExecutor:
         return json.dumps({"namespace": self.template.namespace, "name": name})
 
 
-def _pod_outcome(pods: list[Any]) -> tuple[int | None, str]:
-    """Exit code and reason of the failed attempt from its pod: OOMKilled, Evicted, ..."""
+def _run_times(pods: list[Any]) -> tuple[datetime | None, datetime | None]:
+    """When the training container started and ended (its own record): what is charged."""
     for pod in pods:
+        for status in (pod.status.container_statuses or []):
+            term = status.state.terminated if status.state else None
+            if term is not None:
+                return term.started_at, term.finished_at
+    return None, None
+
+
+def _pod_outcome(pods: list[Any]) -> tuple[int | None, str]:
+    """Exit code and reason of the failed attempt from its pod: OOMKilled, Evicted, a
+    DisruptionTarget condition (preempted, a spot node reclaimed, its node gone), ..."""
+    for pod in pods:
+        for cond in (pod.status.conditions or []):
+            if cond.type == "DisruptionTarget" and cond.status == "True":
+                return None, f"DisruptionTarget: {cond.reason or ''}: {cond.message or ''}" \
+                    .strip(": ")
         if pod.status.reason:  # e.g. Evicted, NodeLost, Shutdown, DeletedByController
             return None, f"{pod.status.reason}: {pod.status.message or ''}".strip(": ")
         for status in (pod.status.container_statuses or []):
@@ -161,6 +211,8 @@ def _pod_outcome(pods: list[Any]) -> tuple[int | None, str]:
                 if term.message:
                     detail = f"{detail}: {term.message}" if detail else term.message
                 return term.exit_code, detail
+    if not pods:
+        return None, "node is gone: the attempt's pod no longer exists"
     return None, ""
 
 

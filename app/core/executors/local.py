@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.core.executors.base import ExecStatus, Phase
@@ -43,6 +44,21 @@ def _alive(pid: int, start_ticks: int | None = None) -> bool:
         except (OSError, IndexError):
             return False
     return True
+
+
+def job_process(ref: str) -> int | None:
+    """The pid of the attempt's own process (the runner's child: `oppen train`), while it
+    runs; what a test or a benchmark signals to play a preemption."""
+    runner = int(json.loads(ref)["pid"])
+    try:
+        children = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _when(unix_s: float | None) -> datetime | None:
+    return datetime.fromtimestamp(unix_s, UTC) if isinstance(unix_s, (int, float)) else None
 
 
 class LocalExecutor:
@@ -122,7 +138,8 @@ class LocalExecutor:
             self._children.pop(pid, None)  # reaped; the status file says how it went
         if status_path.exists():
             data = json.loads(status_path.read_text())
-            return ExecStatus(Phase.EXITED, int(data["exit_code"]), data.get("detail", ""))
+            return ExecStatus(Phase.EXITED, int(data["exit_code"]), data.get("detail", ""),
+                              _when(data.get("started")), _when(data.get("ended")))
         if _alive(pid, info.get("start")):
             return ExecStatus(Phase.RUNNING)
         return ExecStatus(Phase.LOST, None, "the process ended without recording an exit code")

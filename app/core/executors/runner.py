@@ -14,13 +14,17 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 
-def write_status(path: Path, exit_code: int, detail: str) -> None:
+def write_status(path: Path, exit_code: int, detail: str, started: float | None = None,
+                 ended: float | None = None) -> None:
+    """The attempt's outcome, with its own start and end (Unix seconds): what it is charged."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"exit_code": exit_code, "detail": detail}))
+    tmp.write_text(json.dumps({"exit_code": exit_code, "detail": detail,
+                               "started": started, "ended": ended}))
     os.replace(tmp, path)  # atomic: readers see all of it or nothing
 
 
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.pidfile.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "start": process_start_ticks(os.getpid())}))
         os.replace(tmp, args.pidfile)
+    started = time.time()
     child = subprocess.Popen(command, preexec_fn=limits_for(args.memory_mb),  # noqa: PLW1509
                              env=thread_env(args.cpus))
     stopping = {"signal": 0}
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     detail = f"stopped by signal {stopping['signal']}" if stopping["signal"] else ""
     if code < 0 and not detail:
         detail = f"killed by signal {-code}"
-    write_status(args.status, code, detail)
+    write_status(args.status, code, detail, started, time.time())
     return 0
 
 

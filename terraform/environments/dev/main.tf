@@ -128,6 +128,9 @@ module "platform" {
   platform = {
     image                    = "${module.cluster.ecr_repository_url}:${var.image_tag}"
     dispatcher_role_arn      = module.cluster.dispatcher_role_arn
+    training_image           = "${module.cluster.ecr_repository_url}:${var.image_tag}-train"
+    training_role_arn        = module.cluster.training_role_arn
+    checkpoint_uri           = module.cluster.checkpoint_uri
     database_url             = "postgresql+psycopg://${module.cluster.db_username}:${var.db_password}@${local.db_host_port}/${module.cluster.db_name}"
     mlflow_backend_store_uri = "postgresql://${module.cluster.db_username}:${var.db_password}@${local.db_host_port}/mlflow"
     mlflow_artifact_root     = module.cluster.artifact_root_uri

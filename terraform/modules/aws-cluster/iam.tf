@@ -62,8 +62,13 @@ locals {
   oidc_issuer_host = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
 
-# Only the dispatcher's service account, in its namespace, may assume this role.
-data "aws_iam_policy_document" "dispatcher_assume" {
+# Each role may be assumed only by its own service account, in its namespace (IRSA).
+data "aws_iam_policy_document" "irsa_assume" {
+  for_each = {
+    dispatcher = var.dispatcher_service_account
+    training   = var.training_service_account
+  }
+
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -73,7 +78,7 @@ data "aws_iam_policy_document" "dispatcher_assume" {
     condition {
       test     = "StringEquals"
       variable = "${local.oidc_issuer_host}:sub"
-      values   = ["system:serviceaccount:${var.dispatcher_namespace}:${var.dispatcher_service_account}"]
+      values   = ["system:serviceaccount:${var.dispatcher_namespace}:${each.value}"]
     }
     condition {
       test     = "StringEquals"
@@ -85,7 +90,7 @@ data "aws_iam_policy_document" "dispatcher_assume" {
 
 resource "aws_iam_role" "dispatcher" {
   name               = "${var.name}-dispatcher"
-  assume_role_policy = data.aws_iam_policy_document.dispatcher_assume.json
+  assume_role_policy = data.aws_iam_policy_document.irsa_assume["dispatcher"].json
   tags               = local.tags
 }
 
@@ -113,4 +118,44 @@ resource "aws_iam_policy" "dispatcher" {
 resource "aws_iam_role_policy_attachment" "dispatcher" {
   role       = aws_iam_role.dispatcher.name
   policy_arn = aws_iam_policy.dispatcher.arn
+}
+
+# --- Training pods' identity (IRSA): their checkpoints, and nothing else ---------------------
+
+resource "aws_iam_role" "training" {
+  name               = "${var.name}-training"
+  assume_role_policy = data.aws_iam_policy_document.irsa_assume["training"].json
+  tags               = local.tags
+}
+
+# Training pods write and read their job's checkpoints under checkpoints/ (OPPEN_CHECKPOINT_URI)
+# and log to MLflow over HTTP (its server holds the artifact rights).
+data "aws_iam_policy_document" "training" {
+  statement {
+    sid       = "ListCheckpoints"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.artifacts.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["checkpoints/*"]
+    }
+  }
+  statement {
+    sid       = "ReadWriteCheckpoints"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/checkpoints/*"]
+  }
+}
+
+resource "aws_iam_policy" "training" {
+  name        = "${var.name}-training-checkpoints"
+  description = "Read and write training checkpoints in the Oppen artifact bucket"
+  policy      = data.aws_iam_policy_document.training.json
+  tags        = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "training" {
+  role       = aws_iam_role.training.name
+  policy_arn = aws_iam_policy.training.arn
 }

@@ -60,6 +60,20 @@ locals {
       disk_size_gb   = null
       labels         = {}
     }
+    # Spot capacity for jobs submitted with --spot: tainted, so only they land here, and
+    # resumed from their checkpoints when a node is reclaimed.
+    cpu-spot = {
+      pool           = "cpu-training"
+      instance_types = ["c6i.4xlarge", "c6a.4xlarge", "c5.4xlarge"]
+      min_size       = 0
+      max_size       = 10
+      desired_size   = 0
+      gpu            = false
+      capacity_type  = "SPOT"
+      ami_type       = null
+      disk_size_gb   = null
+      labels         = {}
+    }
     gpu = {
       pool           = "gpu-training"
       instance_types = ["g5.xlarge", "g5.2xlarge"]
@@ -75,6 +89,8 @@ locals {
   }
   node_groups = merge(local.default_node_groups, var.node_groups)
   gpu_taint   = { key = "nvidia.com/gpu", value = "present", effect = "NO_SCHEDULE" }
+  # Oppen's spot jobs tolerate this taint (and select oppen.dev/capacity-type=spot).
+  spot_taint = { key = "oppen.dev/spot", value = "true", effect = "NO_SCHEDULE" }
 }
 
 resource "aws_eks_node_group" "this" {
@@ -106,7 +122,8 @@ resource "aws_eks_node_group" "this" {
   })
 
   dynamic "taint" {
-    for_each = each.value.gpu ? [local.gpu_taint] : []
+    for_each = concat(each.value.gpu ? [local.gpu_taint] : [],
+    each.value.capacity_type == "SPOT" ? [local.spot_taint] : [])
     content {
       key    = taint.value.key
       value  = taint.value.value

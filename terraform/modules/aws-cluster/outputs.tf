@@ -67,3 +67,13 @@ output "node_role_arn" {
   description = "ARN of the IAM role of the worker nodes."
   value       = aws_iam_role.node.arn
 }
+
+output "training_role_arn" {
+  description = "ARN of the IAM role the training pods' service account assumes: checkpoints only."
+  value       = aws_iam_role.training.arn
+}
+
+output "checkpoint_uri" {
+  description = "Where training checkpoints outlive their pods (OPPEN_CHECKPOINT_URI)."
+  value       = "s3://${aws_s3_bucket.artifacts.bucket}/checkpoints"
+}

@@ -97,6 +97,12 @@ variable "dispatcher_service_account" {
   default     = "oppen-dispatcher"
 }
 
+variable "training_service_account" {
+  description = "Name of the Kubernetes service account Oppen's training pods run as; it may read and write checkpoints, nothing else."
+  type        = string
+  default     = "oppen-training"
+}
+
 # --- Storage -----------------------------------------------------------------------------
 
 variable "artifact_bucket_name" {

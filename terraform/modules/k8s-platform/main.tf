@@ -10,6 +10,11 @@ module "manifests" {
   image                      = try(var.platform.image, null)
   dispatcher_service_account = try(var.platform.dispatcher_service_account, null)
   dispatcher_role_arn        = try(var.platform.dispatcher_role_arn, null)
+  training_image             = try(var.platform.training_image, null)
+  training_service_account   = try(var.platform.training_service_account, null)
+  training_role_arn          = try(var.platform.training_role_arn, null)
+  checkpoint_uri             = try(var.platform.checkpoint_uri, null)
+  kueue                      = try(var.platform.kueue, null)
   dispatcher_replicas        = try(var.platform.dispatcher_replicas, null)
   dispatcher_args            = try(var.platform.dispatcher_args, null)
   database_url               = try(var.platform.database_url, null)
@@ -41,4 +46,12 @@ resource "kubernetes_manifest" "namespaced" {
   manifest = yamldecode(module.manifests.namespaced[each.key])
 
   depends_on = [kubernetes_manifest.namespace, kubernetes_manifest.cluster_scoped]
+}
+
+resource "kubernetes_manifest" "kueue" {
+  for_each = module.manifests.kueue
+
+  manifest = yamldecode(each.value)
+
+  depends_on = [kubernetes_manifest.namespace]
 }

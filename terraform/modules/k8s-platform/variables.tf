@@ -1,5 +1,5 @@
 variable "platform" {
-  description = "The platform's settings, passed unchanged to ./manifests, whose variables.tf documents each one (namespace, image, dispatcher_*, database_url, mlflow_*, aws_region, pricing_toml, max_concurrent_jobs, *_quota, default_container_limits, labels). Omitted settings take the defaults there; a name that is not one of them is refused."
+  description = "The platform's settings, passed unchanged to ./manifests, whose variables.tf documents each one (namespace, image, dispatcher_*, training_*, checkpoint_uri, kueue, database_url, mlflow_*, aws_region, pricing_toml, max_concurrent_jobs, *_quota, default_container_limits, labels). Omitted settings take the defaults there; a name that is not one of them is refused."
   type        = any
 
   validation {
@@ -8,6 +8,11 @@ variable "platform" {
       "image",
       "dispatcher_service_account",
       "dispatcher_role_arn",
+      "training_image",
+      "training_service_account",
+      "training_role_arn",
+      "checkpoint_uri",
+      "kueue",
       "dispatcher_replicas",
       "dispatcher_args",
       "database_url",

@@ -35,16 +35,85 @@ locals {
     }
   }
 
-  scheduling_policy_toml = <<-EOT
-    # Oppen scheduling policy, mounted at /etc/oppen/oppen.toml (OPPEN_CONFIG).
-    executor = "kubernetes"
-    k8s_namespace = "${var.namespace}"
-    k8s_image = "${var.image}"
-    k8s_service_account = "${var.dispatcher_service_account}"
-    max_concurrent_jobs = ${var.max_concurrent_jobs}
-    dispatch_interval_s = 5.0
-    lease_ttl_s = 30.0
-  EOT
+  kueue_enabled = length(var.kueue.teams) > 0
+
+  # Training pods run as their own account (no API rights), not the dispatcher's.
+  scheduling_policy_toml = format("%s\n", join("\n", concat([
+    "# Oppen scheduling policy, mounted at /etc/oppen/oppen.toml (OPPEN_CONFIG).",
+    "executor = \"kubernetes\"",
+    "k8s_namespace = \"${var.namespace}\"",
+    "k8s_image = \"${var.training_image == "" ? var.image : var.training_image}\"",
+    "k8s_service_account = \"${var.training_service_account}\"",
+    "max_concurrent_jobs = ${var.max_concurrent_jobs}",
+    "dispatch_interval_s = 5.0",
+    "lease_ttl_s = 30.0",
+    ],
+    var.checkpoint_uri == "" ? [] : ["checkpoint_uri = \"${var.checkpoint_uri}\""],
+    # Each team's Jobs go to its LocalQueue, oppen-<team>.
+    local.kueue_enabled ? ["kueue_queue_name = \"oppen-{team}\""] : [],
+  )))
+
+  # Kueue (installed separately, v0.6 or later): a ResourceFlavor per capacity type, matching
+  # the node groups' oppen.dev/capacity-type label; one ClusterQueue whose quota is split
+  # between them; a LocalQueue per team. A Job Kueue holds suspended is shown as waiting.
+  kueue_flavors = {
+    "ResourceFlavor/on-demand" = {
+      apiVersion = "kueue.x-k8s.io/v1beta1"
+      kind       = "ResourceFlavor"
+      metadata   = { name = "on-demand", labels = local.labels }
+      spec       = { nodeLabels = { "oppen.dev/capacity-type" = "on_demand" } }
+    }
+    "ResourceFlavor/spot" = {
+      apiVersion = "kueue.x-k8s.io/v1beta1"
+      kind       = "ResourceFlavor"
+      metadata   = { name = "spot", labels = local.labels }
+      spec = {
+        nodeLabels = { "oppen.dev/capacity-type" = "spot" }
+        nodeTaints = [{ key = "oppen.dev/spot", value = "true", effect = "NoSchedule" }]
+      }
+    }
+  }
+
+  kueue_cluster_queue = {
+    "ClusterQueue/oppen" = {
+      apiVersion = "kueue.x-k8s.io/v1beta1"
+      kind       = "ClusterQueue"
+      metadata   = { name = "oppen", labels = local.labels }
+      spec = {
+        namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = var.namespace } }
+        queueingStrategy  = "BestEffortFIFO"
+        preemption        = { withinClusterQueue = "LowerPriority", reclaimWithinCohort = "Never" }
+        resourceGroups = [{
+          coveredResources = ["cpu", "memory", "nvidia.com/gpu"]
+          flavors = [
+            for name, quota in { "on-demand" = var.kueue.on_demand, "spot" = var.kueue.spot } : {
+              name                           = name
+              resources = [
+                { name = "cpu", nominalQuota = quota.cpu },
+                { name = "memory", nominalQuota = quota.memory },
+                { name = "nvidia.com/gpu", nominalQuota = tostring(quota.gpus) },
+              ]
+            }
+          ]
+        }]
+      }
+    }
+  }
+
+  kueue_local_queues = {
+    for team in var.kueue.teams : "LocalQueue/oppen-${team}" => {
+      apiVersion = "kueue.x-k8s.io/v1beta1"
+      kind       = "LocalQueue"
+      metadata   = { name = "oppen-${team}", namespace = var.namespace, labels = merge(local.labels, { "oppen.dev/team" = team }) }
+      spec       = { clusterQueue = "oppen" }
+    }
+  }
+
+  # As YAML (objects of different shapes cannot share one map), none without teams.
+  kueue_yaml = {
+    for key, object in merge(local.kueue_flavors, local.kueue_cluster_queue, local.kueue_local_queues) :
+    key => yamlencode(object) if local.kueue_enabled
+  }
 
   common_env = [
     { name = "OPPEN_CONFIG", value = "/etc/oppen/oppen.toml" },
@@ -148,6 +217,21 @@ locals {
         labels      = local.labels
         annotations = var.dispatcher_role_arn == "" ? {} : { "eks.amazonaws.com/role-arn" = var.dispatcher_role_arn }
       }
+    }
+
+    # The training pods' account: no Role is bound to it and its token is not mounted, so a
+    # training pod cannot reach the Kubernetes API; on EKS it may assume the training role
+    # (its checkpoints in S3, nothing else).
+    "ServiceAccount/${var.training_service_account}" = {
+      apiVersion = "v1"
+      kind       = "ServiceAccount"
+      metadata = {
+        name        = var.training_service_account
+        namespace   = var.namespace
+        labels      = local.labels
+        annotations = var.training_role_arn == "" ? {} : { "eks.amazonaws.com/role-arn" = var.training_role_arn }
+      }
+      automountServiceAccountToken = false
     }
 
     # What the dispatcher does in the cluster: create, watch and delete training Jobs, read

@@ -14,6 +14,16 @@ output "namespaced" {
   sensitive   = true
 }
 
+output "kueue" {
+  description = "Kueue's objects (ResourceFlavors, the ClusterQueue, a LocalQueue per team) as YAML, keyed by kind/name; empty without teams. They need Kueue's CRDs in the cluster."
+  value       = local.kueue_yaml
+}
+
+output "training_service_account" {
+  description = "Name of the ServiceAccount training pods run as (no API rights)."
+  value       = var.training_service_account
+}
+
 output "scheduling_policy_toml" {
   description = "The Oppen settings file the dispatcher mounts."
   value       = local.scheduling_policy_toml
@@ -25,6 +35,6 @@ output "namespace_name" {
 }
 
 output "dispatcher_service_account" {
-  description = "Name of the ServiceAccount the dispatcher and training Jobs run as."
+  description = "Name of the ServiceAccount the dispatcher and MLflow run as."
   value       = var.dispatcher_service_account
 }

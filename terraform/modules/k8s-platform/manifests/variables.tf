@@ -18,6 +18,49 @@ variable "dispatcher_service_account" {
   nullable    = false
 }
 
+variable "training_image" {
+  description = "Image training pods run (the Dockerfile's lean `train` target, e.g. repository:tag-train); empty runs them on `image`."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "training_service_account" {
+  description = "Name of the training pods' ServiceAccount: no API rights and no mounted token; must match the aws-cluster module's training role trust."
+  type        = string
+  default     = "oppen-training"
+  nullable    = false
+}
+
+variable "training_role_arn" {
+  description = "IAM role the training pods' ServiceAccount assumes through IRSA (their checkpoints in S3); empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "checkpoint_uri" {
+  description = "Where training checkpoints outlive their pods, s3://bucket/prefix (the aws-cluster module's checkpoint_uri); empty keeps them in the pod, lost with it."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "kueue" {
+  description = "Kueue queues for training Jobs (Kueue itself is installed separately): ResourceFlavors on-demand and spot, ClusterQueue oppen with these nominal quotas per flavor, and a LocalQueue oppen-<team> per team. No teams: no Kueue objects, and Jobs are not handed to Kueue."
+  type = object({
+    teams     = list(string)
+    on_demand = object({ cpu = string, memory = string, gpus = number })
+    spot      = object({ cpu = string, memory = string, gpus = number })
+  })
+  default = {
+    teams     = []
+    on_demand = { cpu = "32", memory = "128Gi", gpus = 4 }
+    spot      = { cpu = "64", memory = "256Gi", gpus = 8 }
+  }
+  nullable = false
+}
+
 variable "dispatcher_role_arn" {
   description = "IAM role the dispatcher's ServiceAccount assumes through IRSA; empty for none."
   type        = string
