@@ -224,7 +224,12 @@ class Dispatcher:
                 job.attempts = max(0, job.attempts - 1)  # the attempt never began
                 return
             job.executor_ref = ref
-            self._move(s, job, JobState.RUNNING, "attempt found again after a dispatcher restart")
+            if self.executor.poll(ref).phase is Phase.WAITING:  # still held by Kueue
+                self._move(s, job, JobState.WAITING,
+                           "attempt found again after a dispatcher restart; waiting in Kueue")
+            else:
+                self._move(s, job, JobState.RUNNING,
+                           "attempt found again after a dispatcher restart")
             report.adopted.append(job.id)
             return
         if job.cancel_requested:

@@ -358,3 +358,29 @@ def test_an_attempt_killed_outright_leaves_no_run_running(services: Services,
     dispatcher.tick()
     assert services.queue.get(job.id).state == ending
     assert client.get_run(run_id).info.status == status
+
+
+def test_a_dispatcher_that_died_mid_launch_finds_a_held_job_waiting(services: Services,
+                                                                    fake: FakeKubernetes) -> None:
+    """A Job created in Kueue by a dispatcher that died before recording it is adopted as
+    waiting (not running, so not charged), and runs once Kueue admits it."""
+    executor = _executor(fake, kueue_queue="oppen-{team}")
+    dispatcher = _dispatcher(services, executor)
+    job = services.queue.submit("adopted", {"total_timesteps": 4096})
+    with Session(services.engine) as s:  # claimed and launched, but never recorded
+        from app.core.states import JobState
+        from app.core.transitions import transition
+
+        row = s.get(Job, job.id)
+        row.attempts = 1
+        transition(s, row, JobState.DISPATCHING, "admitted")
+        s.commit()
+        executor.launch(row)
+    report = dispatcher.tick()
+    assert report.adopted == [job.id]
+    view = services.queue.show(job.id)
+    assert view.job.state == "waiting" and view.job.started_at is None
+    assert view.to_dict()["attempt_history"][0]["outcome"] == "waiting"
+    fake.kueue_admit(f"oppen-job-{job.id}-a1")
+    dispatcher.tick()
+    assert services.queue.get(job.id).state == "running"
