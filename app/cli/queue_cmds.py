@@ -213,6 +213,8 @@ def queue_show(job_id: int, as_json: bool) -> None:
         click.echo(f"  {_attempt_line(a)}")
     for e in d["events"]:
         click.echo(f"  {e['at']}  {e['from'] or '-'} -> {e['to']}  {e['reason']}")
+    if d["state"] in ("queued", "dispatching", "waiting", "running"):
+        _say_if_the_dispatcher_is_not_well()  # its waiting reason assumes one ticks
 
 
 @queue.command("logs")

@@ -182,8 +182,20 @@ def describe_sources(settings: Settings) -> list[tuple[str, Any, str]]:
             source = f"file {path}"
         else:
             source = "default"
-        rows.append((name, shown(name, getattr(settings, name)), source))
+        value = getattr(settings, name)
+        if value is None and name in IN_USE_BY_DEFAULT:
+            # Not set, yet something is used: show that, not None.
+            value, source = IN_USE_BY_DEFAULT[name](settings), "default (derived)"
+        rows.append((name, shown(name, value), source))
     return rows
+
+
+# Settings that, when unset, fall back to a location under OPPEN_HOME: what is really used.
+IN_USE_BY_DEFAULT: dict[str, Any] = {
+    "database_url": lambda s: s.resolved_database_url,
+    "mlflow_tracking_uri": lambda s: s.resolved_tracking_uri,
+    "checkpoint_uri": lambda s: str(s.resolved_home / "checkpoints"),
+}
 
 
 # Settings whose values are secrets: shown only as set or not.

@@ -136,8 +136,25 @@ def test_config_show_reports_sources(oppen_home: Path, monkeypatch: pytest.Monke
     assert out["max_concurrent_jobs"] == {"value": 5, "source": f"file {oppen_home}/config.toml"}
     assert out["llm"] == {"value": "openai:local-model", "source": "env"}
     assert out["lease_ttl_s"]["source"] == "default"
+    # Unset locations show what is really used, not None.
+    assert out["database_url"] == {"value": f"sqlite:///{oppen_home}/oppen.db",
+                                   "source": "default (derived)"}
+    assert out["mlflow_tracking_uri"]["value"] == f"sqlite:///{oppen_home}/mlflow.db"
+    assert out["checkpoint_uri"]["value"] == f"{oppen_home}/checkpoints"
     (oppen_home / "config.toml").write_text("max_concurent_jobs = 5\n")
     assert_clean_error(run("config", "show"), "unknown setting(s) max_concurent_jobs")
+
+
+def test_a_waiting_job_says_when_no_dispatcher_runs(oppen_home: Path) -> None:
+    """Its waiting reason assumes a dispatcher ticks: `queue show` and `queue list` say when
+    none does, and say nothing of it for a finished job."""
+    assert run("queue", "submit", "waits").returncode == 0
+    for args in (("queue", "show", "1"), ("queue", "list")):
+        proc = run(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "no dispatcher is running, so nothing starts" in proc.stderr
+    assert run("queue", "cancel", "1").returncode == 0
+    assert "no dispatcher" not in run("queue", "show", "1").stderr
 
 
 def test_config_show_masks_secrets(oppen_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
