@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -197,7 +198,7 @@ def store_for_job(uri: str | None, home: Path, job_id: int, client: Any = None) 
     raise ConfigError(f"OPPEN_CHECKPOINT_URI {uri!r}: use a folder or s3://bucket/prefix")
 
 
-def publisher(store: CheckpointStore) -> Any:
+def publisher(store: CheckpointStore) -> Callable[[Path, int], None]:
     """The trainer's on_checkpoint hook for ``store``: a failed upload is logged and training
     goes on (the next checkpoint tries again); the run is not lost to a store's hiccup."""
 

@@ -77,6 +77,23 @@ def _kill_dispatchers(env: dict[str, str], kills: int, rng: random.Random,
     return kills
 
 
+def _what_happened(engine, ids: list[int], launches: Path):  # type: ignore[no-untyped-def]
+    """The jobs, every event, the jobs per state and the launches per job."""
+    with Session(engine) as s:
+        jobs = s.exec(select(Job).where(Job.id.in_(ids))).all()
+        events = s.exec(select(JobEvent)).all()
+    launched = Counter(int(line) for line in launches.read_text().split()) \
+        if launches.exists() else Counter()
+    return jobs, events, Counter(j.state for j in jobs), launched
+
+
+def _each_ended_once(jobs: list[Job], events: list[JobEvent]) -> None:
+    for job in jobs:
+        terminal = [e for e in events if e.job_id == job.id
+                    and e.to_state in ("succeeded", "failed", "cancelled")]
+        assert len(terminal) == 1 and job.attempts == 1
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -100,12 +117,7 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
     kills = _kill_dispatchers(env, 25, random.Random(7), (0.3, 2.0), "0.1", finish_within_s=300)
     elapsed = time.monotonic() - started
 
-    with Session(engine) as s:
-        jobs = s.exec(select(Job).where(Job.id.in_(ids))).all()
-        events = s.exec(select(JobEvent)).all()
-    states = Counter(j.state for j in jobs)
-    launched = Counter(int(line) for line in launches.read_text().split()) \
-        if launches.exists() else Counter()
+    jobs, events, states, launched = _what_happened(engine, ids, launches)
     adopted = sum(1 for e in events if "found again" in e.reason)
     requeued = sum(1 for e in events if "stopped before launching" in e.reason)
     print(f"\n[reliability-1] {backend}: {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: {dict(states)}; "
@@ -115,10 +127,7 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
     assert states == {"succeeded": 100}
     assert set(launched) == set(ids), "a job was lost"
     assert all(n == 1 for n in launched.values()), "a job was launched twice"
-    for job in jobs:
-        terminal = [e for e in events if e.job_id == job.id
-                    and e.to_state in ("succeeded", "failed", "cancelled")]
-        assert len(terminal) == 1 and job.attempts == 1
+    _each_ended_once(jobs, events)
 
 
 # Real tiny training jobs: a few seconds of PPO each, with a checkpoint after every update.
@@ -152,11 +161,7 @@ def test_dispatcher_killed_20_times_with_30_real_training_jobs(
     kills = _kill_dispatchers(env, 20, random.Random(11), (0.5, 4.0), "0.2", finish_within_s=1200)
     elapsed = time.monotonic() - started
 
-    with Session(engine) as s:
-        jobs = s.exec(select(Job).where(Job.id.in_(ids))).all()
-        events = s.exec(select(JobEvent)).all()
-    states = Counter(j.state for j in jobs)
-    launched = Counter(int(line) for line in launches.read_text().split())
+    jobs, events, states, launched = _what_happened(engine, ids, launches)
     adopted = sum(1 for e in events if "found again" in e.reason)
     print(f"\n[reliability-chaos] {backend}: {kills} SIGKILLs, 30 real training jobs, "
           f"{elapsed:.0f} s: {dict(states)}; launches per job {set(launched.values())}; "
@@ -167,10 +172,8 @@ def test_dispatcher_killed_20_times_with_30_real_training_jobs(
     from app.core.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", home / "mlartifacts")
+    _each_ended_once(jobs, events)
     for job in jobs:
-        terminal = [e for e in events if e.job_id == job.id
-                    and e.to_state in ("succeeded", "failed", "cancelled")]
-        assert len(terminal) == 1 and job.attempts == 1
         run = tracker.run_summary(job.mlflow_run_id)
         assert run.status == "FINISHED" and run.metrics["charts/global_step"] == 512
 
