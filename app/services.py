@@ -24,6 +24,7 @@ from app.costs.advice import BudgetAdvisor
 from app.costs.budgets import BudgetAdmission, BudgetService
 from app.costs.estimate import JobEstimator, ThroughputCache, own_history_throughput
 from app.costs.pricing import Pricing, load_pricing
+from app.costs.windows import next_off_peak
 
 if TYPE_CHECKING:
     from app.costs.service import CostService
@@ -70,7 +71,8 @@ def build_queue(engine: Engine, limits: Limits | None = None, pricing: Pricing |
                         zone=pricing.zone,
                         validate_config=training_options_validator(settings or load_settings()),
                         estimator=estimator, gate=advisor,
-                        checks_for=lambda s, now: [BudgetAdmission(budgets, s, now)])
+                        checks_for=lambda s, now: [BudgetAdmission(budgets, s, now)],
+                        off_peak=lambda now: next_off_peak(pricing, now))
 
 
 class Services:

@@ -63,6 +63,22 @@ class TurnResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     tool_results: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # Tools that answered with an error, or did only part of a bulk action.
+    failed: list[str] = field(default_factory=list)
+    # The answer already went out token by token (a real provider streaming).
+    streamed: bool = False
+
+
+def full_arguments(tool: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Every argument the tool will run with: what the model gave and the defaults it left
+    out (what an approval shows). Arguments the schema refuses are shown as given."""
+    schema = getattr(tool, "args_schema", None)
+    if schema is None or not isinstance(args, dict):
+        return args
+    try:
+        return schema.model_validate(args).model_dump(mode="json")
+    except (ValueError, TypeError):
+        return args
 
 
 class Agent:
@@ -70,7 +86,8 @@ class Agent:
     the chat model ``llm`` names (OPPEN_LLM) unless a model is given."""
 
     def __init__(self, ops: Operations, llm: str = "offline",
-                 model: BaseChatModel | None = None, base_url: str | None = None) -> None:
+                 model: BaseChatModel | None = None, base_url: str | None = None,
+                 saver: Any | None = None, session_id: str | None = None) -> None:
         from langchain.agents import create_agent
         from langchain.agents.middleware import (
             HumanInTheLoopMiddleware,
@@ -80,7 +97,9 @@ class Agent:
         from langgraph.checkpoint.memory import InMemorySaver
 
         self.ops = ops
+        self.llm = llm
         tools = build_tools(ops)
+        self.tools = {t.name: t for t in tools}
         gated = {t.name: {"allowed_decisions": ["approve", "reject"]}
                  for t in tools if t.name in SPENDING_OR_DESTRUCTIVE}
         self.graph = create_agent(
@@ -92,24 +111,38 @@ class Agent:
                 ModelCallLimitMiddleware(run_limit=MODEL_CALL_LIMIT, exit_behavior="end"),
                 ToolCallLimitMiddleware(run_limit=TOOL_CALL_LIMIT, exit_behavior="continue"),
             ],
-            checkpointer=InMemorySaver(),
+            checkpointer=saver if saver is not None else InMemorySaver(),
         )
-        self.thread_id = uuid.uuid4().hex
+        self.thread_id = session_id or uuid.uuid4().hex[:12]
 
     def ask(self, text: str, approve: Approver,
-            on_tool_call: Callable[[str, dict[str, Any]], None] | None = None) -> TurnResult:
-        """One turn. ``approve`` decides each gated call; ``on_tool_call`` hears every call
-        the model makes, as it makes it (the REPL prints a line per call)."""
+            on_tool_call: Callable[[str, dict[str, Any]], None] | None = None,
+            on_token: Callable[[str], None] | None = None) -> TurnResult:
+        """One turn. ``approve`` decides each gated call (it sees every argument, defaults
+        filled in); ``on_tool_call`` hears every call the model makes, as it makes it (the
+        REPL prints a line per call); ``on_token`` hears a real provider's answer as it
+        streams."""
         from langgraph.types import Command
 
         config = {"configurable": {"thread_id": self.thread_id}}
         payload: Any = {"messages": [HumanMessage(text)]}
         refused: list[str] = []
         heard: set[str] = set()  # approval re-emits the calls it lets through
+        streamed = False
+        stream = on_token is not None and self.llm != "offline"
+        modes = ["updates", "messages"] if stream else ["updates"]
         while True:
             interrupts: list[Any] = []
-            for update in self.graph.stream(payload, config, stream_mode="updates"):
-                for node, data in update.items():
+            for mode, chunk in self.graph.stream(payload, config, stream_mode=modes):
+                if mode == "messages":
+                    token, meta = chunk
+                    if meta.get("langgraph_node") == "model" and isinstance(token.content, str) \
+                            and token.content and not getattr(token, "tool_call_chunks", None):
+                        assert on_token is not None
+                        on_token(token.content)
+                        streamed = True
+                    continue
+                for node, data in chunk.items():
                     if node == "__interrupt__":
                         interrupts.extend(data)
                     elif on_tool_call is not None and isinstance(data, dict):
@@ -124,6 +157,8 @@ class Agent:
             decisions = []
             for pending in interrupts:
                 for request in pending.value["action_requests"]:
+                    tool = self.tools.get(request["name"])
+                    request = {**request, "args": full_arguments(tool, request["args"])}
                     if approve(request):
                         decisions.append({"type": "approve"})
                     else:
@@ -132,11 +167,14 @@ class Agent:
                                           "message": "The person did not approve this action."})
             payload = Command(resume={"decisions": decisions})
         state = self.graph.get_state(config).values
-        return self._result(state["messages"], text, refused)
+        result = self._result(state["messages"], text, refused)
+        result.streamed = streamed
+        return result
 
     def restart(self) -> None:
-        """A fresh conversation (after a turn was interrupted half-way)."""
-        self.thread_id = uuid.uuid4().hex
+        """A fresh conversation (after a turn was interrupted half-way, its thread holds
+        calls without answers)."""
+        self.thread_id = uuid.uuid4().hex[:12]
 
     @staticmethod
     def _result(messages: list[Any], text: str, refused: list[str]) -> TurnResult:
@@ -144,8 +182,12 @@ class Agent:
                     if isinstance(m, HumanMessage) and m.content == text)
         turn = messages[start + 1:]
         calls = [c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls]
-        results = [{"tool": m.name, "content": m.content, "data": m.artifact}
-                   for m in turn if isinstance(m, ToolMessage)]
+        results = [{"tool": m.name, "content": m.content, "data": m.artifact,
+                    "status": m.status} for m in turn if isinstance(m, ToolMessage)]
+        refused_names = set(refused)
+        failed = [r["tool"] for r in results
+                  if (r["status"] == "error" and r["tool"] not in refused_names)
+                  or (isinstance(r["data"], dict) and r["data"].get("failed"))]
         final = next((m for m in reversed(turn) if isinstance(m, AIMessage) and m.content), None)
         answer = str(final.content) if final else ""
-        return TurnResult(answer, calls, results, refused)
+        return TurnResult(answer, calls, results, refused, failed)

@@ -160,6 +160,9 @@ class JobOut(BaseModel):
     attempt_history: list[Attempt]
     progress_step: int | None
     progress_sps: float | None
+    eval_ratio: float | None = Field(
+        default=None, description="PPO's mean wait over the best heuristic's at the end of "
+                                  "training (lower is better); None before")
     exit_code: int | None
     reason: str | None
     mlflow_run_id: str | None
@@ -171,6 +174,23 @@ class JobList(BaseModel):
     jobs: list[JobOut]
     limit: int
     offset: int
+    total: int = Field(description="How many jobs match, in all pages")
+
+
+class Paused(BaseModel):
+    since: str
+    by: str
+    reason: str
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+
+class PauseResult(BaseModel):
+    paused: Paused | None
+    was_paused: bool | None = None
 
 
 class BatchResult(BaseModel):
@@ -234,6 +254,7 @@ class QueueStatus(BaseModel):
     counts: dict[str, int]
     queued_by_class: dict[str, int]
     dispatcher: Lease | None
+    paused: Paused | None = None
     team: str | None
 
 

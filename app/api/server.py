@@ -177,9 +177,12 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
                   team: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
                   priority: m.Priority | None = None,
                   limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
-                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Any:
-        """Jobs in queue order, with position, pending reason and ETA for waiting ones."""
-        return ops.list_jobs(list(state) if state else None, team, priority, limit, offset)
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                  order: Literal["queue", "newest"] = "queue") -> Any:
+        """Jobs in queue order (or newest first), with position, pending reason and ETA for
+        waiting ones; ``total`` says how many match in all."""
+        return ops.list_jobs(list(state) if state else None, team, priority, limit, offset,
+                             newest_first=order == "newest")
 
     def job_path(path: str) -> str:
         return f"{API}/jobs/{{job_id}}{path}"
@@ -234,10 +237,26 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
         """Move a queued job to urgent so the next tick starts it where capacity allows."""
         return ops.start_now(job_id)
 
+    @app.post(job_path("/front"), response_model=m.JobOut, tags=["jobs"])
+    def move_to_front(job_id: JobId, ops: Ops) -> Any:
+        """Put a queued job first in queue order, its priority class kept (admins)."""
+        return ops.move_to_front(job_id)
+
     @app.get(f"{API}/queue", response_model=m.QueueStatus, tags=["jobs"])
     def queue_status(ops: Ops) -> Any:
-        """Jobs per state, queued jobs per class, and the dispatcher's lease."""
+        """Jobs per state, queued jobs per class, the dispatcher's lease, and whether
+        admission is paused."""
         return ops.queue_status()
+
+    @app.post(f"{API}/queue/pause", response_model=m.PauseResult, tags=["jobs"])
+    def pause_admission(body: m.PauseRequest, ops: Ops) -> Any:
+        """Admit nothing new until unpaused; running jobs go on (admins)."""
+        return ops.pause_admission(body.reason)
+
+    @app.post(f"{API}/queue/unpause", response_model=m.PauseResult, tags=["jobs"])
+    def resume_admission(ops: Ops) -> Any:
+        """Admit queued jobs again (admins)."""
+        return ops.resume_admission()
 
     # --- costs -----------------------------------------------------------------------------
 

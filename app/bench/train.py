@@ -92,8 +92,10 @@ def _sps(cfg: TrainConfig, envs: Any) -> tuple[float, float]:
 def run(repeats: int = 3, iterations: int = 3) -> dict[str, Any]:
     import simrs
 
+    # The small-job workload every earlier figure used (the defaults until 2026-12-06).
     base = TrainConfig(num_hosts=HOSTS, episode_length=200, max_jobs_per_step=50,
-                       mean_interarrival_s=60.0, num_envs=128, rollout_steps=128)
+                       mean_interarrival_s=60.0, job_cores=(1, 4), job_mem_mb=(512, 4096),
+                       num_envs=128, rollout_steps=128)
     cfg = TrainConfig.from_dict({**base.to_dict(),
                                  "total_timesteps": base.batch_size * iterations})
     fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden,

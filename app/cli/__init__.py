@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from app.cli.agent_cmds import ask, chat
+from app.cli import queue_control_cmds  # noqa: F401 - adds its commands to `queue`
+from app.cli.agent_cmds import ask, chat, mcp_cmd
 from app.cli.bench_cmds import bench
 from app.cli.common import OppenGroup
 from app.cli.config_cmds import config
@@ -31,7 +32,7 @@ def cli() -> None:
 
 
 for command in (ask, bench, budget, chat, config, cost, dashboard, db, demo, dispatcher,
-                eval_cmd, policy, queue, serve, sim, token, train, ui):
+                eval_cmd, mcp_cmd, policy, queue, serve, sim, token, train, ui):
     cli.add_command(command)
 
 

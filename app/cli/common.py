@@ -68,6 +68,10 @@ def local_only(what: str) -> None:
                           f"(or run it where the server runs)")
 
 
+def stdin_is_a_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from app.cli import common
@@ -53,10 +55,12 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
 
     import torch
 
+    from app.core.settings import load_settings
     from app.training.evaluate import baselines, evaluate_config, policy_chooser
     from app.training.inference import LoadedPolicy
 
-    loaded = LoadedPolicy.from_checkpoint(checkpoint_path)
+    loaded = LoadedPolicy.from_checkpoint(checkpoint_path,
+                                          trace_dirs=load_settings().resolved_trace_dirs)
     cfg = loaded.config
     if trace_path is not None:
         if not cfg.trace:
@@ -64,7 +68,14 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
         cfg = dataclasses.replace(cfg, trace=trace_path)
     choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
                 **baselines(cfg.mode)}
-    table = evaluate_config(cfg, choosers, _seeds(seeds))
+    started = time.monotonic()
+
+    def progress(name: str, done: int, total: int) -> None:
+        # Long evaluations (a 1,000-job episode per seed per policy) say how far they are.
+        click.echo(f"evaluated {name} ({done} of {total}, {time.monotonic() - started:.1f} s)",
+                   err=True)
+
+    table = evaluate_config(cfg, choosers, _seeds(seeds), progress)
     used = _seeds(seeds) or list(cfg.eval_seeds)
     doc: dict[str, object] = {"checkpoint": checkpoint_path, "mode": cfg.mode,
                               "protocol": cfg.protocol}

@@ -1,25 +1,34 @@
-"""`oppen queue …`: submit (one or a batch), list, show, cancel, retry, re-prioritise and
-render jobs."""
+"""`oppen queue …`: submit (one or a batch), list, show, follow the logs of, cancel, resume,
+re-prioritise and render jobs. The controls over the whole queue (pause, front, status, ETA,
+best) are in app.cli.queue_control_cmds."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from app.cli import common
+from app.core.errors import OppenError
 from app.core.money import usd
 from app.core.priority import PRIORITY_CLASSES
 from app.core.states import JobState
 
 PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
+PRIORITY_SHORT = {"urgent": "urgent", "normal": "normal", "background": "bg"}
+STATE_SHORT = {"budget_exhausted": "budget-out", "dispatching": "starting"}
+SHORT_REASONS = {"next-tick": "next tick", "concurrency-limit": "concurrency",
+                 "resource-quota": "quota", "class-quota": "class quota", "budget": "budget",
+                 "higher-priority-ahead": "jobs ahead", "backoff": "backoff",
+                 "scheduled-start": "start time", "admission-paused": "pause"}
 
 
 @click.group(cls=common.OppenGroup)
 def queue() -> None:
-    """Submit, list, show, cancel, retry and re-prioritise training jobs."""
+    """Submit, list, show, cancel, resume, pause and re-prioritise training jobs."""
 
 
 def _eta(value: str | None) -> str:
@@ -146,20 +155,40 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
         return
     from rich.table import Table
 
-    table = Table()
-    for col in ("id", "name", "priority", "state", "pos", "waiting / outcome", "starts",
-                "cost"):
-        table.add_column(col, no_wrap=col != "name", min_width=8 if col == "name" else None)
+    lead = common.operations().queue_status()["dispatcher"]
+    leading = lead is not None and lead.get("leading", True)
+    rows = []
     for d in page["jobs"]:
-        # The reason's name only; `oppen queue show ID` gives the detail.
-        why = d["pending_reason"] or (d["reason"] or "")[:40]
+        # A short name for the reason; `oppen queue show ID` gives the detail.
+        why = SHORT_REASONS.get(d["pending_reason"] or "", d["pending_reason"]) \
+            or (d["reason"] or "")[:24]
+        if d["pending_reason"] == "next-tick" and not leading:
+            why = "a dispatcher"
         position = d["position"]
         if d["state"] == "waiting":  # held by Kueue: its place in the cluster's queue
-            why, position = "kueue: waiting for quota", d["kueue_position"]
-        table.add_row(str(d["id"]), d["name"], d["priority_class"], d["state"],
-                      str(position or ""), why, _eta(d["eta_start"])[11:16],
-                      usd(d["estimated_cost_usd"]))
-    common.console().print(table)
+            why, position = "kueue quota", d["kueue_position"]
+        rows.append([str(d["id"]), d["name"], PRIORITY_SHORT[d["priority_class"]],
+                     STATE_SHORT.get(d["state"], d["state"]), str(position or ""), why,
+                     _eta(d["eta_start"])[11:16],
+                     usd(d["estimated_cost_usd"] if d["state"] in ("queued", "waiting")
+                         or d["cost_usd"] in (None, "0") else d["cost_usd"])])
+    heads = ("id", "name", "prio", "state", "pos", "waits for", "starts", "cost")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    console = common.console()
+    # Every column whole; the name gives way to fit the terminal (80 columns included).
+    room = console.width - sum(w for i, w in enumerate(widths) if i != 1) - 2 * (len(heads) - 1)
+    widths[1] = max(6, min(widths[1], room))
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 1), show_edge=False)
+    for i, col in enumerate(heads):
+        table.add_column(col, no_wrap=True, overflow="ellipsis", width=widths[i],
+                         justify="right" if col in ("id", "pos", "cost") else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    more = page["total"] - page["offset"] - len(page["jobs"])
+    if more > 0:
+        click.echo(f"... {more} more (of {page['total']}); --offset "
+                   f"{page['offset'] + len(page['jobs'])} shows the next", err=True)
     _say_if_the_dispatcher_is_not_well()
 
 
@@ -220,9 +249,17 @@ def queue_show(job_id: int, as_json: bool) -> None:
 @queue.command("logs")
 @click.argument("job_id", type=int)
 @click.option("-n", "--lines", type=click.IntRange(1, 10000), default=50, show_default=True)
-def queue_logs(job_id: int, lines: int) -> None:
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing new lines until the job ends (Ctrl-C stops)")
+def queue_logs(job_id: int, lines: int, follow: bool) -> None:
     """Print the last lines of a job's current (or last) attempt."""
-    click.echo(common.operations().job_logs(job_id, lines)["logs"])
+    ops = common.operations()
+    if not follow:
+        click.echo(ops.job_logs(job_id, lines)["logs"])
+        return
+    from app.cli.follow import follow_logs
+
+    follow_logs(ops, job_id, lines, click.echo)
 
 
 @queue.command("priority")
@@ -250,26 +287,84 @@ def queue_render(job_id: int) -> None:
     click.echo(yaml.safe_dump(render_job(job, services.job_template()), sort_keys=False), nl=False)
 
 
+def _chosen(ops: Any, job_ids: tuple[int, ...], state: str | None,
+            wanted: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The jobs named, or (``state``) every such job, each as listed."""
+    if job_ids and state:
+        common.fail("name jobs or --state, not both")
+    if state:  # click has checked it is one of ``wanted``
+        return ops.list_jobs([state], limit=1000)["jobs"]
+    if not job_ids:
+        common.fail(f"which jobs? give ids, or --state {wanted[0]}")
+    return [ops.show_job(j) for j in dict.fromkeys(job_ids)]
+
+
+def _confirm_many(jobs: list[dict[str, Any]], verb: str, yes: bool) -> None:
+    """One confirmation that lists the jobs, for more than one."""
+    if len(jobs) < 2 or yes:
+        return
+    for d in jobs:
+        click.echo(f"  #{d['id']} {d['name']!r} {d['state']}", err=True)
+    if not common.stdin_is_a_terminal():
+        common.fail(f"{verb} {len(jobs)} jobs: re-run with --yes to confirm")
+    if not click.confirm(f"{verb.capitalize()} these {len(jobs)} jobs?", err=True):
+        common.fail("nothing changed")
+
+
+def _act_on_each(jobs: list[dict[str, Any]], act: Any) -> None:
+    failed = 0
+    for d in jobs:
+        try:
+            done = act(d["id"])
+            click.echo(f"job {done['id']}: {done['state']} ({done['reason']})")
+        except OppenError as exc:
+            failed += 1
+            click.echo(f"error: job {d['id']}: {exc}", err=True)
+    if failed:
+        sys.exit(common.EXIT_ERROR)
+
+
 @queue.command("cancel")
-@click.argument("job_id", type=int)
-def queue_cancel(job_id: int) -> None:
-    """Cancel a job (running jobs stop on the dispatcher's next tick)."""
-    d = common.operations().cancel_job(job_id)
-    click.echo(f"job {d['id']}: {d['state']} ({d['reason']})")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--state", type=click.Choice(["queued", "waiting", "running"]), default=None,
+              help="Every job in this state instead of ids")
+@click.option("--yes", is_flag=True, help="Do not ask before acting on several jobs")
+def queue_cancel(job_ids: tuple[int, ...], state: str | None, yes: bool) -> None:
+    """Cancel jobs (running ones stop on the dispatcher's next tick). Several jobs are
+    listed and confirmed once."""
+    ops = common.operations()
+    jobs = _chosen(ops, job_ids, state, ("queued", "waiting", "running"))
+    if not jobs:
+        click.echo(f"no {state} jobs")
+        return
+    _confirm_many(jobs, "cancel", yes)
+    _act_on_each(jobs, ops.cancel_job)
 
 
 @queue.command("resume")
-@click.argument("job_id", type=int)
-def queue_resume(job_id: int) -> None:
-    """Return a failed, cancelled or budget-stopped job to the queue; its next attempt
-    continues from the job's latest checkpoint."""
-    d = common.operations().resume_job(job_id)
-    click.echo(f"job {d['id']}: {d['state']} ({d['reason']})")
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--state", type=click.Choice(["failed", "cancelled", "budget_exhausted"]),
+              default=None, help="Every job in this state instead of ids")
+@click.option("--yes", is_flag=True, help="Do not ask before acting on several jobs")
+def queue_resume(job_ids: tuple[int, ...], state: str | None, yes: bool) -> None:
+    """Return failed, cancelled or budget-stopped jobs to the queue; each next attempt
+    continues from the job's latest checkpoint. Several jobs are listed and confirmed once."""
+    ops = common.operations()
+    jobs = _chosen(ops, job_ids, state, ("failed", "cancelled", "budget_exhausted"))
+    if not jobs:
+        click.echo(f"no {state} jobs")
+        return
+    _confirm_many(jobs, "resume", yes)
+    _act_on_each(jobs, ops.resume_job)
 
 
 @queue.command("retry", hidden=True)
-@click.argument("job_id", type=int)
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--state", type=click.Choice(["failed", "cancelled", "budget_exhausted"]),
+              default=None)
+@click.option("--yes", is_flag=True)
 @click.pass_context
-def queue_retry(ctx: click.Context, job_id: int) -> None:
+def queue_retry(ctx: click.Context, job_ids: tuple[int, ...], state: str | None,
+                yes: bool) -> None:
     """The same as `queue resume` (kept for scripts written before it)."""
-    ctx.invoke(queue_resume, job_id=job_id)
+    ctx.invoke(queue_resume, job_ids=job_ids, state=state, yes=yes)

@@ -26,6 +26,7 @@ class PendingReason(StrEnum):
     AHEAD = "higher-priority-ahead"
     BACKOFF = "backoff"
     SCHEDULED = "scheduled-start"
+    PAUSED = "admission-paused"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ def effective_priority(c: Candidate, now: datetime, aging_per_hour: float) -> fl
     if aging_per_hour <= 0:
         return float(c.priority)
     waited_h = max(0.0, (now - c.created_at).total_seconds() / 3600)
-    return min(float(max(PRIORITY_CLASSES.values())), c.priority + aging_per_hour * waited_h)
+    # Aging lifts a job up to urgent, never past it; a job moved to the front (a key above
+    # urgent's) keeps its place.
+    cap = max(float(max(PRIORITY_CLASSES.values())), float(c.priority))
+    return min(cap, c.priority + aging_per_hour * waited_h)
 
 
 def admission_order(candidates: Iterable[Candidate], now: datetime,

@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from app.core import admission_pause
 from app.core.admission import Limits
 from app.core.errors import StaleStateError
 from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
@@ -402,6 +403,8 @@ class Dispatcher:
         self._keep_leading()
         now = utcnow()
         with Session(self.engine) as s:
+            if admission_pause.current(s) is not None:
+                return []  # paused: running jobs are reconciled as ever, nothing new starts
             usage, _ = active_usage(s)
             if usage.jobs >= self.limits.max_concurrent:
                 return []

@@ -79,6 +79,7 @@ class JobView:
             "attempt_history": self.attempt_history(),
             "progress_step": j.progress_step,
             "progress_sps": j.progress_sps,
+            "eval_ratio": j.eval_ratio,
             "exit_code": j.exit_code,
             "reason": j.reason,
             "mlflow_run_id": j.mlflow_run_id,

@@ -179,3 +179,15 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
     last_used_at: datetime | None = Field(default=None, sa_column=_utc_column())
     revoked_at: datetime | None = Field(default=None, sa_column=_utc_column())
+
+
+class AdmissionPause(SQLModel, table=True):
+    """A single row while admission is paused: the dispatcher starts nothing new (running
+    jobs go on) until someone resumes it."""
+
+    __tablename__ = "admission_pause"
+
+    name: str = Field(default="admission", primary_key=True)
+    since: datetime = Field(sa_column=_utc_column(False))
+    by: str = ""
+    reason: str = ""

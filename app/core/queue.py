@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
+from app.core import admission_pause, start_times
 from app.core.admission import (
     Limits,
     Pending,
@@ -82,6 +83,8 @@ class QueueService:
     estimator: Estimator | None = None
     gate: BudgetGate | None = None
     checks_for: ChecksFactory | None = None
+    # When the cheap hours begin (for a start_after of "off-peak").
+    off_peak: start_times.OffPeak | None = None
     _estimate_cache: dict[Any, Estimate] = field(default_factory=dict, repr=False)
 
     # --- submitting ------------------------------------------------------------------------
@@ -99,7 +102,12 @@ class QueueService:
             except ConfigError as exc:
                 raise SubmissionError([{"field": "config", "message": str(exc)}]) from None
         start = sub.start_after
-        if start is not None and start.tzinfo is None:
+        if isinstance(start, str):
+            try:
+                start = start_times.resolve(start, utcnow(), self.zone, self.off_peak)
+            except ConfigError as exc:
+                raise SubmissionError([{"field": "start_after", "message": str(exc)}]) from None
+        elif start is not None and start.tzinfo is None:
             start = start.replace(tzinfo=self.zone)
         name, team, project = sub.name.strip(), (sub.team or "default").strip(), \
             sub.project.strip()
@@ -231,8 +239,10 @@ class QueueService:
             return _require(s, job_id)
 
     def list(self, states: Iterable[str] | None = None, limit: int = 200, offset: int = 0,
-             team: str | None = None, priority_class: str | None = None) -> list[JobView]:
-        """Jobs in queue order, with position, pending reason and ETA for queued ones."""
+             team: str | None = None, priority_class: str | None = None,
+             newest_first: bool = False) -> list[JobView]:
+        """Jobs in queue order (or newest first), with position, pending reason and ETA for
+        queued ones."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ConfigError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
         if offset < 0:
@@ -251,9 +261,10 @@ class QueueService:
                 stmt = stmt.where(Job.team == team)
             if priority_class:
                 stmt = stmt.where(Job.priority_class == priority_class)
-            jobs = s.exec(stmt.order_by(*queue_order()).offset(offset).limit(limit)).all()
+            order = (col(Job.id).desc(),) if newest_first else queue_order()
+            jobs = s.exec(stmt.order_by(*order).offset(offset).limit(limit)).all()
             # Without aging, the jobs shown are the first in admission order: plan only those.
-            upto = None if self.limits.aging_per_hour > 0 else offset + limit
+            upto = None if self.limits.aging_per_hour > 0 or newest_first else offset + limit
             status = self._waiting(s, upto) \
                 if any(j.state == JobState.QUEUED.value for j in jobs) else _Waiting()
             return [JobView(j, status.positions.get(j.id), [], status.pending.get(j.id),
@@ -322,9 +333,15 @@ class QueueService:
         waiting = _Waiting()
         waiting.positions = {job_id: i + 1 for i, job_id in enumerate(plan.order)}
         waiting.pending = dict(plan.pending)
+        paused = admission_pause.current(s)
         for job_id in plan.admitted:
             waiting.pending[job_id] = Pending(PendingReason.NEXT_TICK,
-                                              "fits now; starts on the next tick")
+                                              "fits now; starts on the next tick") \
+                if paused is None else Pending(PendingReason.PAUSED, paused.sentence())
+        if paused is not None:  # nothing starts, and no start can be estimated, until resumed
+            waiting.pending = {job_id: Pending(PendingReason.PAUSED, paused.sentence())
+                               for job_id in waiting.positions}
+            return waiting
         for job_id, offset_s in starts.items():
             start = now + timedelta(seconds=offset_s)
             not_before = durations[job_id].not_before
@@ -395,6 +412,45 @@ class QueueService:
             s.commit()
             s.refresh(job)
             return job
+
+    def move_to_front(self, job_id: int) -> Job:
+        """Puts a queued job first in queue order: its order key rises above every other
+        queued job's, its priority class (and so its price) stays. Later urgent submissions
+        queue behind it; admission still starts it only when it fits."""
+        with Session(self.engine) as s:
+            job = _require(s, job_id)
+            if job.state != JobState.QUEUED.value:
+                raise InvalidTransitionError(
+                    f"job {job_id} is {job.state}; only queued jobs can move to the front")
+            top = s.exec(select(func.max(Job.priority))
+                         .where(Job.state == JobState.QUEUED.value)
+                         .where(col(Job.id) != job_id)).one()
+            if top is None or job.priority > top:
+                return job  # already first
+            result = s.exec(  # type: ignore[call-overload]
+                update(Job).where(col(Job.id) == job_id)
+                .where(col(Job.state) == JobState.QUEUED.value)
+                .values(priority=top + 1))
+            if result.rowcount != 1:
+                raise StaleStateError(f"job {job_id} left the queue meanwhile; nothing changed")
+            s.add(JobEvent(job_id=job_id, from_state=job.state, to_state=job.state,
+                           reason="moved to the front of the queue"))
+            s.commit()
+            s.refresh(job)
+            return job
+
+    def count(self, states: Iterable[str] | None = None, team: str | None = None,
+              priority_class: str | None = None) -> int:
+        """How many jobs :meth:`list` would show with no limit."""
+        with Session(self.engine) as s:
+            stmt = select(func.count()).select_from(Job)
+            if states:
+                stmt = stmt.where(col(Job.state).in_(list(states)))
+            if team:
+                stmt = stmt.where(Job.team == team)
+            if priority_class:
+                stmt = stmt.where(Job.priority_class == priority_class)
+            return int(s.exec(stmt).one())
 
     def record_run(self, job_id: int, run_id: str) -> None:
         """The training process reports which MLflow run holds its metrics."""

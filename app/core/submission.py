@@ -21,11 +21,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
 )
 
 from app.core.errors import ConfigError
+from app.core.start_times import START_WORDS
 from app.core.timeutil import utcnow
 
 Priority = Literal["urgent", "normal", "background"]
@@ -41,6 +43,8 @@ MAX_RUNTIME_S = 366 * 86400
 MAX_CONFIG_KEYS = 100
 # How far ahead a start may be put off: a year, so far-future dates are refused up front.
 MAX_START_AHEAD = timedelta(days=366)
+# A start in words (app.core.start_times), resolved when the job is submitted.
+StartWord = Annotated[str, StringConstraints(pattern=START_WORDS)]
 
 
 def _printable(value: str) -> str:
@@ -108,8 +112,9 @@ class JobSubmission(BaseModel):
     max_attempts: Attempts | None = None
     max_runtime_s: RuntimeS | None = None
     spot: bool = False
-    start_after: datetime | None = Field(default=None,
-                                         description="Not before this time (ISO 8601)")
+    start_after: datetime | StartWord | None = Field(
+        default=None, description="Not before this time: ISO 8601, or HH:MM, tonight, "
+                                  "tomorrow [HH:MM], off-peak, 'in N minutes'")
 
     @field_validator("config")
     @classmethod
@@ -120,8 +125,8 @@ class JobSubmission(BaseModel):
 
     @field_validator("start_after")
     @classmethod
-    def _not_too_far(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is not None \
+    def _not_too_far(cls, value: datetime | str | None) -> datetime | str | None:
+        if isinstance(value, datetime) and value.tzinfo is not None \
                 and value > utcnow() + MAX_START_AHEAD:
             raise ValueError("must be within a year from now")
         return value

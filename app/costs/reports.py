@@ -55,11 +55,16 @@ class Reports:
         for r in current:
             groups[r[group_by]].append(r)
         by_day: dict[date, int] = defaultdict(int)
+        by_day_group: dict[tuple[date, str], int] = defaultdict(int)
         for r in current:
-            by_day[r["at"].astimezone(self.pricing.zone).date()] += r["micros"]
+            when = r["at"].astimezone(self.pricing.zone).date()
+            by_day[when] += r["micros"]
+            by_day_group[when, str(r[group_by])] += r["micros"]
         day, days = start.astimezone(self.pricing.zone).date(), []
         while day < end.astimezone(self.pricing.zone).date():
-            days.append({"date": day.isoformat(), "cost_usd": usd_text(by_day.get(day, 0))})
+            days.append({"date": day.isoformat(), "cost_usd": usd_text(by_day.get(day, 0)),
+                         "groups": {key: usd_text(by_day_group[day, key])
+                                    for key in sorted(groups) if (day, key) in by_day_group}})
             day += timedelta(days=1)
         total, total_before = sum(r["micros"] for r in current), sum(r["micros"] for r in before)
         runs = [r for r in current if r["micros"] > 0]
@@ -97,19 +102,28 @@ class Reports:
 
 
 def report_chart(report: dict[str, Any], path: Path) -> Path:
-    """A PNG bar chart of the period's spend per day."""
+    """A PNG bar chart of the period's spend per day, each day's bar stacked by the report's
+    grouping (team, project, priority or status), the total in the title with enough digits
+    to be non-zero when it is."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     days = [d["date"][5:] for d in report["by_day"]]
-    values = [float(d["cost_usd"]) for d in report["by_day"]]
+    keys = [g["key"] for g in report["groups"]]
     fig, ax = plt.subplots(figsize=(max(4, len(days) * 0.45), 3))
-    ax.bar(days, values, color="#4a7fb0")
+    bottom = [0.0] * len(days)
+    for key in keys or [None]:
+        values = [float(d.get("groups", {}).get(key, 0)) if key is not None
+                  else float(d["cost_usd"]) for d in report["by_day"]]
+        ax.bar(days, values, bottom=bottom, label=str(key) if key is not None else None)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    if keys:
+        ax.legend(title=report["group_by"], fontsize=7, title_fontsize=7)
     ax.set_ylabel(f"spend ({report.get('currency', 'USD')})")
-    ax.set_title(f"Spend per day, {report['period']} from {report['start'][:10]} "
-                 f"(total {usd(report['total_usd'])})")
+    ax.set_title(f"Spend per day by {report['group_by']}, {report['period']} from "
+                 f"{report['start'][:10]} (total {usd(report['total_usd'])})")
     ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

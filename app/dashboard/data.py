@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.core import admission_pause
 from app.core.models import Job
-from app.core.money import usd_text
+from app.core.money import usd, usd_text
 from app.core.planning import ACTIVE_STATES, remaining_seconds
 from app.core.states import TERMINAL, JobState
 from app.core.timeutil import as_utc, utcnow
@@ -75,7 +76,7 @@ class RecentRow:
 @dataclass
 class Alert:
     level: str  # warn | error
-    kind: str  # budget | failed | stalled | dispatcher
+    kind: str  # budget | failed | stalled | dispatcher | paused
     message: str
 
 
@@ -151,6 +152,10 @@ def gather(services: Any, recent: int = 10, now: datetime | None = None,
     data.costs = _costs(services, running, now, team)
     data.health = _health(services, counts)
     data.alerts = _alerts(data, running, failed_recently, now)
+    paused = admission_pause.read(engine)
+    if paused is not None:  # said first: it explains every queued job's wait
+        data.alerts.insert(0, Alert("warn", "paused", f"{paused.sentence()}; nothing new starts "
+                                                      "(oppen queue unpause)"))
     return data
 
 
@@ -225,7 +230,7 @@ def _alerts(data: DashboardData, running: list[Job], failed: list[Job],
             top = max(b["crossed"])
             alerts.append(Alert("error" if top >= 1 else "warn", "budget",
                                 f"budget {b['name']} at {used_percent(b['used_fraction'])} "
-                                f"of ${b['limit_usd']} (past {top * 100:.0f}%)"))
+                                f"of {usd(b['limit_usd'])} (past {top * 100:.0f}%)"))
     for job in failed:
         alerts.append(Alert("warn", "failed", f"job {job.id} '{job.name}' failed: "
                                               f"{(job.reason or '')[:80]}"))

@@ -59,7 +59,7 @@ SCHEMA: dict[str, Any] = {
                        "budgets": {"type": "array", "items": {"type": "object"}}}),
         "alerts": {"type": "array", "items": _obj({
             "level": {"enum": ["warn", "error"]},
-            "kind": {"enum": ["budget", "failed", "stalled", "dispatcher"]},
+            "kind": {"enum": ["budget", "failed", "stalled", "dispatcher", "paused"]},
             "message": {"type": "string"}})},
         "health": {"type": "array", "items": _obj({
             "component": {"enum": ["database", "mlflow", "dispatcher", "executor"]},

@@ -26,7 +26,8 @@ class JobIdArgs(Args):
 
 class TrainingJobArgs(Args):
     # The submission contract's own field types: the agent is refused as the CLI and the API.
-    name: JobName = Field(description="Short name for the job, e.g. 'place-64-hosts'")
+    name: JobName = Field(default="chat", description="Short name for the job, e.g. "
+                                                      "'place-64-hosts'")
     priority: Priority = Field(default="normal",
                                description="urgent (1000), normal (100) or background (10)")
     total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000,
@@ -42,6 +43,10 @@ class TrainingJobArgs(Args):
     max_runtime_s: RuntimeS | None = Field(
         default=None, description="Stop the job after this many seconds; omit for no limit")
     spot: bool = Field(default=False, description="Run on spot capacity (cheaper)")
+    start_after: str | None = Field(
+        default=None, max_length=40, pattern=r"^[\w:+ .-]+$",
+        description="Start no earlier than this: ISO 8601, HH:MM, tonight, tomorrow [HH:MM], "
+                    "off-peak, or 'in N minutes'; omit to start as soon as admitted")
 
 
 class QueueTrainingJobArgs(TrainingJobArgs):
@@ -50,17 +55,35 @@ class QueueTrainingJobArgs(TrainingJobArgs):
 
 class CheckBudgetArgs(TrainingJobArgs):
     name: JobName = Field(default="planned", description="Name of the planned job")
+    count: int = Field(default=1, ge=1, le=200, description="How many such jobs (a batch or a "
+                                                            "sweep's trials)")
     max_cost_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
-                                     description="A cap for this job alone, in dollars")
+                                     description="A cap for all of them together, in dollars")
 
 
-class SubmitBatchArgs(Args):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$",
-                      description="Prefix; jobs are named prefix-1, prefix-2, ...")
-    count: int = Field(ge=1, le=100, description="How many jobs (seeds 1..count)")
-    priority: Priority = "normal"
-    total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000)
-    num_hosts: int = Field(default=4, ge=1, le=4096)
+class SubmitBatchArgs(TrainingJobArgs):
+    name: JobName = Field(default="batch",
+                          description="Prefix; jobs are named prefix-1, prefix-2, ...")
+    count: int = Field(ge=1, le=100, description="How many jobs (seeds seed..seed+count-1)")
+
+
+class JobIdsArgs(Args):
+    job_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(
+        min_length=1, max_length=100, description="The jobs, by numeric id")
+
+
+class LogsArgs(Args):
+    job_id: int = Field(ge=1, le=2**53, description="The job's numeric id")
+    lines: int = Field(default=50, ge=1, le=2000, description="The last this many lines")
+
+
+class PauseArgs(Args):
+    reason: str = Field(default="", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
+                        description="Why, shown to everyone while paused")
+
+
+class BestRunsArgs(Args):
+    limit: int = Field(default=5, ge=1, le=20, description="How many to rank")
 
 
 class EvaluateArgs(Args):
@@ -76,6 +99,8 @@ class ListJobsArgs(Args):
                    "cancelled", "budget_exhausted"] | None \
         = Field(default=None, description="Only jobs in this state; omit for all")
     limit: int = Field(default=20, ge=1, le=200, description="At most this many")
+    last: int | None = Field(default=None, ge=1, le=200,
+                             description="The most recently submitted this many, newest first")
 
 
 class SetBudgetArgs(Args):
@@ -119,6 +144,7 @@ class SweepArgs(Args):
         default=None, description="grid: option -> values; random: option -> [low, high] or "
                                   "choices; omit for lr, ent_coef, clip_coef, gamma")
     total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000)
+    num_hosts: int = Field(default=4, ge=1, le=4096, description="Hosts in the simulated cluster")
     priority: Priority = "normal"
     max_total_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
                                       description="Queue nothing if the sweep costs more")

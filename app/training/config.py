@@ -52,12 +52,15 @@ class TrainConfig:
     num_hosts: int = _h(4, "Hosts in the simulated cluster (synthetic workloads)", min=1, max=MAX_HOSTS)
     episode_length: int = _h(64, "Jobs per episode", min=1, max=1_000_000)
     max_jobs_per_step: int = _h(8, "Largest burst of simultaneous submissions", min=1, max=100_000)
-    mean_interarrival_s: float = _h(30.0, "Mean gap between submission instants (s)", min=1e-3, max=1e7)
+    # The defaults make a small memory-bound cluster (jobs of up to 64 GB on hosts of 64-128
+    # GB), where a job goes matters: first-fit, best-fit and best-fit by memory wait
+    # measurably differently, so a first run's evaluation tells them apart.
+    mean_interarrival_s: float = _h(10.0, "Mean gap between submission instants (s)", min=1e-3, max=1e7)
     host_cores: tuple[int, ...] = _h((16, 32), "Cores per host, drawn from low,high", pair=True)
     host_mem_mb: tuple[int, ...] = _h((65_536, 131_072), "Memory per host (MB), low,high",
                                       pair=True)
-    job_cores: tuple[int, ...] = _h((1, 4), "Cores a job asks for, low,high", pair=True)
-    job_mem_mb: tuple[int, ...] = _h((512, 4_096), "Memory a job asks for (MB), low,high",
+    job_cores: tuple[int, ...] = _h((1, 8), "Cores a job asks for, low,high", pair=True)
+    job_mem_mb: tuple[int, ...] = _h((1_024, 65_536), "Memory a job asks for (MB), low,high",
                                      pair=True)
     reward: str = _h("wait", "wait | bsld_dense | bsld_terminal | utilization | load_balance")
     window: int = _h(128, "Visible queue window (pick mode)", min=1, max=100_000)

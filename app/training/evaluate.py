@@ -11,6 +11,8 @@ import torch
 from app.training.policy import MaskedPolicy
 
 Chooser = Callable[[Any, np.ndarray, np.ndarray], int]
+# Told after each policy or heuristic is done: its name, how many are done, of how many.
+Progress = Callable[[str, int, int], None]
 
 
 def run_episode(workload: dict[str, Any] | None, seed: int, choose: Chooser,
@@ -64,12 +66,15 @@ def baselines(mode: str) -> dict[str, Chooser]:
 
 def evaluate(workload: dict[str, Any] | None, seeds: Sequence[int],
              choosers: dict[str, Chooser], reward: str = "wait", mode: str = "place",
-             options: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+             options: dict[str, Any] | None = None,
+             on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
     """Mean metrics per chooser over the same seeds."""
     table: dict[str, dict[str, float]] = {}
-    for name, choose in choosers.items():
+    for done, (name, choose) in enumerate(choosers.items(), 1):
         rows = [run_episode(workload, s, choose, reward, mode, options) for s in seeds]
         table[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        if on_progress is not None:
+            on_progress(name, done, len(choosers))
     return table
 
 
@@ -80,14 +85,15 @@ def headline_metric(cfg: Any) -> str:
 
 
 def evaluate_config(cfg: Any, choosers: dict[str, Chooser],
-                    seeds: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+                    seeds: Sequence[int] | None = None,
+                    on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
     """`evaluate` on the environment a training config describes (TrainConfig); under
     RLScheduler's protocol, its windows of the trace instead of seeded episodes."""
     if cfg.protocol == "rlscheduler":
         from app.training.rlscheduler_eval import evaluate_protocol
 
-        return evaluate_protocol(cfg, choosers, seeds)
+        return evaluate_protocol(cfg, choosers, seeds, on_progress)
     options = cfg.env_options()
     reward = options.pop("reward")
     return evaluate(cfg.env_config(), seeds or cfg.eval_seeds, choosers, reward, cfg.mode,
-                    options)
+                    options, on_progress)

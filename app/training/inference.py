@@ -3,6 +3,8 @@ without gradient tracking, one decision or a batch at a time."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from app.training.config import TrainConfig
 from app.training.fused_place import FusedPlacePolicy
 from app.training.policy import MaskedPolicy, PlacePolicy, make_policy
 from app.training.ppo import num_hosts_of
+from app.training.traces import locate_trace
 
 
 @dataclass
@@ -28,9 +31,14 @@ class LoadedPolicy:
             self.fast = FusedPlacePolicy(self.policy)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, obs_dim: int | None = None) -> LoadedPolicy:
+    def from_checkpoint(cls, path: str | Path, obs_dim: int | None = None,
+                        trace_dirs: Sequence[Path] = ()) -> LoadedPolicy:
+        """The policy a checkpoint holds, its config's trace found from wherever this runs
+        (see traces.locate_trace)."""
         state = checkpoint.load(path)
         cfg = TrainConfig.from_dict(state["config"])
+        if cfg.trace:
+            cfg = dataclasses.replace(cfg, trace=locate_trace(cfg.trace, Path(path), trace_dirs))
         hosts = num_hosts_of(cfg, obs_dim)
         policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context)
         checkpoint.restore_weights(policy, state["policy"], str(path))

@@ -40,7 +40,8 @@ def _window_metrics(env: Any, start: int, choose: Any) -> dict[str, float]:
 
 
 def evaluate_protocol(cfg: Any, choosers: dict[str, Any],
-                      seeds: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+                      seeds: Sequence[int] | None = None,
+                      on_progress: Any | None = None) -> dict[str, dict[str, float]]:
     """Per chooser: mean bounded slowdown and wait over the windows, without and with shadow
     backfilling; `mean_bounded_slowdown` and `mean_wait_s` repeat the run's own setting."""
     import simrs
@@ -61,4 +62,6 @@ def evaluate_protocol(cfg: Any, choosers: dict[str, Any],
         row["mean_bounded_slowdown"] = row[f"bsld_{own}"]
         row["mean_wait_s"] = row[f"wait_{own}_s"]
         table[name] = row
+        if on_progress is not None:
+            on_progress(name, len(table), len(choosers))
     return table

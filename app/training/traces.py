@@ -42,3 +42,20 @@ def check_trace_allowed(path: str | Path, allowed: Sequence[Path], max_bytes: in
         raise ConfigError(f"training option trace: {str(path)!r} is not in a trace folder "
                           f"({where}; set OPPEN_TRACE_DIRS)")
     return check_trace_file(real, max_bytes)
+
+
+def locate_trace(trace: str, checkpoint: Path, dirs: Sequence[Path] = ()) -> str:
+    """Where a checkpoint's trace is from here: its path as recorded when that exists from
+    the current folder; else the same relative path from the checkpoint's folder or the one
+    above it (a shipped checkpoint's recipe names traces from the repository root); else a
+    file of the same name in one of ``dirs``. The recorded path when none exists (the
+    caller's error then names it)."""
+    recorded = Path(trace).expanduser()
+    if recorded.is_absolute() or recorded.exists():
+        return trace
+    here = checkpoint.resolve().parent
+    for candidate in (here / recorded, here.parent / recorded,
+                      *(Path(d).expanduser() / recorded.name for d in dirs)):
+        if candidate.is_file():
+            return str(candidate)
+    return trace

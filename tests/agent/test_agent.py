@@ -17,14 +17,16 @@ def test_planner_maps_requests_to_tool_calls() -> None:
     calls = plan("Queue three jobs with different priorities, 2k steps", ALL)
     assert [c["args"]["priority"] for c in calls] == ["urgent", "normal", "background"]
     assert all(c["args"]["total_timesteps"] == 2000 for c in calls)
-    assert [c["name"] for c in plan("submit 2 background training runs", ALL)] == \
-        ["queue_training_job"] * 2
+    batch = plan("submit 2 background training runs", ALL | {"submit_batch"})
+    assert [(c["name"], c["args"]) for c in batch] == \
+        [("submit_batch", {"count": 2, "priority": "background"})]
     assert plan("cancel job 4", ALL)[0]["args"] == {"job_id": 4}
     show = plan("show me job #12", ALL)
     assert (show[0]["name"], show[0]["args"]) == ("job_details", {"job_id": 12})
     assert show == plan("show me job #12", ALL)  # deterministic, ids included
     assert plan("list failed jobs", ALL)[0]["args"] == {"state": "failed"}
-    assert plan("what's the status?", ALL)[0]["name"] == "queue_status"
+    assert plan("what's the status?", ALL | {"system_status"})[0]["name"] == "system_status"
+    assert "no system_status tool" in plan("what's the status?", ALL)
     assert isinstance(plan("tell me a joke", ALL), str)
     assert "at most" in plan("queue 500 jobs", ALL)
     assert isinstance(plan("cancel it", ALL), str)  # no id: ask instead of guessing
@@ -35,14 +37,14 @@ def test_agent_queues_jobs_after_approval(services: Services) -> None:
     agent = Agent(LocalOperations(services))
     turn = agent.ask("queue two urgent training jobs, 1024 steps",
                      approve=lambda req: asked.append(req["name"]) or True)
-    assert asked == ["queue_training_job", "queue_training_job"]
+    assert asked == ["submit_batch"]  # one approval for the two
     jobs = services.queue.list(["queued"])
     assert len(jobs) == 2 and {v.job.priority_class for v in jobs} == {"urgent"}
     assert all(v.job.config["total_timesteps"] == 1024 for v in jobs)
-    assert "Queued job" in turn.answer and turn.refused == []
+    assert "Queued 2 urgent jobs" in turn.answer and turn.refused == []
     status = agent.ask("what is the queue status?", approve=lambda _r: False)
     assert status.answer.startswith("2 queued")
-    assert status.tool_results[0]["data"]["counts"]["queued"] == 2
+    assert status.tool_results[0]["data"]["status"]["counts"]["queued"] == 2
 
 
 def test_agent_refuses_spending_without_approval(services: Services) -> None:

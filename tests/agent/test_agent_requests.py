@@ -80,10 +80,17 @@ def test_how_to_reduce_costs(services: Services) -> None:
 
 def test_system_status(services: Services) -> None:
     services.queue.submit_batch([{"name": f"j{i}"} for i in range(4)])
+    services.queue.cancel(4)
     turn, asked = ask(services, "What's the system status?")
-    assert asked == [] and [c["name"] for c in turn.tool_calls] == ["dashboard"]
-    assert turn.answer.startswith("4 queued, 0 running")
-    assert "Health: database ok" in turn.answer
+    assert asked == [] and [c["name"] for c in turn.tool_calls] == ["system_status"]
+    assert turn.answer.startswith("3 queued, 0 running, 0 succeeded, 0 failed, 1 cancelled.")
+    assert "No dispatcher is running, so nothing starts" in turn.answer
+    # Queued jobs with their positions, starts and reasons; alerts.
+    assert "Next in the queue: #1 'j0' [normal] position 1, starts about" in turn.answer
+    assert "#3 'j2' [normal] position 3" in turn.answer
+    assert "(waits for a dispatcher: it fits now, but none is running)" in turn.answer
+    assert turn.answer.endswith("Alerts: error: no dispatcher is running; queued jobs will not "
+                                "start (oppen dispatcher run).")
 
 
 def test_cancel_job_seven_after_approval_only(services: Services) -> None:
@@ -124,7 +131,7 @@ def test_it_asks_for_what_is_missing(services: Services, text: str) -> None:
 
 def test_it_says_when_it_does_not_understand(services: Services) -> None:
     turn, _ = ask(services, "tell me a joke about kubernetes")
-    assert turn.answer.startswith("I did not understand that. I can:")
+    assert turn.answer.startswith("I did not understand 'kubernetes'. I can:")
 
 
 def test_data_is_never_taken_as_instructions(services: Services) -> None:

@@ -74,6 +74,10 @@ MATRIX: list[Case] = [
     ("GET", "/jobs/{job}/metrics", None, "viewer", 200),
     ("GET", "/jobs/{job}/evaluation", None, "viewer", 200),
     ("POST", "/jobs/{job}/start-now", None, "submitter", 200),
+    # Ahead of every team's jobs, and the whole queue: admins.
+    ("POST", "/jobs/{job}/front", None, "admin", 200),
+    ("POST", "/queue/pause", {"reason": "maintenance"}, "admin", 200),
+    ("POST", "/queue/unpause", None, "admin", 200),
     ("GET", "/jobs/{job}/cost", None, "viewer", 200),
     ("GET", "/jobs/{job}/forecast", None, "viewer", 200),
     ("GET", "/jobs/{job}/recommendations", None, "viewer", 200),

@@ -257,7 +257,7 @@ def test_a_job_kueue_holds_waits_uncharged_and_runs_once_admitted(services: Serv
     assert "admitted to Kueue, waiting for quota, place 2 in its queue; not charged" in \
         shown.output
     listed = CliRunner().invoke(cli, ["queue", "list", "--state", "waiting"])
-    assert "kueue: waiting for quota" in listed.output
+    assert "kueue quota" in listed.output
     from app.dashboard.data import gather
 
     board = gather(services, probe_cluster=False)

@@ -359,7 +359,8 @@ def test_the_decision_endpoint_scales_the_job_as_its_training_workload_did() -> 
     wide = TrainConfig(job_cores=(1, 16), job_mem_mb=(512, 8_192))
     obs, mask = place_observation(req, wide)
     assert obs[-2:].tolist() == [0.25, 0.25] and mask.tolist() == [1]
-    obs, _ = place_observation(req, TrainConfig())  # the default workload: 1-4 cores
+    small = TrainConfig(job_cores=(1, 4), job_mem_mb=(512, 4_096))
+    obs, _ = place_observation(req, small)  # read against the trained workload's largest job
     assert obs[-2:].tolist() == [1.0, 0.5]
     given = req.model_copy(update={"max_job_cores": 8, "max_job_mem_mb": 4_096})
     assert place_observation(given, wide)[0][-2:].tolist() == [0.5, 0.5]

@@ -37,7 +37,7 @@ class JobsOperations(ABC):
     @abstractmethod
     def list_jobs(self, states: list[str] | None = None, team: str | None = None,
                   priority: str | None = None, limit: int = 200,
-                  offset: int = 0) -> dict[str, Any]: ...
+                  offset: int = 0, newest_first: bool = False) -> dict[str, Any]: ...
 
     @abstractmethod
     def show_job(self, job_id: int) -> dict[str, Any]: ...
@@ -50,6 +50,15 @@ class JobsOperations(ABC):
 
     @abstractmethod
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def move_to_front(self, job_id: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def pause_admission(self, reason: str = "") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def resume_admission(self) -> dict[str, Any]: ...
 
     @abstractmethod
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]: ...
@@ -106,13 +115,14 @@ class LocalJobs(LocalBase, JobsOperations):
 
     def list_jobs(self, states: list[str] | None = None, team: str | None = None,
                   priority: str | None = None, limit: int = 200,
-                  offset: int = 0) -> dict[str, Any]:
+                  offset: int = 0, newest_first: bool = False) -> dict[str, Any]:
         if not 1 <= limit <= MAX_PAGE:
             raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
-        views = self.services.queue.list(states or None, limit=limit, offset=offset,
-                                         team=self.principal.team_filter(team),
-                                         priority_class=priority)
-        return {"jobs": [v.to_dict() for v in views], "limit": limit, "offset": offset}
+        queue, team = self.services.queue, self.principal.team_filter(team)
+        views = queue.list(states or None, limit=limit, offset=offset, team=team,
+                           priority_class=priority, newest_first=newest_first)
+        return {"jobs": [v.to_dict() for v in views], "limit": limit, "offset": offset,
+                "total": queue.count(states or None, team, priority)}
 
     def show_job(self, job_id: int) -> dict[str, Any]:
         self._visible(job_id)
@@ -138,6 +148,32 @@ class LocalJobs(LocalBase, JobsOperations):
         with self._write_lock:
             self.services.queue.set_priority(job_id, priority)
         return self.services.queue.show(job_id).to_dict()
+
+    def move_to_front(self, job_id: int) -> dict[str, Any]:
+        # Ahead of every team's jobs: an admin's call, as pausing is.
+        self.principal.require(Role.ADMIN, "moving a job to the front of the queue")
+        self._visible(job_id)
+        with self._write_lock:
+            self.services.queue.move_to_front(job_id)
+        return self.services.queue.show(job_id).to_dict()
+
+    def pause_admission(self, reason: str = "") -> dict[str, Any]:
+        from app.core import admission_pause
+
+        self.principal.require(Role.ADMIN, "pausing admission")
+        if not isinstance(reason, str) or len(reason) > admission_pause.MAX_REASON:
+            raise ConfigError(f"reason must be text of at most {admission_pause.MAX_REASON} "
+                              "characters")
+        by = f"token {self.principal.token_id}" if self.principal.token_id else "local admin"
+        paused = admission_pause.pause(self.services.engine, by, reason)
+        return {"paused": paused.to_dict()}
+
+    def resume_admission(self) -> dict[str, Any]:
+        from app.core import admission_pause
+
+        self.principal.require(Role.ADMIN, "resuming admission")
+        was = admission_pause.resume(self.services.engine)
+        return {"paused": None, "was_paused": was}
 
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
         if not 1 <= lines <= 10_000:
@@ -260,6 +296,10 @@ class LocalJobs(LocalBase, JobsOperations):
             "heartbeat_at": current.heartbeat_at.isoformat(),
             "leading": as_utc(current.expires_at) > utcnow(), "degraded": current.degraded}
         data["team"] = team
+        from app.core import admission_pause
+
+        paused = admission_pause.read(self.services.engine)
+        data["paused"] = paused.to_dict() if paused else None
         return data
 
 
@@ -279,8 +319,10 @@ class RemoteJobs(RemoteBase, JobsOperations):
 
     def list_jobs(self, states: list[str] | None = None, team: str | None = None,
                   priority: str | None = None, limit: int = 200,
-                  offset: int = 0) -> dict[str, Any]:
+                  offset: int = 0, newest_first: bool = False) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if newest_first:
+            params["order"] = "newest"
         if states:
             params["state"] = list(states)
         if team:
@@ -300,6 +342,15 @@ class RemoteJobs(RemoteBase, JobsOperations):
 
     def set_priority(self, job_id: int, priority: str) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/priority", json={"priority": priority})
+
+    def move_to_front(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/front")
+
+    def pause_admission(self, reason: str = "") -> dict[str, Any]:
+        return self._call("POST", "/queue/pause", json={"reason": reason})
+
+    def resume_admission(self) -> dict[str, Any]:
+        return self._call("POST", "/queue/unpause")
 
     def job_logs(self, job_id: int, lines: int = 50) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{int(job_id)}/logs", params={"lines": lines})
