@@ -120,3 +120,36 @@ def test_approval_still_gates_a_real_model(services: Services, stub_url: str,
     assert turn.refused == ["cancel_job"]
     assert services.queue.get(1).state == "queued"
     assert "rejected" in turn.answer
+
+
+def test_a_real_models_answer_streams_token_by_token(
+        services: Services, stub_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server streams (Server-Sent Events, as vLLM and OpenAI do when asked to): the
+    # agent hands each token on as it arrives, and the turn says it was streamed.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    tokens = ["Nothing ", "is ", "queued", "."]
+
+    def stream(self: StubModel) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        StubModel.requests.append({"body": body})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for token in [*tokens, None]:
+            delta = {"role": "assistant", "content": token} if token else {}
+            chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0,
+                     "model": body["model"],
+                     "choices": [{"index": 0, "delta": delta,
+                                  "finish_reason": None if token else "stop"}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    monkeypatch.setattr(StubModel, "do_POST", stream)
+    heard: list[str] = []
+    turn = Agent(LocalOperations(services), "openai:local-model",
+                 base_url=stub_url).ask("anything queued?", approve=lambda _r: False,
+                                        on_token=heard.append)
+    assert StubModel.requests[0]["body"]["stream"] is True
+    assert heard == tokens and turn.streamed
+    assert turn.answer == "Nothing is queued."

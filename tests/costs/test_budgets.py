@@ -305,6 +305,8 @@ def test_report_groups_averages_trend_and_chart(services, tmp_path: Path) -> Non
     assert [(g["key"], g["cost_usd"], g["runs"]) for g in report["groups"]] == [
         ("a", "4", 2), ("b", "2", 1)]
     assert len(report["by_day"]) == 7 and report["by_day"][2]["cost_usd"] == "3"
+    # Each day's spend per group: what the chart stacks.
+    assert [d["groups"] for d in report["by_day"]][2:4] == [{"a": "3"}, {"b": "2"}]
     png = report_chart(report, tmp_path / "spend.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="unknown grouping"):

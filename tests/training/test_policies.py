@@ -122,6 +122,10 @@ def test_eval_cli_sets_a_checkpoint_against_the_baselines(oppen_home: Path,
     out = json.loads(proc.stdout)
     assert out["mode"] == "place" and out["seeds"] == [42, 43]
     assert set(out["results"]) == {"ppo", "first_fit", "best_fit", "best_fit_mem"}
+    # A line on stderr per policy or heuristic done: long evaluations show their progress.
+    assert [line.split(" (")[0] for line in proc.stderr.splitlines()] == [
+        "evaluated ppo", "evaluated first_fit", "evaluated best_fit", "evaluated best_fit_mem"]
+    assert "(4 of 4, " in proc.stderr
     bad = subprocess.run(oppen_cmd("eval", "--checkpoint", str(tmp_path / "none.pt")),
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "checkpoint not found" in bad.stderr

@@ -131,3 +131,20 @@ def test_the_shipped_pick_policy_still_beats_sjf_on_two_windows(
         ppo = _drive(env, start, choose)
         sjf = _drive(env, start, heuristic_chooser("sjf"))
         assert ppo < sjf, f"{name}, window {start}: ppo {ppo:.1f} vs sjf {sjf:.1f}"
+
+
+@needs_trace
+def test_a_shipped_checkpoints_trace_is_found_from_any_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its recipe names the trace from the repository root ("../shared/traces/...").
+    monkeypatch.chdir(tmp_path)
+    loaded = LoadedPolicy.from_checkpoint(PRETRAINED / "pick-lublin256.pt")
+    assert Path(loaded.config.trace).resolve() == LUBLIN.resolve()
+    # A copy far from the checkout finds it in the trace folders, by name.
+    far = tmp_path / "elsewhere" / "deep"
+    far.mkdir(parents=True)
+    copy = far / "pick.pt"
+    copy.write_bytes((PRETRAINED / "pick-lublin256.pt").read_bytes())
+    assert LoadedPolicy.from_checkpoint(copy).config.trace == "../shared/traces/lublin_256.swf"
+    found = LoadedPolicy.from_checkpoint(copy, trace_dirs=[LUBLIN.parent]).config.trace
+    assert Path(found) == LUBLIN.parent / "lublin_256.swf"
