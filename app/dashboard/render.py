@@ -97,10 +97,15 @@ def view(data: DashboardData) -> RenderableType:
     queued = Table(title=f"Queue ({by_class})", expand=True, title_justify="left")
     for col in ("pos", "id", "name", "priority", "waiting", "starts", "cost"):
         queued.add_column(col)
+    # A job that fits waits for the next tick, and with no dispatcher for one to come.
+    no_dispatcher = any(h.component == "dispatcher" and h.status == "error"
+                        for h in data.health)
     for r in data.queued:
-        queued.add_row(str(r.position or ""), str(r.id), r.name, r.priority_class,
-                       r.pending_reason or NA, (r.eta_start or NA)[11:16] or NA,
-                       usd(r.estimated_cost_usd))
+        why = r.pending_reason or NA
+        if why == "next-tick" and no_dispatcher:
+            why = "a dispatcher"
+        queued.add_row(str(r.position or ""), str(r.id), r.name, r.priority_class, why,
+                       (r.eta_start or NA)[11:16] or NA, usd(r.estimated_cost_usd))
 
     running = Table(title="Running", expand=True, title_justify="left")
     for col in ("id", "name", "progress", "steps/s", "elapsed", "ETA", "cost", "final",

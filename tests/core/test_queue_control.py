@@ -63,6 +63,11 @@ def test_a_paused_queue_admits_nothing_and_every_queued_job_says_why(
     assert all("maintenance window" in v["pending_detail"] and v["eta_start"] is None
                for v in views)
     assert ops.queue_status()["paused"]["reason"] == "maintenance window"
+    from app.dashboard.data import gather
+
+    first = gather(services).alerts[0]  # the dashboard says so first
+    assert (first.level, first.kind) == ("warn", "paused")
+    assert "maintenance window" in first.message and "oppen queue unpause" in first.message
 
     assert ops.resume_admission() == {"paused": None, "was_paused": True}
     assert ops.resume_admission()["was_paused"] is False
