@@ -56,7 +56,8 @@ def _eta(value: str | None) -> str:
               help="Seconds of running after which the job is stopped as a timeout")
 @click.option("--spot", is_flag=True, help="Run on spot capacity (cheaper, interruptible)")
 @click.option("--start-after", default=None,
-              help="Do not start before this ISO time (pricing zone if no offset)")
+              help="Do not start before this: an ISO time (pricing zone if no offset), HH:MM, "
+                   "tonight, tomorrow [HH:MM], off-peak, or 'in N minutes'")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON")
 def queue_submit(name: str, priority: str, config_file: str | None, sets: tuple[str, ...],
                  cpus: str, memory_mb: str, gpus: str, team: str | None, project: str,
