@@ -442,8 +442,15 @@ VERB_OF = {"cancel": "cancel", "resume": "resume", "queue": "queue anything", "p
            "pause or resume the queue", "front": "move", "start": "start"}
 
 
+MAX_REQUEST = 2_000  # characters; a request is a sentence or two, not a document
+
+
 def decide(request: str) -> Decision:
     """The planner's whole decision for a request: see the module docstring."""
+    if len(request) > MAX_REQUEST:
+        return Decision(answer=f"I did not understand that: the request is {len(request):,} "
+                               f"characters, more than a request of {MAX_REQUEST:,}, so I did "
+                               "nothing. Say it in a sentence or two.")
     r = read(request)
     notes = [f"(I read '{a}' as '{b}'.)" for a, b in r.corrections]
     declined: list[str] = []

@@ -9,6 +9,7 @@ text again. Anything a number is attached to that the reader does not know ("2 e
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,27 +208,35 @@ def edit_distance(a: str, b: str) -> int:
     return rows[len(a)][len(b)]
 
 
+@functools.lru_cache(maxsize=4096)
+def closest_word(word: str) -> str | None:
+    """The vocabulary word ``word`` is a typo of: one edit away (two for long words that
+    start the same, "compair"); None when nothing is that close, or two words are as close."""
+    if not 4 <= len(word) <= 20 or word in VOCABULARY or word in NOT_TYPOS \
+            or word in COMMON_WORDS:
+        return None
+    allowed = 1 if len(word) <= 6 else 2
+    scored = sorted((d, abs(len(v) - len(word)), v) for v in set(VOCABULARY)
+                    if abs(len(v) - len(word)) <= allowed
+                    and (d := edit_distance(word, v)) <= allowed
+                    and (d == 1 or v[:2] == word[:2]))
+    if not scored or (len(scored) > 1 and scored[1][:2] == scored[0][:2]):
+        return None
+    return scored[0][2]
+
+
 def correct_typos(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """Words one edit from the vocabulary (two for long words), read as it ("cancle" ->
-    "cancel"); a word as close to two vocabulary words is left alone."""
+    """Each word that :func:`closest_word` places, read as that word, with the corrections
+    made (for the answer to say)."""
     fixed: list[tuple[str, str]] = []
 
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
-        if len(word) < 4 or word in VOCABULARY or word in NOT_TYPOS:
+        close = closest_word(word)
+        if close is None:
             return word
-        if word in COMMON_WORDS:
-            return word
-        allowed = 1 if len(word) <= 6 else 2
-        # Two edits only where the word starts as the vocabulary word does ("compair").
-        scored = sorted((d, abs(len(v) - len(word)), v) for v in set(VOCABULARY)
-                        if abs(len(v) - len(word)) <= allowed
-                        and (d := edit_distance(word, v)) <= allowed
-                        and (d == 1 or v[:2] == word[:2]))
-        if not scored or (len(scored) > 1 and scored[1][:2] == scored[0][:2]):
-            return word  # nothing close, or two words as close: not a guess to make
-        fixed.append((word, scored[0][2]))
-        return scored[0][2]
+        fixed.append((word, close))
+        return close
 
     return re.sub(r"[a-z]+", fix, text), fixed
 

@@ -168,3 +168,11 @@ def test_typos_are_read_and_said(services: Services) -> None:
     assert [a["name"] for a in asked] == ["cancel_job"]
     assert decide("cancle job 1").notes == ["(I read 'cancle' as 'cancel'.)"]
     assert turn.answer.startswith("(I read 'cancle' as 'cancel'.) Job 1 is cancelled")
+
+
+def test_a_request_too_long_to_be_one_is_refused_in_a_line() -> None:
+    answer = decide("cancel job 1 " * 400).answer
+    assert answer is not None and answer.startswith(
+        "I did not understand that: the request is 5,200 characters, more than a request of "
+        "2,000, so I did nothing.")
+    assert decide("cancel job 1 " * 400).calls == []
