@@ -11,8 +11,9 @@ the training layer's validator, which QueueService receives from the composition
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -123,11 +124,25 @@ class JobSubmission(BaseModel):
             raise ValueError(f"at most {MAX_CONFIG_KEYS} training options")
         return value
 
+    @field_validator("start_after", mode="before")
+    @classmethod
+    def _a_time_or_words(cls, value: Any) -> Any:
+        """One message for a start that is neither a time nor words it knows."""
+        if not isinstance(value, str) or re.match(START_WORDS, value):
+            return value
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("use ISO 8601 (2026-12-07T22:00), HH:MM, tonight, tomorrow "
+                             "[HH:MM], off-peak or 'in N minutes'") from None
+
     @field_validator("start_after")
     @classmethod
     def _not_too_far(cls, value: datetime | str | None) -> datetime | str | None:
-        if isinstance(value, datetime) and value.tzinfo is not None \
-                and value > utcnow() + MAX_START_AHEAD:
+        # A time without an offset is read in the pricing zone later; hours of offset do
+        # not matter against a year.
+        if isinstance(value, datetime) and (value if value.tzinfo else value.replace(
+                tzinfo=UTC)) > utcnow() + MAX_START_AHEAD:
             raise ValueError("must be within a year from now")
         return value
 

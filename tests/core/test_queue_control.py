@@ -164,7 +164,14 @@ def test_the_contract_takes_start_words_everywhere(services: Services) -> None:
     assert tonight["not_before"] is not None
     from app.core.submission import SubmissionError
 
-    with pytest.raises(SubmissionError, match="start_after"):
-        ops.submit({"name": "bad", "start_after": "whenever you like"})
-    with pytest.raises(SubmissionError, match="start_after"):
-        ops.submit({"name": "bad", "start_after": "27:00"})
+    # One message per mistake, in the contract's words.
+    for bad, says in (("whenever you like", "start_after: use ISO 8601 (2026-12-07T22:00), "
+                                            "HH:MM, tonight, tomorrow [HH:MM], off-peak or "
+                                            "'in N minutes'"),
+                      ("27:00", "start_after: start time '27:00': hours run 00 to 23"),
+                      ("2099-01-01", "start_after: must be within a year from now"),
+                      ("2099-01-01T10:00+02:00", "start_after: must be within a year from now")):
+        with pytest.raises(SubmissionError) as caught:
+            ops.submit({"name": "bad", "start_after": bad})
+        assert str(caught.value).endswith(says), str(caught.value)
+    assert ops.list_jobs()["total"] == 2  # nothing of the refused ones was stored
