@@ -132,7 +132,7 @@ def _on_jobs(r: Reading, verb: str, states: tuple[str, ...], example: str) -> De
 
 
 def _cancel(r: Reading) -> Decision | None:
-    if not r.has(r"\b(?:cancel|kill|abort|terminate)\b|\bstop\s+(?:job|run|#|the\s+"
+    if not r.has(r"\b(?:cancel|cancell?ing|kill|abort|terminate)\b|\bstop\s+(?:job|run|#|the\s+"
                  r"(?:\w+\s+)?(?:jobs?|runs?)|all\s+(?:\w+\s+)?(?:jobs?|runs?)|\d)|"
                  r"\bdrop\s+(?:job|#)"):
         return None
@@ -156,7 +156,8 @@ def _admission(r: Reading) -> Decision | None:
              r"\bqueue\s+(?:run\w*|go\w*)\s+again\b"):
         return Decision([("resume_admission", {})])
     if r.has(rf"\b(?:pause|freeze|suspend|halt|hold)\s+{target}\b|\bstop\s+(?:admitting|"
-             r"dispatching|launching|starting new)\b|\bpause (?:everything|all)\b"):
+             r"dispatching|launching|starting new)\b|\bpause (?:everything|all)\b|"
+             rf"\b(?:put|place)\s+{target}\s+on hold\b"):
         return Decision([("pause_admission", {})])
     if r.has(r"\bpause\b"):
         return Decision([("pause_admission", {})])
@@ -208,12 +209,13 @@ def _one_job(r: Reading, pattern: str, tool: str, verb: str, example: str,
 
 def _logs(r: Reading) -> Decision | None:
     extra = {"lines": r.lines} if r.lines else None
-    return _one_job(r, r"\blogs?\b|\boutput\b|\btail\b|\bstdout\b|\bstderr\b|\bconsole\b",
+    return _one_job(r, r"\blogs?\b|\boutput\b|\btail\b|\bstdout\b|\bstderr\b|\bconsole\b|"
+                       r"\bprint(?:ed|s)?\b|\bwrote\b",
                     "job_logs", "show the logs of", "show the logs of job 3", extra)
 
 
 def _eta(r: Reading) -> Decision | None:
-    return _one_job(r, r"\beta\b|\bwhen will\b.*\b(?:start|finish|end|be done|complete|run)\b|"
+    return _one_job(r, r"\beta\b|\bhow much longer\b|\bwhen will\b.*\b(?:start|finish|end|be done|complete|run)\b|"
                        r"\bhow long (?:until|till|before|will|does|left)\b|\btime left\b|"
                        r"\bwhen (?:does|is)\b.*\b(?:start|finish|done|due)\b|"
                        r"\bwhen'?s\b.*\b(?:start\w*|finish\w*|done|due|complete\w*|ready)\b",
@@ -271,8 +273,9 @@ def _savings(r: Reading) -> Decision | None:
 
 
 def _set_budget(r: Reading) -> Decision | None:
-    if not r.has(r"\b(?:set|create|make|add|limit|change|raise|lower)\b.*\bbudget\b|"
-                 r"\bbudget\b.*\b(?:of|to)\s+\$?\d") or r.has(r"\b(?:train|queue|submit)\b"):
+    if not r.has(r"\b(?:set|create|make|add|limit|change|raise|lower|give)\b.*\bbudget\b|"
+                 r"\bbudget\b.*\b(?:of|to)\s+\$?\d|\bbudget for (?:team|project)\b") \
+            or r.has(r"\b(?:train|queue|submit)\b"):
         return None
     if r.dollars is None:
         return _say("How much should the budget allow? Say e.g. 'set a $50 monthly budget for "
@@ -294,7 +297,8 @@ def _set_budget(r: Reading) -> Decision | None:
 
 
 def _budgets(r: Reading) -> Decision | None:
-    if r.has(r"\bbudgets?\b") and not r.has(r"\b(?:train|queue|submit|job|run|afford|fit)\b"):
+    if r.has(r"\bbudgets?\b") and not r.has(r"\b(?:train|queue|submit|jobs?|runs?|afford|fit)\b") \
+            and r.dollars is None:
         return Decision([("list_budgets", {})])
     if r.has(r"\b(?:money|budget) (?:do i have )?left\b|\bremaining budget\b"):
         return Decision([("list_budgets", {})])
@@ -396,7 +400,7 @@ def _train(r: Reading) -> Decision | None:
 def _check(r: Reading) -> Decision | None:
     if not r.has(r"\b(?:afford|fit|fits|within (?:the |my |our )?budget|check (?:the |my )?budget"
                  r"|how much would|what would it cost|how much does it cost|price of|estimate|"
-                 r"cost of)\b"):
+                 r"cost of|how expensive|budget for|enough budget|room in the budget)\b"):
         return None
     if r.job_ids:
         return None
@@ -456,8 +460,8 @@ def decide(request: str) -> Decision:
     declined: list[str] = []
     questioned: list[str] = []
     for family, rule in RULES:
-        if family in ACTS and questioned:
-            continue  # a question about acting is not a request to spend instead
+        if questioned:
+            break  # a question about acting: the facts of what it would act on, below
         found = rule(r)
         if found is None:
             continue

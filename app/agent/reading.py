@@ -297,7 +297,7 @@ def read(request: str) -> Reading:
     r.question = bool(text.endswith("?") or QUESTION_START.search(text)) \
         and not POLITE_REQUEST.search(text)
     for family, verbs in VERB_FAMILIES.items():
-        if re.search(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:{verbs})\b", text):
+        if re.search(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,4}}?(?:{verbs})\b", text):
             r.negated.add(family)
     _qualifiers(r)
     _job_references(r)
@@ -307,6 +307,12 @@ def read(request: str) -> Reading:
 
 def _qualifiers(r: Reading) -> None:
     t = r.text
+    # Words that change what a quantity means, which no tool argument takes.
+    periods = "" if re.search(r"\bbudgets?\b", t) else "|week|month"  # a budget's period
+    for m in re.finditer(rf"\bper (?:host|node|machine|job|run|hour|day|gpu|cpu|core|step|"
+                         rf"trial|config{periods})s?\b|\buntil (?:it )?converges?\b|"
+                         r"\buntil (?:it'?s |it is )?(?:done|good|better)\b", t):
+        r.unknown.append(m.group(0))
     if re.search(r"\b(?:not|isn'?t|no longer)\s+(?:so\s+)?urgent\b", t):
         r.priority = "normal"
     elif re.search(r"\burgent\w*|\basap\b|as soon as possible|\bhigh[- ]priority|"
@@ -405,7 +411,7 @@ def _job_references(r: Reading) -> None:
         if re.search(rf"\b{word}\b(?:\s+\w+)?\s+(?:jobs?|runs?|ones)\b|\b(?:jobs?|runs?)\s+"
                      rf"(?:that\s+)?(?:are|have|were|is|got)?\s*(?:been\s+)?(?:in\s+)?{word}\b|"
                      rf"\bstate\s+{word}\b|\b(?:everything|anything|all|ones|those)\s+(?:that\s+)?"
-                     rf"(?:has\s+|have\s+)?{word}\b|\bwhat'?s\s+(?:still\s+)?{word}\b",
+                     rf"(?:has\s+|have\s+|is\s+|are\s+|was\s+|were\s+)?(?:still\s+)?{word}\b|\bwhat'?s\s+(?:still\s+)?{word}\b",
                      t):
             r.state = state
             break
@@ -464,7 +470,10 @@ def _quantities(r: Reading) -> None:
             continue
         if re.match(r"^(?:dollars?|usd|bucks|cents?|lines?|am|pm|o'?clock)$", unit):
             continue
-        if unit.startswith("%"):
+        whole_units = STEP_UNITS | HOST_UNITS | GPU_UNITS | COUNT_UNITS
+        if unit in whole_units and _whole(value) is None:
+            r.unknown.append(_quantity_phrase(phrase, unit))  # "2.5 hosts"
+        elif unit.startswith("%"):
             r.unknown.append(f"{digits}%")
         elif unit in STEP_UNITS:
             r.steps = _whole(value)
@@ -478,9 +487,11 @@ def _quantities(r: Reading) -> None:
             r.memory_mb = _whole(value * MEMORY_UNITS[unit])
         elif unit in DURATION_UNITS and re.search(r"\bin\s+$", before):
             continue  # "in 2 hours": a start time, read above
-        elif unit in DURATION_UNITS and re.search(
+        elif unit in DURATION_UNITS and (re.search(
                 r"\b(?:at most|max(?:imum)?|up to|no (?:more|longer) than|limit(?:ed)? (?:of|to)|"
-                r"time limit|runtime|for|within|under)\s+(?:of\s+)?$", before):
+                r"time limit|runtime|for|within|under)\s+(?:of\s+)?$", before)
+                or re.search(r"\b(?:limit|cap|max|maximum|timeout)\b",
+                             after + " " + t[m.end():m.end() + 12])):
             r.runtime_s = _whole(value * DURATION_UNITS[unit])
         elif unit in COUNT_UNITS:
             r.count = _whole(value)
