@@ -190,12 +190,12 @@ def queue_list(state: tuple[str, ...], team: str | None, priority: str | None, l
     if more > 0:
         click.echo(f"... {more} more (of {page['total']}); --offset "
                    f"{page['offset'] + len(page['jobs'])} shows the next", err=True)
-    _say_if_the_dispatcher_is_not_well()
+    _say_if_the_dispatcher_is_not_well(lead)
 
 
-def _say_if_the_dispatcher_is_not_well() -> None:
-    """Waiting jobs wait for a dispatcher: say so when none leads or the leader is degraded."""
-    lead = common.operations().queue_status()["dispatcher"]
+def _say_if_the_dispatcher_is_not_well(lead: dict[str, Any] | None) -> None:
+    """Waiting jobs wait for a dispatcher: say so when none leads or the leader is degraded
+    (``lead``: the lease as the queue status gives it)."""
     if lead is None or not lead.get("leading", True):
         click.echo("note: no dispatcher is running, so nothing starts (oppen dispatcher run, "
                    "or oppen serve)", err=True)
@@ -244,7 +244,8 @@ def queue_show(job_id: int, as_json: bool) -> None:
     for e in d["events"]:
         click.echo(f"  {e['at']}  {e['from'] or '-'} -> {e['to']}  {e['reason']}")
     if d["state"] in ("queued", "dispatching", "waiting", "running"):
-        _say_if_the_dispatcher_is_not_well()  # its waiting reason assumes one ticks
+        # Its waiting reason assumes one ticks.
+        _say_if_the_dispatcher_is_not_well(common.operations().queue_status()["dispatcher"])
 
 
 @queue.command("logs")
@@ -325,6 +326,17 @@ def _act_on_each(jobs: list[dict[str, Any]], act: Any) -> None:
         sys.exit(common.EXIT_ERROR)
 
 
+def _bulk(ops: Any, job_ids: tuple[int, ...], state: str | None, wanted: tuple[str, ...],
+          verb: str, act: Any, yes: bool) -> None:
+    """The jobs chosen, confirmed once when several, then ``act`` on each."""
+    jobs = _chosen(ops, job_ids, state, wanted)
+    if not jobs:
+        click.echo(f"no {state} jobs")
+        return
+    _confirm_many(jobs, verb, yes)
+    _act_on_each(jobs, act)
+
+
 @queue.command("cancel")
 @click.argument("job_ids", type=int, nargs=-1)
 @click.option("--state", type=click.Choice(["queued", "waiting", "running"]), default=None,
@@ -334,12 +346,7 @@ def queue_cancel(job_ids: tuple[int, ...], state: str | None, yes: bool) -> None
     """Cancel jobs (running ones stop on the dispatcher's next tick). Several jobs are
     listed and confirmed once."""
     ops = common.operations()
-    jobs = _chosen(ops, job_ids, state, ("queued", "waiting", "running"))
-    if not jobs:
-        click.echo(f"no {state} jobs")
-        return
-    _confirm_many(jobs, "cancel", yes)
-    _act_on_each(jobs, ops.cancel_job)
+    _bulk(ops, job_ids, state, ("queued", "waiting", "running"), "cancel", ops.cancel_job, yes)
 
 
 @queue.command("resume")
@@ -351,12 +358,8 @@ def queue_resume(job_ids: tuple[int, ...], state: str | None, yes: bool) -> None
     """Return failed, cancelled or budget-stopped jobs to the queue; each next attempt
     continues from the job's latest checkpoint. Several jobs are listed and confirmed once."""
     ops = common.operations()
-    jobs = _chosen(ops, job_ids, state, ("failed", "cancelled", "budget_exhausted"))
-    if not jobs:
-        click.echo(f"no {state} jobs")
-        return
-    _confirm_many(jobs, "resume", yes)
-    _act_on_each(jobs, ops.resume_job)
+    _bulk(ops, job_ids, state, ("failed", "cancelled", "budget_exhausted"), "resume",
+          ops.resume_job, yes)
 
 
 @queue.command("retry", hidden=True)

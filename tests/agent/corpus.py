@@ -5,7 +5,6 @@ Run it alone for the figures docs/agent.md quotes:  python tests/agent/corpus.py
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,4 +82,3 @@ def report(results: list[Scored]) -> str:
 
 if __name__ == "__main__":
     print(report([score(e) for e in load()]))
-    sys.exit(0)
