@@ -28,6 +28,7 @@ from app.costs.windows import next_off_peak
 
 if TYPE_CHECKING:
     from app.costs.service import CostService
+    from app.sweeps.service import SweepService
 
 
 # Recent rewards kept per running job for the dashboard's sparkline.
@@ -119,6 +120,14 @@ class Services:
                            self.advisor, self.settings)
 
     @cached_property
+    def sweeps(self) -> SweepService:
+        from app.sweeps.service import SweepService
+
+        return SweepService(self.engine, self.queue, self.budgets,
+                            self.settings.resolved_database_url,
+                            training_options_validator(self.settings), self.tracker)
+
+    @cached_property
     def tracker(self) -> Tracker:
         return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir)
 
@@ -176,7 +185,8 @@ class Services:
                           progress=self.read_progress,
                           backoff_base_s=self.settings.retry_backoff_s,
                           price=self.budgets.cost_between, spend_guard=self.budgets,
-                          stop_horizon_s=self.stop_horizon_s, runs=self.tracker)
+                          stop_horizon_s=self.stop_horizon_s, runs=self.tracker,
+                          sweeps=self.sweeps)
 
     @property
     def stop_horizon_s(self) -> float:

@@ -24,13 +24,13 @@ SMALL = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six":
          "seventy": 70, "eighty": 80, "ninety": 90}
 SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 STATES = ("queued", "dispatching", "waiting", "running", "succeeded", "failed", "cancelled",
-          "budget_exhausted")
+          "budget_exhausted", "pruned")
 STATE_WORDS = {"queued": "queued", "pending": "queued", "waiting": "queued",
                "running": "running", "active": "running", "succeeded": "succeeded",
                "successful": "succeeded", "finished": "succeeded", "completed": "succeeded",
                "done": "succeeded", "failed": "failed", "failing": "failed", "broken": "failed",
                "cancelled": "cancelled", "canceled": "cancelled",
-               "budget-stopped": "budget_exhausted"}
+               "budget-stopped": "budget_exhausted", "pruned": "pruned"}
 
 # Words a quantity may be counting, by what the planner does with them.
 STEP_UNITS = {"steps", "step", "timesteps", "timestep"}

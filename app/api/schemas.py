@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.core.submission import NAME_PATTERN, JobSubmission, Priority
 
 State = Literal["queued", "dispatching", "waiting", "running", "succeeded", "failed",
-                "cancelled", "budget_exhausted"]
+                "cancelled", "budget_exhausted", "pruned"]
 
 
 __all__ = ["JobSubmission"]  # the one submission contract, re-exported for the routes
@@ -36,20 +36,6 @@ class SubmissionCheck(Strict):
     job: dict[str, Any] = Field(description="A job as in POST /jobs (name optional)")
     max_cost_usd: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,6})?$",
                                      description="A cap for this job alone")
-
-
-class SweepRequest(Strict):
-    name: str = Field(min_length=1, max_length=150, pattern=NAME_PATTERN,
-                      description="Jobs are named name-1, name-2, ...")
-    base_config: dict[str, Any] = Field(default_factory=dict)
-    method: Literal["grid", "random"] = "random"
-    space: dict[str, list[Any]] | None = Field(
-        default=None, description="grid: option -> values; random: option -> [low, high] or "
-                                  "choices (default: lr, ent_coef, clip_coef, gamma)")
-    n: int = Field(default=10, ge=1, le=1000, description="Configs drawn (random)")
-    seed: int = Field(default=0, ge=0, le=2**31)
-    priority: Priority = "normal"
-    max_total_usd: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,6})?$")
 
 
 class RunComparison(Strict):
@@ -235,11 +221,12 @@ class Check(BaseModel):
     suggestions: list[str]
 
 
-class SweepResult(BaseModel):
-    queued: list[int]
-    configs: list[dict[str, Any]]
-    estimated_total_usd: str
-    max_total_usd: str | None
+class SweepOut(BaseModel):
+    sweep: dict[str, Any] = Field(description="The sweep (oppen sweep show --json)")
+
+
+class SweepList(BaseModel):
+    sweeps: list[dict[str, Any]]
 
 
 class Lease(BaseModel):

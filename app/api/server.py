@@ -26,6 +26,7 @@ from app.core.queue import BatchError
 from app.core.submission import SubmissionError, describe, field_errors
 from app.core.wal_checkpoint import WalCheckpointer
 from app.dashboard.schema import SCHEMA as DASHBOARD_SCHEMA
+from app.sweeps.contract import SweepRequest
 from app.web.access import AccessLog
 from app.web.limits import BodyLimit
 
@@ -74,6 +75,8 @@ Ops = Annotated[LocalOperations, Depends(caller)]
 JobId = Annotated[int, Path(ge=1, le=2**53)]
 TokenId = Annotated[int, Path(ge=1, le=2**53)]
 BudgetName = Annotated[str, Path(min_length=1, max_length=100, pattern=m.NAME_PATTERN)]
+SweepRef = Annotated[str, Path(min_length=1, max_length=200, pattern=m.NAME_PATTERN,
+                               description="The sweep's name or id")]
 
 
 def create_app(services: Any, on_start: Callable[[], Any] | None = None,
@@ -159,13 +162,6 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
     def check(body: m.SubmissionCheck, ops: Ops) -> Any:
         """Would this job be accepted now (budgets, an optional cap)? Changes nothing."""
         return ops.check_submission(body.job, body.max_cost_usd)
-
-    @app.post(f"{API}/jobs/sweep", status_code=201, response_model=m.SweepResult,
-              tags=["jobs"])
-    def sweep(body: m.SweepRequest, ops: Ops) -> Any:
-        """A grid or random hyperparameter sweep, queued as one batch if it fits its cap."""
-        return ops.sweep(body.name, body.base_config, body.method, body.space, body.n,
-                         body.seed, body.priority, body.max_total_usd)
 
     @app.post(f"{API}/runs/compare", response_model=dict[str, Any], tags=["jobs"])
     def compare_runs(body: m.RunComparison, ops: Ops) -> Any:
@@ -328,6 +324,34 @@ def create_app(services: Any, on_start: Callable[[], Any] | None = None,
     def delete_budget(name: BudgetName, ops: Ops) -> Any:
         """Remove a budget (admins)."""
         return ops.delete_budget(name)
+
+    # --- sweeps ----------------------------------------------------------------------------
+
+    @app.post(f"{API}/sweeps", status_code=201, response_model=m.SweepOut, tags=["sweeps"])
+    def create_sweep(body: SweepRequest, ops: Ops) -> Any:
+        """Create a hyperparameter search (an Optuna study); the dispatcher queues its
+        trials (submitters, for their team)."""
+        return ops.create_sweep(body)
+
+    @app.get(f"{API}/sweeps", response_model=m.SweepList, tags=["sweeps"])
+    def list_sweeps(ops: Ops) -> Any:
+        """Every sweep this token may see, newest first."""
+        return ops.list_sweeps()
+
+    @app.get(f"{API}/sweeps/{{ref}}", response_model=m.SweepOut, tags=["sweeps"])
+    def show_sweep(ref: SweepRef, ops: Ops) -> Any:
+        """A sweep's trials, best trial and configuration, and parameter importances."""
+        return ops.show_sweep(ref)
+
+    @app.post(f"{API}/sweeps/{{ref}}/stop", response_model=m.SweepOut, tags=["sweeps"])
+    def stop_sweep(ref: SweepRef, ops: Ops) -> Any:
+        """Stop asking for trials; cancel the sweep's queued and running trials."""
+        return ops.stop_sweep(ref)
+
+    @app.post(f"{API}/sweeps/{{ref}}/resume", response_model=m.SweepOut, tags=["sweeps"])
+    def resume_sweep(ref: SweepRef, ops: Ops) -> Any:
+        """Ask for trials again, until the sweep's trial count is reached."""
+        return ops.resume_sweep(ref)
 
     # --- the whole picture -----------------------------------------------------------------
 

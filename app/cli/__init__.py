@@ -22,6 +22,7 @@ from app.cli.policy_cmds import eval_cmd, policy
 from app.cli.queue_cmds import queue
 from app.cli.server_cmds import serve, token
 from app.cli.sim_cmds import sim
+from app.cli.sweep_cmds import sweep
 from app.cli.train_cmds import train
 
 
@@ -32,7 +33,7 @@ def cli() -> None:
 
 
 for command in (ask, bench, budget, chat, config, cost, dashboard, db, demo, dispatcher,
-                eval_cmd, mcp_cmd, policy, queue, serve, sim, token, train, ui):
+                eval_cmd, mcp_cmd, policy, queue, serve, sim, sweep, token, train, ui):
     cli.add_command(command)
 
 

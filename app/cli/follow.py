@@ -9,7 +9,7 @@ from typing import Any
 from app.core.errors import ConfigError
 
 WINDOW = 10_000  # lines read per poll
-TERMINAL = {"succeeded", "failed", "cancelled", "budget_exhausted"}
+TERMINAL = {"succeeded", "failed", "cancelled", "budget_exhausted", "pruned"}
 
 
 def new_lines(before: list[str], now: list[str]) -> list[str]:

@@ -237,7 +237,8 @@ def queue_show(job_id: int, as_json: bool) -> None:
                    f"{d['progress_sps'] or 0:,.0f} steps/s")
     if d["mlflow_run_id"]:
         click.echo(f"  mlflow run: {d['mlflow_run_id']}")
-    if d["state"] in ("failed", "cancelled", "succeeded", "budget_exhausted") and d["reason"]:
+    if d["state"] in ("failed", "cancelled", "succeeded", "budget_exhausted", "pruned") \
+            and d["reason"]:
         click.echo(f"  outcome: {d['reason']}")
     for a in d["attempt_history"]:
         click.echo(f"  {_attempt_line(a)}")

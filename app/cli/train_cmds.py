@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -71,7 +72,9 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
     if resume_from and not checkpoint_dir:
         ckpt_dir = Path(resume_from).resolve().parent
     record = (lambda run_id: services.queue.record_run(job_id, run_id)) if job_id else None
-    publish, run_id = None, None
+    publish, run_id, trial, tags = None, None, None, None
+    if job_id is not None and job.sweep_id is not None:
+        trial, tags = _trial_of(services, job, cfg)
     if job_id is not None:
         # A job's every attempt continues from its latest durable checkpoint and its run.
         from app.training import checkpoint_store
@@ -92,7 +95,8 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
                            checkpoint_dir=ckpt_dir, resume_from=resume_from,
                            init_from=None if resume_from else init_from, stop=stop,
                            run_name=f"{job.name} (job {job_id})" if job_id is not None else None,
-                           run_id=run_id, on_checkpoint=publish)
+                           run_id=run_id, on_checkpoint=publish, trial=trial,
+                           extra_tags=tags)
     if as_json:
         common.emit_json({"run_id": outcome.run_id, "global_step": outcome.global_step,
                           "steps_per_second": outcome.steps_per_second,
@@ -106,7 +110,27 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
                        f"bounded slowdown {row['mean_bounded_slowdown']:.3f}")
         if outcome.checkpoint:
             click.echo(f"checkpoint: {outcome.checkpoint}")
+    if outcome.stopped == "pruned":
+        from app.core.states import PRUNED_EXIT_CODE
+
+        click.echo(f"pruned by its study at step {outcome.global_step}", err=True)
+        sys.exit(PRUNED_EXIT_CODE)
     if outcome.stopped == "sigterm":
         click.echo(f"stopped by SIGTERM; resume with --resume-from {outcome.checkpoint}",
                    err=True)
         sys.exit(128 + signal.SIGTERM)
+
+
+def _trial_of(services: Any, job: Any, cfg: Any) -> tuple[Any, dict[str, str]]:
+    """A sweep's trial: the reporter its trainer talks to the study through, and the tags
+    that nest its MLflow run under the sweep's."""
+    from app.sweeps.trial import TrialReporter
+
+    sweep = services.sweeps.get(job.sweep_id)
+    reporter = TrialReporter(services.settings.resolved_database_url, sweep.study_name,
+                             job.trial_number, sweep.objective, sweep.direction, sweep.pruner,
+                             cfg.total_timesteps)
+    tags = {"oppen.sweep": sweep.name, "oppen.trial": str(job.trial_number)}
+    if sweep.mlflow_run_id:
+        tags["mlflow.parentRunId"] = sweep.mlflow_run_id
+    return reporter, tags

@@ -58,6 +58,7 @@ class Candidate:
     estimated_cost_micros: int | None = None
     estimated_duration_s: float | None = None
     attempts: int = 0
+    sweep_id: int | None = None  # a trial's sweep, whose cost cap admission checks too
 
 
 @dataclass

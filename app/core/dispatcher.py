@@ -30,8 +30,8 @@ from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import LEASE_NAME, LeadershipLost, Lease
 from app.core.models import DispatcherLease, Job, JobAttempt, JobEvent
 from app.core.planning import ACTIVE_STATES, active_usage, plan_queue
-from app.core.ports import ChecksFactory, RunCloser, SpendGuard
-from app.core.states import JobState
+from app.core.ports import ChecksFactory, RunCloser, SpendGuard, SweepDriver
+from app.core.states import PRUNED_EXIT_CODE, JobState
 from app.core.timeutil import as_utc, utcnow
 from app.core.transitions import transition, transition_many, transitions_pending
 
@@ -95,8 +95,9 @@ class Dispatcher:
                  progress: ProgressReader | None = None,
                  backoff_base_s: float = 30.0, price: AttemptPricer | None = None,
                  spend_guard: SpendGuard | None = None, stop_horizon_s: float = 5.0,
-                 runs: RunCloser | None = None) -> None:
+                 runs: RunCloser | None = None, sweeps: SweepDriver | None = None) -> None:
         self.checks_for = checks_for
+        self.sweeps = sweeps
         self.runs = runs
         # Hard budgets hold while jobs run: a job is stopped while its budgets still have
         # room for stop_horizon_s (a tick, and a stop's grace) of their running jobs' spend.
@@ -121,6 +122,7 @@ class Dispatcher:
         report = TickReport()
         try:
             self._reconcile(report)
+            self._step_sweeps(report)
             try:
                 admitted = self._admit()
             except LeadershipLost:
@@ -142,6 +144,20 @@ class Dispatcher:
         report.running = sum(counts.get(state, 0) for state in ACTIVE_STATES)
         self._record_health(report)
         return report
+
+    def _step_sweeps(self, report: TickReport) -> None:
+        """Trials queued here are admitted in this same tick: a study's next trial starts as
+        soon as the last one ended."""
+        if self.sweeps is None:
+            return
+        self._keep_leading()
+        try:
+            report.errors.extend(self.sweeps.step())
+        except LeadershipLost:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported; the queue goes on without sweeps
+            log.exception("stepping sweeps failed")
+            report.errors.append(f"sweeps failed: {type(exc).__name__}: {exc}")
 
     def _move(self, s: Session, job: Job, target: JobState, reason: str = "") -> None:
         """A state change made as the leader: refused (LeadershipLost) after a takeover."""
@@ -272,6 +288,14 @@ class Dispatcher:
             self._end_attempt(s, job, "succeeded", "exit code 0", status)
             self._move(s, job, JobState.SUCCEEDED, "exit code 0")
             report.finished.append((job.id, JobState.SUCCEEDED.value))
+            return
+        if status.phase is Phase.EXITED and status.exit_code == PRUNED_EXIT_CODE \
+                and job.sweep_id is not None:
+            reason = "pruned: its study's pruner stopped it as unpromising"
+            self._read_progress(job, final=True)
+            self._end_attempt(s, job, "pruned", reason, status)
+            self._move(s, job, JobState.PRUNED, reason)
+            report.finished.append((job.id, JobState.PRUNED.value))
             return
         failure = classify(status)
         last = self.executor.logs(job.executor_ref, 1).strip()

@@ -77,6 +77,9 @@ class Job(SQLModel, table=True):
     # When the current attempt's Kubernetes Job is suspended by Kueue: its place among the
     # pending workloads of its queue (from Kueue's visibility API); None when not known.
     kueue_position: int | None = None
+    # A sweep's trial: the study it belongs to and the trial's number in it (None otherwise).
+    sweep_id: int | None = None
+    trial_number: int | None = None
 
 
 # Queue order (priority high first, then FIFO) read straight off an index, so listing and
@@ -89,6 +92,8 @@ Index("ix_jobs_state_budget", Job.state, Job.created_at, Job.team, Job.project,
       Job.estimated_cost_micros, Job.cost_micros)
 # One job per (team, idempotency key); jobs without a key (NULL) never collide.
 Index("ux_jobs_team_idempotency_key", Job.team, Job.idempotency_key, unique=True)
+# A trial is queued once: the sweep's step finds its job by this, and a second try is refused.
+Index("ux_jobs_sweep_trial", Job.sweep_id, Job.trial_number, unique=True)
 
 
 class JobEvent(SQLModel, table=True):
@@ -115,7 +120,8 @@ class JobAttempt(SQLModel, table=True):
     number: int
     started_at: datetime | None = Field(default=None, sa_column=_utc_column())
     ended_at: datetime | None = Field(default=None, sa_column=_utc_column())
-    # succeeded | failed | infrastructure | preempted | timeout | cancelled | budget_exhausted,
+    # succeeded | failed | infrastructure | preempted | timeout | cancelled | budget_exhausted
+    # | pruned,
     # or suspended (Kueue took its quota back; the attempt goes on when Kueue admits it again)
     outcome: str
     reason: str = ""
@@ -191,3 +197,42 @@ class AdmissionPause(SQLModel, table=True):
     since: datetime = Field(sa_column=_utc_column(False))
     by: str = ""
     reason: str = ""
+
+
+class Sweep(SQLModel, table=True):
+    """A hyperparameter search: an Optuna study (kept by Optuna's RDB storage in this same
+    database, named ``study_name``) whose trials the leading dispatcher queues as jobs."""
+
+    __tablename__ = "sweeps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    study_name: str = Field(unique=True)
+    # running (asking for trials) | stopped (by a person) | completed | capped (the cost
+    # cap leaves no room for another trial)
+    state: str = "running"
+    team: str = "default"
+    project: str = "default"
+    priority_class: str = "normal"
+    # The training options every trial starts from, and the search space over them.
+    base_config: dict[str, Any] = Field(default_factory=dict,
+                                        sa_column=Column(JSON, nullable=False))
+    space: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Each trial's resources, as a job submission's.
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    gpus: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int | None = None
+    objective: str = "mean_bounded_slowdown"
+    direction: str = "minimize"
+    n_trials: int = 10
+    parallelism: int = 2
+    # The hard cap, a budget of scope "sweep" named after the sweep (budget_name).
+    max_cost_micros: int | None = Field(default=None, sa_column=Column(BigInteger))
+    budget_name: str | None = None
+    mlflow_run_id: str | None = None
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(False))
+    finished_at: datetime | None = Field(default=None, sa_column=_utc_column())

@@ -51,12 +51,14 @@ def candidate_of(row: Any) -> Candidate:
                      gpus=row.gpus, not_before=as_utc(row.not_before) if row.not_before else None,
                      team=row.team, project=row.project,
                      estimated_cost_micros=row.estimated_cost_micros,
-                     estimated_duration_s=row.estimated_duration_s, attempts=row.attempts)
+                     estimated_duration_s=row.estimated_duration_s, attempts=row.attempts,
+                     sweep_id=row.sweep_id)
 
 
 CANDIDATE_COLUMNS = (Job.id, Job.priority_class, Job.priority, Job.created_at, Job.cpus,
                      Job.memory_mb, Job.gpus, Job.not_before, Job.team, Job.project,
-                     Job.estimated_cost_micros, Job.estimated_duration_s, Job.attempts)
+                     Job.estimated_cost_micros, Job.estimated_duration_s, Job.attempts,
+                     Job.sweep_id)
 
 
 def queued_candidates(session: Session, limit: int | None = None,

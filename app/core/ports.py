@@ -67,6 +67,15 @@ class RunCloser(Protocol):
         ...
 
 
+class SweepDriver(Protocol):
+    def step(self) -> list[str]:
+        """The leader's sweep step, once a tick between reconciling and admitting: tells
+        each study how its trials' jobs ended and queues new trials where the study asks for
+        them. Idempotent, so a crash anywhere leaves nothing for the next step to undo.
+        Returns one line per study that could not be stepped (for /health)."""
+        ...
+
+
 # Admission checks (hard budgets) reading through one session at one instant: what the
 # dispatcher admits by and `queue list` explains by.
 ChecksFactory = Callable[[Session, datetime], Sequence[AdmissionCheck]]

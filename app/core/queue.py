@@ -138,7 +138,8 @@ class QueueService:
                     max_attempts=spec.max_attempts, max_runtime_s=spec.max_runtime_s,
                     estimated_duration_s=estimate.duration_s if estimate else None,
                     estimated_cost_micros=estimate.cost_micros if estimate else 0,
-                    spot=spec.spot, not_before=spec.not_before, cost_micros=0)
+                    spot=spec.spot, not_before=spec.not_before, cost_micros=0,
+                    sweep_id=spec.sweep_id, trial_number=spec.trial_number)
 
     def submit(self, name: str, config: dict[str, Any] | None = None, priority: str = "normal",
                **more: Any) -> Job:

@@ -20,10 +20,13 @@ class JobState(StrEnum):
     # Stopped (checkpoint first) before a hard budget would be overspent; resumable, by
     # `queue resume`, once the budget allows.
     BUDGET_EXHAUSTED = "budget_exhausted"
+    # A sweep's trial stopped early because its study's pruner judged it unpromising: a
+    # final outcome of its own, not a failure (never retried, never resumed).
+    PRUNED = "pruned"
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
-                      JobState.BUDGET_EXHAUSTED})
+                      JobState.BUDGET_EXHAUSTED, JobState.PRUNED})
 # Ended, but not for good: a person may send these back to the queue (`queue resume`), and
 # the next attempt continues from the job's latest checkpoint.
 RESUMABLE = frozenset({JobState.FAILED, JobState.BUDGET_EXHAUSTED, JobState.CANCELLED})
@@ -38,13 +41,20 @@ ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.WAITING: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
     # Kueue may suspend a running Job again (preempted for a higher-priority workload).
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
-                                 JobState.BUDGET_EXHAUSTED, JobState.WAITING}),
+                                 JobState.BUDGET_EXHAUSTED, JobState.WAITING,
+                                 JobState.PRUNED}),
     JobState.SUCCEEDED: frozenset(),
+    JobState.PRUNED: frozenset(),
     # Retry returns a failed attempt to the queue.
     JobState.FAILED: frozenset({JobState.QUEUED}),
     JobState.CANCELLED: frozenset({JobState.QUEUED}),
     JobState.BUDGET_EXHAUSTED: frozenset({JobState.QUEUED}),
 }
+
+
+# How a trial's trainer says "pruned" when it exits: a code of its own (EX_TEMPFAIL's
+# neighbour, unused by Python, the shell and signals), read as such only for a sweep's job.
+PRUNED_EXIT_CODE = 77
 
 
 def check_transition(current: JobState, target: JobState) -> None:

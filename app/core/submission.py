@@ -205,3 +205,6 @@ class JobSpec:
     max_runtime_s: float | None
     spot: bool = False
     not_before: datetime | None = None  # start no earlier (an off-peak start, say)
+    # Set only by a sweep queueing one of its trials, never by a submission.
+    sweep_id: int | None = None
+    trial_number: int | None = None

@@ -103,6 +103,26 @@ class Tracker:
         return fluent.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
                                 log_system_metrics=True)
 
+    def create_run(self, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+        """A run that no process holds open (a sweep's parent run): logged to by id, ended
+        with end_run."""
+        client = self.client()
+        run = client.create_run(self.experiment_id(), run_name=name, tags=tags)
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, value[:6000])
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, metrics: dict[str, float], files: list[Path],
+                status: str = "FINISHED") -> None:
+        """Logs final metrics and files (under "results/") to a run made by create_run, and
+        ends it."""
+        client = self.client()
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        for path in files:
+            client.log_artifact(run_id, str(path), "results")
+        client.set_terminated(run_id, status)
+
     def close_run(self, run_id: str, status: str, only_if_running: bool) -> None:
         """The dispatcher's verdict on a run whose attempt has ended (see ports.RunCloser).
         A FINISHED run is never changed: its trainer completed it."""

@@ -43,18 +43,9 @@ class BudgetAdvisor:
 
     def lock_and_check(self, s: Session, rows: Sequence[dict[str, Any]],
                        now: datetime) -> Decision:
-        """The queue's budget gate: each (team, project)'s added commitment against the
-        budgets that apply, locked inside the storing transaction."""
-        decision = Decision()
-        extra: dict[tuple[str, str], int] = {}
-        for row in rows:
-            key = (row["team"], row["project"])
-            extra[key] = extra.get(key, 0) + row["estimated_cost_micros"]
-        for (team, project), micros in sorted(extra.items()):
-            found = self.budgets.lock_and_check(s, team, project, micros, now)
-            decision.warnings += found.warnings
-            decision.refusals += found.refusals
-        return decision
+        """The queue's budget gate: what the rows add to each budget that applies (their
+        team's, project's, sweep's, the global ones), locked inside the storing transaction."""
+        return self.budgets.lock_and_check_rows(s, rows, now)
 
     def refusal(self, specs: Sequence[JobSpec], refusals: list[str]) -> str:
         what = "job" if len(specs) == 1 else f"batch of {len(specs)} jobs"
@@ -138,13 +129,6 @@ class BudgetAdvisor:
         starts = {now, last} | {t for b in boundaries for t in (b, b - duration)
                                 if now < t < last}
         return max(self.estimator.estimate(spec, t).cost_micros for t in starts)
-
-    def dearest_total(self, specs: Sequence[JobSpec], within: timedelta = CAP_HOLDS) -> int:
-        """What the specs cost together if stored at the dearest moment of the next
-        ``within``: a cap that this total fits still holds for the prices they are stored
-        at."""
-        now = utcnow()
-        return sum(self.dearest_start_cost(spec, now, within) for spec in specs)
 
     def fitting_timesteps(self, spec: JobSpec, room: int, now: datetime) -> int | None:
         lo, hi = 0, int(spec.config["total_timesteps"])

@@ -36,7 +36,8 @@ from app.costs.calculator import Shape, interval_cost
 from app.costs.periods import calendar_period
 from app.costs.pricing import Pricing
 
-SCOPES = ("global", "team", "project")
+# A sweep's scope is its trials (scope_value: the sweep's id): its hard cost cap.
+SCOPES = ("global", "team", "project", "sweep")
 PERIODS = ("weekly", "monthly", "custom")
 # In flight: spent so far plus the rest of the forecast. A waiting job (suspended by Kueue)
 # has spent nothing on its attempt yet; its started_at is unset until it runs.
@@ -125,6 +126,8 @@ class BudgetService:
             scope_value = "*"
         elif not scope_value:
             raise ConfigError(f"a {scope} budget needs the {scope}'s name")
+        if scope == "sweep" and not str(scope_value).isdigit():
+            raise ConfigError(f"a sweep budget names the sweep by its id, got {scope_value!r}")
         if period not in PERIODS:
             raise ConfigError(f"unknown budget period {period!r}; choose one of "
                               f"{', '.join(PERIODS)}")
@@ -175,11 +178,14 @@ class BudgetService:
     # --- measuring -------------------------------------------------------------------------
 
     @staticmethod
-    def applicable(s: Session, team: str, project: str) -> list[Budget]:
-        return list(s.exec(select(Budget).where(or_(
-            Budget.scope == "global",
-            (Budget.scope == "team") & (Budget.scope_value == team),
-            (Budget.scope == "project") & (Budget.scope_value == project)))).all())
+    def applicable(s: Session, team: str, project: str,
+                   sweep_id: int | None = None) -> list[Budget]:
+        scopes = [Budget.scope == "global",
+                  (Budget.scope == "team") & (Budget.scope_value == team),
+                  (Budget.scope == "project") & (Budget.scope_value == project)]
+        if sweep_id is not None:
+            scopes.append((Budget.scope == "sweep") & (Budget.scope_value == str(sweep_id)))
+        return list(s.exec(select(Budget).where(or_(*scopes))).all())
 
     def _in_scope(self, budget: Budget, window: tuple[datetime, datetime]) -> Any:
         cond = (col(Job.created_at) >= window[0]) & (col(Job.created_at) < window[1])
@@ -187,6 +193,8 @@ class BudgetService:
             cond &= Job.team == budget.scope_value
         elif budget.scope == "project":
             cond &= Job.project == budget.scope_value
+        elif budget.scope == "sweep":
+            cond &= Job.sweep_id == int(budget.scope_value)
         return cond
 
     def attempt_cost(self, job: Job, now: datetime) -> int:
@@ -241,7 +249,7 @@ class BudgetService:
         it still has room for ``horizon_s`` more of every running job's spend in its scope
         (the next tick and the stop's grace), so the budget is not passed in between."""
         ahead_until = now + timedelta(seconds=horizon_s)
-        for budget in self.applicable(s, job.team, job.project):
+        for budget in self.applicable(s, job.team, job.project, job.sweep_id):
             if not budget.hard:
                 continue
             spent, _ = self.measure(s, budget, now, include_queued=False)
@@ -257,33 +265,48 @@ class BudgetService:
         return None
 
     def lock_and_check(self, s: Session, team: str, project: str, extra_micros: int,
-                       now: datetime) -> Decision:
+                       now: datetime, sweep_id: int | None = None) -> Decision:
         """Inside the caller's transaction: locks the budgets that apply, then judges adding
         ``extra_micros`` of commitment. The caller stores the job(s) in the same transaction."""
-        budgets = self.applicable(s, team, project)
+        return self.lock_and_check_rows(s, [{"team": team, "project": project,
+                                             "sweep_id": sweep_id,
+                                             "estimated_cost_micros": extra_micros}], now)
+
+    def lock_and_check_rows(self, s: Session, rows: Sequence[dict[str, Any]],
+                            now: datetime) -> Decision:
+        """Like lock_and_check, for job rows that may fall under different budgets: each
+        budget is judged once, against everything the rows add to it."""
+        budgets: dict[int, Budget] = {}
+        extra: dict[int, int] = {}
+        for row in rows:
+            for budget in self.applicable(s, row["team"], row["project"], row.get("sweep_id")):
+                assert budget.id is not None
+                budgets[budget.id] = budget
+                extra[budget.id] = extra.get(budget.id, 0) + (row["estimated_cost_micros"] or 0)
         decision = Decision()
         if not budgets:
             return decision
-        ids = [b.id for b in budgets]
-        s.execute(update(Budget).where(col(Budget.id).in_(ids))
+        s.execute(update(Budget).where(col(Budget.id).in_(sorted(budgets)))
                   .values(version=Budget.version + 1))
-        for budget in budgets:
+        for budget_id in sorted(budgets):
+            budget = budgets[budget_id]
             s.refresh(budget)
             _, committed = self.measure(s, budget, now)
-            after = committed + extra_micros
+            after = committed + extra[budget_id]
             if after <= budget.limit_micros:
                 continue
             line = (f"budget '{budget.name}' ({budget.scope} {budget.scope_value}, "
                     f"{budget.period}): {usd_micros(committed)} of {usd_micros(budget.limit_micros)} "
-                    f"committed; this needs {usd_micros(extra_micros)}, "
+                    f"committed; this needs {usd_micros(extra[budget_id])}, "
                     f"{usd_micros(after - budget.limit_micros)} over")
             (decision.refusals if budget.hard else decision.warnings).append(line)
         return decision
 
-    def headroom(self, s: Session, team: str, project: str, now: datetime) -> int | None:
+    def headroom(self, s: Session, team: str, project: str, now: datetime,
+                 sweep_id: int | None = None) -> int | None:
         """The smallest room left under the hard budgets that apply (None: no hard budget)."""
         rooms = [b.limit_micros - self.measure(s, b, now)[1]
-                 for b in self.applicable(s, team, project) if b.hard]
+                 for b in self.applicable(s, team, project, sweep_id) if b.hard]
         return min(rooms) if rooms else None
 
 
@@ -294,10 +317,10 @@ class BudgetAdmission:
     def __init__(self, service: BudgetService, session: Session, now: datetime) -> None:
         self.service, self.session, self.now = service, session, now
         self._committed: dict[int, int] = {}
-        self._budgets: dict[tuple[str, str], list[Budget]] = {}
+        self._budgets: dict[tuple[str, str, int | None], list[Budget]] = {}
 
     def _for(self, c: Candidate) -> list[Budget]:
-        key = (c.team, c.project)
+        key = (c.team, c.project, c.sweep_id)
         if key not in self._budgets:
             self._budgets[key] = [b for b in BudgetService.applicable(self.session, *key)
                                   if b.hard]

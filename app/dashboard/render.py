@@ -18,7 +18,7 @@ from app.costs.budgets import used_percent
 from app.dashboard.data import DashboardData
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
-               "budget_exhausted": "magenta",
+               "budget_exhausted": "magenta", "pruned": "cyan",
                "running": "cyan", "dispatching": "cyan", "waiting": "yellow",
                "queued": "white"}
 LEVEL_STYLE = {"ok": "green", "warn": "yellow", "error": "red"}

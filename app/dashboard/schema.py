@@ -52,7 +52,8 @@ SCHEMA: dict[str, Any] = {
         "recent": {"type": "array", "items": _obj({
             "id": {"type": "integer"}, "name": {"type": "string"},
             "priority_class": {"type": "string"},
-            "state": {"enum": ["succeeded", "failed", "cancelled", "budget_exhausted"]},
+            "state": {"enum": ["succeeded", "failed", "cancelled", "budget_exhausted",
+                               "pruned"]},
             "duration_s": _NUM, "cost_usd": _MONEY, "eval_ratio": _NUM, "reason": _STR,
             "mlflow_run_id": _STR})},
         "costs": _obj({"today_usd": _MONEY, "month_usd": _MONEY, "currency": {"type": "string"},

@@ -31,8 +31,8 @@ TOOL_NAMES = (
     "job_details", "job_logs", "job_eta", "cancel_job", "cancel_jobs", "resume_job",
     "resume_jobs", "start_now", "move_to_front", "pause_admission", "resume_admission",
     "check_budget", "list_budgets", "set_budget", "forecast_job_cost", "cost_report",
-    "recommend_savings", "compare_configs", "hyperparameter_sweep", "dashboard", "run_metrics",
-    "compare_runs", "best_runs", "evaluate_policy")
+    "recommend_savings", "compare_configs", "hyperparameter_sweep", "sweep_results",
+    "dashboard", "run_metrics", "compare_runs", "best_runs", "evaluate_policy")
 Result = tuple[str, dict[str, Any]]
 
 
@@ -53,6 +53,26 @@ def _submission(name: str, priority: str, gpus: int, cpus: float, memory_mb: int
     if start_after is not None:
         item["start_after"] = start_after
     return item
+
+
+def _sweep_text(d: dict[str, Any]) -> str:
+    """A sweep's state and best configuration in a sentence or two."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(d["counts"].items())) \
+        or "no trials yet"
+    text = (f"Sweep {d['name']!r} (id {d['id']}) is {d['state']}: {counts} of {d['n_trials']}; "
+            f"spent {usd(d['spent_usd'])}"
+            + (f" of its {usd(d['max_cost_usd'])} cap" if d["max_cost_usd"] else "") + ".")
+    if d["best"] is None:
+        return text + " No trial has completed yet."
+    b = d["best"]
+    settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in b["params"].items())
+    text += (f" Best: trial {b['number']} (job {b['job_id']}), {d['objective']} "
+             f"{b['value']:.4g}, with {settings}.")
+    if d["importances"]:
+        top = max(d["importances"], key=d["importances"].get)
+        text += f" Most important: {top} ({d['importances'][top]:.0%})."
+    return text
 
 
 def _dispatcher_sentence(lead: dict[str, Any] | None) -> str:
@@ -188,7 +208,7 @@ def build_tools(ops: Operations) -> list[BaseTool]:
             if view["eta_start"]:
                 text += f" Estimated start {view['eta_start']}."
         if view["reason"] and view["state"] in ("failed", "cancelled", "succeeded",
-                                                "budget_exhausted"):
+                                                "budget_exhausted", "pruned"):
             text += f" Outcome: {view['reason']!r}."
         if view["state"] == "waiting":
             place = f", place {view['kueue_position']}" if view["kueue_position"] else ""
@@ -387,17 +407,44 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         return "; ".join(f"#{r['index']}: {usd(r['final_cost_usd'])}, "
                          f"{r['remaining_s'] / 60:.1f} min" for r in rows) + ".", {"rows": rows}
 
-    def hyperparameter_sweep(name: str = "sweep", method: str = "random", n: int = 10,
+    def hyperparameter_sweep(name: str = "sweep", method: str = "tpe", n: int = 10,
                              space: dict[str, list[Any]] | None = None,
                              total_timesteps: int = 4096, num_hosts: int = 4,
                              priority: str = "normal", max_total_usd: str | None = None,
-                             seed: int = 0) -> Result:
-        done = ops.sweep(name, {"total_timesteps": total_timesteps, "num_hosts": num_hosts},
-                         method, space, n, seed, priority, max_total_usd)
-        ids = done["queued"]
-        return (f"Queued a {method} sweep of {len(ids)} jobs ({ids[0]}..{ids[-1]}), estimated "
-                f"{usd(done['estimated_total_usd'])} in all"
-                + (f", within ${max_total_usd}" if max_total_usd else "") + ".", done)
+                             pruner: str = "median", parallelism: int = 2,
+                             seed: int | None = None) -> Result:
+        from app.sweeps.space import DEFAULT_SPACE, from_lists
+
+        taken = {w["name"] for w in ops.list_sweeps()["sweeps"]}
+        chosen, k = name, 1
+        while chosen in taken:
+            k += 1
+            chosen = f"{name}-{k}"
+        request: dict[str, Any] = {
+            "name": chosen, "n_trials": n, "sampler": method, "pruner": pruner,
+            "parallelism": parallelism, "priority": priority,
+            "space": from_lists(space, grid=method == "grid") if space else DEFAULT_SPACE,
+            "base_config": {"total_timesteps": total_timesteps, "num_hosts": num_hosts}}
+        if max_total_usd is not None:
+            request["max_cost_usd"] = max_total_usd
+        if seed is not None:
+            request["seed"] = seed
+        made = ops.create_sweep(request)["sweep"]
+        cap = f", capped at {usd(made['max_cost_usd'])}" if made["max_cost_usd"] else ""
+        return (f"Created sweep {made['name']!r} (id {made['id']}): a {made['n_trials']}-trial "
+                f"{made['sampler']} study with {made['pruner']} pruning{cap}, "
+                f"{made['parallelism']} trials at a time, {made['direction']} "
+                f"{made['objective']} over " + ", ".join(made["space"]) +
+                ". The dispatcher queues its trials.", {"sweep": made})
+
+    def sweep_results(sweep: str | None = None) -> Result:
+        if sweep is None:
+            found = ops.list_sweeps()["sweeps"]
+            if not found:
+                return "There are no sweeps yet.", {"sweep": None}
+            sweep = str(found[0]["id"])
+        d = ops.show_sweep(sweep)["sweep"]
+        return _sweep_text(d), {"sweep": d}
 
     # --- the whole picture and results -----------------------------------------------------
 
@@ -433,6 +480,15 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         return "; ".join(parts) + ".", r
 
     def best_runs(limit: int = 5) -> Result:
+        text, data = _best_runs(limit)
+        sweeps = ops.list_sweeps()["sweeps"]
+        if sweeps:  # the newest sweep's best configuration answers "which config was best?"
+            d = ops.show_sweep(str(sweeps[0]["id"]))["sweep"]
+            data["sweep"] = d
+            text = _sweep_text(d) + " " + text
+        return text, data
+
+    def _best_runs(limit: int) -> Result:
         page = ops.list_jobs(["succeeded"], limit=1000, newest_first=True)
         rated = ranked_by_evaluation(page["jobs"])
         unrated = len(page["jobs"]) - len(rated)
@@ -518,8 +574,12 @@ def build_tools(ops: Operations) -> list[BaseTool]:
         (compare_configs, s.CompareConfigsArgs,
          "Estimated cost and duration of training configs side by side."),
         (hyperparameter_sweep, s.SweepArgs,
-         "Queue a grid or random hyperparameter sweep as one batch, only if its estimated "
-         "total fits max_total_usd. Spends compute."),
+         "Create a hyperparameter search: an Optuna study of n trials (tpe by default, with "
+         "median pruning of unpromising trials), run as queued jobs, its total spend capped "
+         "by max_total_usd. Spends compute."),
+        (sweep_results, s.SweepResultsArgs,
+         "A sweep's progress and results: its best trial and configuration, trial counts "
+         "(complete, pruned, failed), spend and parameter importances."),
         (dashboard, s.NoArgs, "The dashboard's numbers: queue, spend, alerts, health."),
         (run_metrics, s.JobIdArgs, "The latest MLflow metrics of a job's run."),
         (compare_runs, s.CompareRunsArgs, "MLflow metrics of several jobs side by side."),

@@ -96,7 +96,7 @@ class EvaluateArgs(Args):
 
 class ListJobsArgs(Args):
     state: Literal["queued", "dispatching", "waiting", "running", "succeeded", "failed",
-                   "cancelled", "budget_exhausted"] | None \
+                   "cancelled", "budget_exhausted", "pruned"] | None \
         = Field(default=None, description="Only jobs in this state; omit for all")
     limit: int = Field(default=20, ge=1, le=200, description="At most this many")
     last: int | None = Field(default=None, ge=1, le=200,
@@ -137,15 +137,24 @@ class CompareRunsArgs(Args):
 
 class SweepArgs(Args):
     name: str = Field(default="sweep", min_length=1, max_length=100,
-                      pattern=r"^[^\x00-\x1f\x7f]+$")
-    method: Literal["grid", "random"] = "random"
-    n: int = Field(default=10, ge=1, le=200, description="Configs to draw (random)")
+                      pattern=r"^[^\x00-\x1f\x7f]+$",
+                      description="The sweep's name (a number is added if it is taken)")
+    method: Literal["tpe", "random", "grid", "qmc", "cmaes"] = Field(
+        default="tpe", description="The sampler: tpe (adaptive), random, grid, qmc, cmaes")
+    n: int = Field(default=10, ge=1, le=1000, description="Trials to run")
     space: dict[str, list[Any]] | None = Field(
-        default=None, description="grid: option -> values; random: option -> [low, high] or "
-                                  "choices; omit for lr, ent_coef, clip_coef, gamma")
+        default=None, description="option -> [low, high] or a list of choices (grid: the "
+                                  "values); omit for lr, ent_coef, clip_coef, gamma")
     total_timesteps: int = Field(default=4096, ge=512, le=1_000_000_000)
     num_hosts: int = Field(default=4, ge=1, le=4096, description="Hosts in the simulated cluster")
     priority: Priority = "normal"
     max_total_usd: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,6})?$",
-                                      description="Queue nothing if the sweep costs more")
-    seed: int = Field(default=0, ge=0, le=2**31)
+                                      description="Hard cap on the whole study's spend")
+    pruner: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    parallelism: int = Field(default=2, ge=1, le=64, description="Trials running at once")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
+class SweepResultsArgs(Args):
+    sweep: str | None = Field(default=None, min_length=1, max_length=200,
+                              description="A sweep's name or id; omit for the newest")

@@ -17,6 +17,7 @@ from app.core.tracking import Tracker
 from app.training import checkpoint
 from app.training.config import TrainConfig
 from app.training.evaluate import baselines, evaluate_config, headline_metric, policy_chooser
+from app.training.objectives import TrialHooks, objective_evaluator, objective_of, signed
 from app.training.ppo import Trainer, resolve_device
 from app.training.progress import ProgressReporter
 from app.training.report import evaluation_markdown, learning_curve_png
@@ -52,9 +53,16 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                  resume_from: str | Path | None = None, init_from: str | Path | None = None,
                  stop: threading.Event | None = None,
                  run_name: str | None = None, run_id: str | None = None,
-                 on_checkpoint: Callable[[Path, int], None] | None = None) -> TrainingOutcome:
+                 on_checkpoint: Callable[[Path, int], None] | None = None,
+                 trial: TrialHooks | None = None,
+                 extra_tags: dict[str, str] | None = None) -> TrainingOutcome:
     """One training run. ``run_id`` continues that MLflow run (a job's later attempt);
-    ``on_checkpoint`` is told of every step checkpoint written (a job's durable store)."""
+    ``on_checkpoint`` is told of every step checkpoint written (a job's durable store).
+
+    A sweep's ``trial`` is evaluated by its study's objective at every evaluation, stops
+    (``stopped`` "pruned", no final evaluation) when its pruner says so, and otherwise hands
+    its final objective to the study. A trial logs lean: no learning-curve plot and no MLflow
+    model (its checkpoints hold the policy), since a search runs many short jobs."""
     mlflow = tracking_sdk.fluent()
 
     resume = checkpoint.load(resume_from) if resume_from else None
@@ -64,6 +72,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
             "oppen.workload": cfg.trace or json.dumps(cfg.workload())}
     if job_id is not None:
         tags["oppen.job_id"] = str(job_id)
+    tags.update(extra_tags or {})
     logger = RunLogger()
     # Every attempt of a job continues its one run: the checkpoint's, else the job's.
     run_id = (resume.get("mlflow_run_id") if resume else None) or run_id
@@ -88,8 +97,14 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         logger.metrics(metrics, step)
         progress(metrics, step)
 
-    evaluator = _evaluator(cfg) if cfg.eval_every else None
+    if trial is not None:
+        evaluator = objective_evaluator(cfg, trial.objective) if cfg.eval_every else None
+    else:
+        evaluator = _evaluator(cfg) if cfg.eval_every else None
     trainer = Trainer(cfg, sink, checkpoint_dir, stop, evaluator)
+    if trial is not None:
+        objective = trial.objective
+        trainer.on_evaluation = lambda value, step: trial.report(signed(objective, value), step)
     if resume is not None:
         trainer.load_state_dict(resume)
     elif init_from:
@@ -101,12 +116,19 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         with progress:
             result = trainer.run()
         table: dict[str, dict[str, float]] = {}
-        if result.stopped != "sigterm":
+        if result.stopped not in ("sigterm", "pruned"):
             device = resolve_device(cfg.device)
             choosers = {"ppo": policy_chooser(result.policy.eval(), device),
                         **baselines(cfg.mode)}
             table = evaluate_config(cfg, choosers)
-            _log_outcome(logger, cfg, table, curve, result)
+            _log_outcome(logger, cfg, table, curve, result, lean=trial is not None)
+            if trial is not None:
+                value = objective_of(cfg, table, trial.objective)
+                logger.call("log_metrics", mlflow.log_metrics, {"sweep/objective": value})
+                trial.finish(value)
+        elif result.stopped == "pruned":
+            logger.call("set_tag", mlflow.set_tag, "oppen.pruned_at_step",
+                        str(result.global_step))
         crashed = False
     finally:
         if run is not None:
@@ -122,7 +144,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
 
 
 def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str, float]],
-                 curve: list[tuple[int, float]], result: Any) -> None:
+                 curve: list[tuple[int, float]], result: Any, lean: bool = False) -> None:
     mlflow = tracking_sdk.fluent()
 
     for name, row in table.items():
@@ -142,12 +164,15 @@ def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str,
                 {"seeds": seeds, "metric": metric, "results": table}, "evaluation/eval.json")
     logger.call("log_text", mlflow.log_text, evaluation_markdown(table, seeds),
                 "evaluation/eval.md")
-    with tempfile.TemporaryDirectory() as tmp:
-        png = learning_curve_png(curve, Path(tmp) / "learning_curve.png")
-        logger.call("log_artifact", mlflow.log_artifact, str(png), "plots")
+    if not lean:
+        with tempfile.TemporaryDirectory() as tmp:
+            png = learning_curve_png(curve, Path(tmp) / "learning_curve.png")
+            logger.call("log_artifact", mlflow.log_artifact, str(png), "plots")
     if result.last_checkpoint is not None:
         logger.call("log_artifact", mlflow.log_artifact, str(result.last_checkpoint),
                     "checkpoints")
+    if lean:
+        return
     # Pickled (not traced): the policy takes a mask beside the observation. MLflow warns
     # about pickles on every save; the model is our own, so that warning is noise here.
     flavor = tracking_sdk.pytorch_if_installed()

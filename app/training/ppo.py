@@ -116,6 +116,9 @@ class Trainer:
         self.extra_state: dict[str, Any] = {}
         # Called with each step checkpoint once written (a job's durable store publishes it).
         self.on_checkpoint: Callable[[Path, int], None] | None = None
+        # A sweep's trial: told each evaluation (value as the evaluator returns it, step);
+        # True stops the run as pruned.
+        self.on_evaluation: Callable[[float, int], bool] | None = None
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -171,12 +174,15 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------ training
-    def _evaluate(self) -> bool:
-        """Runs the evaluator; True when early stopping says to stop."""
+    def _evaluate(self) -> str | None:
+        """Runs the evaluator; "pruned" when the run's study prunes it, "early_stop" when
+        early stopping says to stop, else None."""
         assert self.evaluator is not None
         value = self.evaluator(self.policy.eval())
         self.policy.train()
         self.log({"eval/metric": value}, self.global_step)
+        if self.on_evaluation is not None and self.on_evaluation(value, self.global_step):
+            return "pruned"
         improved = self.best_eval is None or value < self.best_eval * (
             1 - self.cfg.early_stop_min_delta)
         if improved:
@@ -188,8 +194,10 @@ class Trainer:
                 checkpoint.save(self.checkpoint_dir / "best.pt", self.state_dict())
         else:
             self.evals_without_improvement += 1
-        return (self.cfg.early_stop_patience > 0
-                and self.evals_without_improvement >= self.cfg.early_stop_patience)
+        if (self.cfg.early_stop_patience > 0
+                and self.evals_without_improvement >= self.cfg.early_stop_patience):
+            return "early_stop"
+        return None
 
     def run(self) -> TrainResult:
         cfg, device, envs = self.cfg, self.device, self.envs
@@ -267,9 +275,10 @@ class Trainer:
             last = self.iteration >= cfg.num_iterations
             if self.iteration % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint(f"step-{self.global_step}")
-            if self.evaluator is not None and cfg.eval_every and \
-                    self.iteration % cfg.eval_every == 0 and self._evaluate():
-                stopped = "early_stop"
+            verdict = self._evaluate() if self.evaluator is not None and cfg.eval_every and \
+                self.iteration % cfg.eval_every == 0 else None
+            if verdict is not None:
+                stopped = verdict
                 self.save_checkpoint(f"step-{self.global_step}")
                 break
             if self.stop.is_set():

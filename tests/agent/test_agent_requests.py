@@ -54,20 +54,43 @@ def test_queue_twenty_configs_urgently(services: Services) -> None:
 
 
 def test_fifty_hyperparameter_configs_within_fifty_cents(services: Services) -> None:
+    """The seed's request becomes a 50-trial study capped at $0.50: nothing is queued up
+    front (the dispatcher asks the study for trials), and the cap is a hard budget."""
     turn, asked = ask(services, "Queue 50 hyperparameter configs, max $0.50")
     assert asked == ["hyperparameter_sweep"]
-    jobs = queued(services)
-    assert len(jobs) == 50
-    assert sum(j.estimated_cost_micros for j in jobs) <= 500_000
-    assert len({j.config["lr"] for j in jobs}) == 50  # a real search, not 50 copies
-    assert all(1e-4 <= j.config["lr"] <= 1e-3 for j in jobs)
-    assert "random sweep of 50 jobs" in turn.answer
-
-
-def test_a_sweep_over_its_cap_queues_nothing(services: Services) -> None:
-    turn, _ = ask(services, "Queue 50 hyperparameter configs, max $0.0001")
+    [sweep] = services.sweeps.list()
+    assert (sweep.n_trials, sweep.max_cost_micros, sweep.sampler, sweep.pruner) == \
+        (50, 500_000, "tpe", "median")
+    assert set(sweep.space) == {"lr", "ent_coef", "clip_coef", "gamma"}
+    assert services.budgets.get(sweep.budget_name).limit_micros == 500_000
     assert queued(services) == []
-    assert "over the 0.0001 cap" in turn.answer and "would fit" in turn.answer
+    assert "a 50-trial tpe study with median pruning, capped at $0.50" in turn.answer
+    # Asked again, the name is free of the first.
+    ask(services, "Queue 5 hyperparameter configs")
+    assert [w.name for w in services.sweeps.list()] == ["sweep-2", "sweep"]
+
+
+def test_a_sweep_whose_cap_holds_no_trial_is_refused(services: Services) -> None:
+    turn, _ = ask(services, "Queue 50 hyperparameter configs, max $0.0000001")
+    assert services.sweeps.list() == [] and queued(services) == []
+    assert "below one trial's estimate" in turn.answer
+
+
+def test_which_configuration_was_best_answers_from_the_sweep(services: Services) -> None:
+    """With a sweep whose trials have completed, the best configuration is its best trial."""
+    import optuna
+
+    from app.sweeps.storage import storage
+
+    ask(services, "Queue 4 hyperparameter configs")
+    [sweep] = services.sweeps.list()
+    study = optuna.load_study(study_name=sweep.study_name,
+                              storage=storage(services.settings.resolved_database_url))
+    for value in (3.0, 1.5, 2.0):
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)})
+        study.tell(trial, value)
+    turn, _ = ask(services, "which configuration was best?")
+    assert "Best: trial 1" in turn.answer and "1.5" in turn.answer
 
 
 def test_how_to_reduce_costs(services: Services) -> None:

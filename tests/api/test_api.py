@@ -3,6 +3,7 @@ clear errors, over real HTTP on a loopback port."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -57,11 +58,16 @@ def world(services: Services) -> Iterator[World]:
 # {job} is a fresh job of team alpha, {failed} a fresh failed one, {budget} a fresh budget,
 # {token} a fresh token's id.
 Case = tuple[str, str, Any, str, int]
+_names = itertools.count()
 MATRIX: list[Case] = [
     ("POST", "/jobs", {"name": "m", "config": {"total_timesteps": 2048}}, "submitter", 201),
     ("POST", "/jobs/batch", {"jobs": [{"name": "m1"}, {"name": "m2"}]}, "submitter", 201),
     ("POST", "/jobs/check", {"job": {"name": "c"}, "max_cost_usd": "1"}, "viewer", 200),
-    ("POST", "/jobs/sweep", {"name": "sw", "n": 2, "max_total_usd": "5"}, "submitter", 201),
+    ("POST", "/sweeps", lambda w: {"name": f"sw-{next(_names)}", "n_trials": 2,
+                                   "max_cost_usd": "5",
+                                   "space": {"lr": {"type": "log", "low": 1e-4, "high": 1e-3}}},
+     "submitter", 201),
+    ("GET", "/sweeps", None, "viewer", 200),
     ("POST", "/runs/compare", lambda w: {"job_ids": [w.job(), w.job()]}, "viewer", 200),
     ("GET", "/jobs", None, "viewer", 200),
     ("GET", "/jobs/{job}", None, "viewer", 200),

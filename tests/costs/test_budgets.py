@@ -328,39 +328,3 @@ def test_recommendations_carry_savings_computed_for_the_job(services) -> None:
     assert advice["spot"]["saving_fraction"] == pytest.approx(
         1 - 0.3 * float(services.pricing.spot.duration_factor()), abs=0.02)
     assert all(float(a["saving_usd"]) > 0 for a in advice.values())
-
-
-def test_a_sweep_cap_holds_for_the_prices_its_jobs_are_stored_at(
-        services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A sweep is checked against its cap, then stored, and every job is priced again as it
-    is stored. A peak opening in between must not carry the stored total past the cap."""
-    from app.api.operations import LocalOperations
-
-    checked_at = datetime(2026, 12, 2, 8, 59, 59, tzinfo=UTC)  # a Wednesday, 1 s before peak
-    clock = [checked_at]
-    for module in ("app.core.queue", "app.costs.estimate", "app.costs.advice"):  # "now"
-        monkeypatch.setattr(f"{module}.utcnow", lambda: clock[0])
-    store = QueueService.store
-
-    def stored_two_seconds_later(self: QueueService, specs: Any) -> list[int]:
-        clock[0] += timedelta(seconds=2)
-        return store(self, specs)
-
-    monkeypatch.setattr(QueueService, "store", stored_two_seconds_later)
-    queue, ops = services.queue, LocalOperations(services)
-    base, space = {"total_timesteps": 480_000}, {"seed": [1, 2, 3, 4]}
-    specs = [queue.validate({"name": f"s-{seed}", "config": {**base, "seed": seed}})
-             for seed in space["seed"]]
-    then = sum(queue.estimate(s, checked_at).cost_micros for s in specs)
-    later = sum(queue.estimate(s, checked_at + timedelta(seconds=2)).cost_micros for s in specs)
-    assert later > then  # the premise: these jobs cost more stored past 09:00
-
-    # The total priced at the check fits this cap exactly; the total stored would not.
-    with pytest.raises(ConfigError, match="over the"):
-        ops.sweep("sw", base, "grid", space, max_total_usd=f"{then / 1e6:.6f}")
-    assert queue.counts() == {}
-    clock[0] = checked_at
-    cap = queue.gate.dearest_total(specs)
-    done = ops.sweep("sw", base, "grid", space, max_total_usd=f"{cap / 1e6:.6f}")
-    stored = [queue.get(i).estimated_cost_micros for i in done["queued"]]
-    assert len(stored) == 4 and later <= sum(stored) <= cap

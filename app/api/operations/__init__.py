@@ -4,7 +4,8 @@ implementations: LocalOperations over the services in this process, and RemoteOp
 CLI, the dashboard and the agent's tools behave the same either way, and authorization lives
 in one place.
 
-The interface is split by domain, one module each (jobs, costs, budgets, overview, tokens), each
+The interface is split by domain, one module each (jobs, costs, budgets, overview, tokens,
+sweeps), each
 holding its part of the interface, its local implementation and its remote one; this module
 puts them together.
 
@@ -21,6 +22,7 @@ from app.api.operations.budgets import BudgetsOperations, LocalBudgets, RemoteBu
 from app.api.operations.costs import CostsOperations, LocalCosts, RemoteCosts
 from app.api.operations.jobs import JobsOperations, LocalJobs, RemoteJobs
 from app.api.operations.overview import LocalOverview, OverviewOperations, RemoteOverview
+from app.api.operations.sweeps import LocalSweeps, RemoteSweeps, SweepsOperations
 from app.api.operations.tokens import LocalTokens, RemoteTokens, TokensOperations
 
 __all__ = ["MAX_BATCH", "MAX_ID", "MAX_PAGE", "LocalOperations", "Operations",
@@ -28,15 +30,15 @@ __all__ = ["MAX_BATCH", "MAX_ID", "MAX_PAGE", "LocalOperations", "Operations",
 
 
 class Operations(JobsOperations, CostsOperations, BudgetsOperations, OverviewOperations,
-                 TokensOperations):
+                 TokensOperations, SweepsOperations):
     """The whole interface; see the module docstring."""
 
 
 class LocalOperations(LocalJobs, LocalCosts, LocalBudgets, LocalOverview, LocalTokens,
-                      Operations):
+                      LocalSweeps, Operations):
     """Over the services of this process, as ``principal`` (see LocalBase)."""
 
 
 class RemoteOperations(RemoteJobs, RemoteCosts, RemoteBudgets, RemoteOverview, RemoteTokens,
-                       Operations):
+                       RemoteSweeps, Operations):
     """Over HTTP against `oppen serve` (see RemoteBase)."""

@@ -1,5 +1,5 @@
-"""Submitting, listing, showing and changing jobs; their logs, metrics and evaluations;
-sweeps and the queue's status.
+"""Submitting, listing, showing and changing jobs; their logs, metrics and evaluations; the
+queue's status.
 
 The interface (JobsOperations) and its implementations over this process's services
 (LocalJobs) and over HTTP (RemoteJobs); app.api.operations puts the domains together."""
@@ -78,12 +78,6 @@ class JobsOperations(ABC):
     @abstractmethod
     def check_submission(self, item: dict[str, Any],
                          max_cost_usd: str | None = None) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
-              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
-              seed: int = 0, priority: str = "normal",
-              max_total_usd: str | None = None) -> dict[str, Any]: ...
 
     @abstractmethod
     def queue_status(self) -> dict[str, Any]: ...
@@ -241,49 +235,6 @@ class LocalJobs(LocalBase, JobsOperations):
                 raise ConfigError("max_cost_usd must not be negative")
         return self.services.advisor.check(self.services.queue.validate(item), cap)
 
-    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
-              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
-              seed: int = 0, priority: str = "normal",
-              max_total_usd: str | None = None) -> dict[str, Any]:
-        """Expands a grid or random sweep, prices every config, and queues them as one batch
-        only if the total fits ``max_total_usd`` (and the budgets)."""
-        from decimal import Decimal, InvalidOperation
-
-        from app.core.money import to_micros, usd_text
-        from app.training import sweep as sweeps
-
-        self.principal.require(Role.SUBMITTER, "submitting a sweep")
-        base = dict(base_config or {})
-        if method == "grid":
-            configs = sweeps.grid(base, space or {})
-        elif method == "random":
-            configs = sweeps.sample(base, space or sweeps.DEFAULT_SPACE, n, seed)
-        else:
-            raise ConfigError(f"method must be grid or random, got {method!r}")
-        items = [self._own_item({"name": f"{name}-{i + 1}", "config": c, "priority": priority})
-                 for i, c in enumerate(configs)]
-        queue = self.services.queue
-        specs = [queue.validate(item) for item in items]
-        total = sum(self.services.estimator.estimate(spec).cost_micros for spec in specs)
-        if max_total_usd is not None:
-            try:
-                cap = to_micros(Decimal(str(max_total_usd)))
-            except (InvalidOperation, ValueError):
-                raise ConfigError(f"max_total_usd {max_total_usd!r} is not an amount") from None
-            # Checked at the dearest price until they are stored, which may be past a peak
-            # boundary: the stored estimates never add up to more than the cap.
-            dearest = self.services.advisor.dearest_total(specs)
-            if dearest > cap:
-                each = dearest / len(specs)
-                fit = int(cap // each) if each else len(specs)
-                raise ConfigError(
-                    f"the sweep's {len(specs)} jobs are estimated at {usd_text(dearest)} USD, "
-                    f"over the {usd_text(cap)} cap; about {fit} of them would fit")
-        with self._write_lock:
-            ids = queue.store(specs)
-        return {"queued": ids, "configs": configs, "estimated_total_usd": usd_text(total),
-                "max_total_usd": max_total_usd}
-
     def queue_status(self) -> dict[str, Any]:
         from app.core.lease import Lease
 
@@ -374,16 +325,6 @@ class RemoteJobs(RemoteBase, JobsOperations):
         if max_cost_usd is not None:
             body["max_cost_usd"] = str(max_cost_usd)
         return self._call("POST", "/jobs/check", json=body)
-
-    def sweep(self, name: str, base_config: dict[str, Any] | None = None,
-              method: str = "random", space: dict[str, Any] | None = None, n: int = 10,
-              seed: int = 0, priority: str = "normal",
-              max_total_usd: str | None = None) -> dict[str, Any]:
-        body = {"name": name, "base_config": base_config or {}, "method": method,
-                "space": space, "n": n, "seed": seed, "priority": priority,
-                "max_total_usd": None if max_total_usd is None else str(max_total_usd)}
-        return self._call("POST", "/jobs/sweep",
-                          json={k: v for k, v in body.items() if v is not None})
 
     def queue_status(self) -> dict[str, Any]:
         return self._call("GET", "/queue")
