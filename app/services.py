@@ -27,10 +27,17 @@ from app.costs.pricing import Pricing, load_pricing
 from app.costs.windows import next_off_peak
 
 if TYPE_CHECKING:
+    from app.core.executors.local import WarmServer
     from app.costs.service import CostService
     from app.sweeps.service import SweepService
 
 
+# What a warm-start server imports before its first job: what `oppen train` spends its first
+# seconds on (PyTorch with the part its optimizers load, MLflow, simrs, Optuna, the trainer).
+WARM_PRELOAD = ("torch", "torch._dynamo", "numpy", "mlflow", "mlflow.tracking", "simrs",
+                "optuna", "app.services", "app.training.entrypoint", "app.training.ppo",
+                "app.training.evaluate", "app.sweeps.trial", "app.sweeps.service",
+                "app.cli.train_cmds")
 # Recent rewards kept per running job for the dashboard's sparkline.
 SPARKLINE_POINTS = 24
 
@@ -156,13 +163,22 @@ class Services:
             # Every wait inside a dispatcher tick ends within a third of the lease.
             return LocalExecutor(self.settings.logs_dir, env, self.settings.python_executable,
                                  self.settings.stop_grace_s, self.settings.local_command,
-                                 max_wait_s=self.settings.lease_ttl_s / 3)
+                                 max_wait_s=self.settings.lease_ttl_s / 3,
+                                 warm=self.warm_server() if self.settings.warm_start else None)
         if self.settings.executor == "kubernetes":
             from app.core.executors.kubernetes import KubernetesExecutor
 
             return KubernetesExecutor(self.job_template(),
                                       request_timeout_s=self.settings.lease_ttl_s / 3)
         raise ConfigError(f"unknown executor {self.settings.executor!r}")
+
+    def warm_server(self) -> WarmServer:
+        """The warm-start server: `oppen ARGS` forked from a process that has imported what
+        training needs."""
+        from app.core.executors.local import WarmServer
+
+        return WarmServer(self.settings.warm_socket, "app.cli:main", WARM_PRELOAD,
+                          self.settings.warm_idle_s, "app.training.warmup:warm_up")
 
     def read_progress(self, run_id: str) -> Progress | None:
         """Latest step, steps per second, recent rewards and final evaluation of a run."""

@@ -25,6 +25,9 @@ def oppen_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Tests tick the dispatcher quickly so jobs finish within seconds.
     monkeypatch.setenv("OPPEN_DISPATCH_INTERVAL_S", "0.5")
+    # Jobs start cold: a warm-start server per test would import PyTorch once per test and
+    # stay until its test's process ends. tests/core/test_warm_start.py tests warm starts.
+    monkeypatch.setenv("OPPEN_WARM_START", "false")
     return home
 
 

@@ -24,6 +24,7 @@ from app.cli.server_cmds import serve, token
 from app.cli.sim_cmds import sim
 from app.cli.sweep_cmds import sweep
 from app.cli.train_cmds import train
+from app.cli.warm_cmds import warm
 
 
 @click.group(cls=OppenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +34,7 @@ def cli() -> None:
 
 
 for command in (ask, bench, budget, chat, config, cost, dashboard, db, demo, dispatcher,
-                eval_cmd, mcp_cmd, policy, queue, serve, sim, sweep, token, train, ui):
+                eval_cmd, mcp_cmd, policy, queue, serve, sim, sweep, token, train, ui, warm):
     cli.add_command(command)
 
 

@@ -146,6 +146,54 @@ def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> Non
                f"{r['batched_speedup']:.1f}x)")
 
 
+@bench.command("sweep")
+@click.option("--part", type=click.Choice(["all", "search", "latency"]), default="all",
+              show_default=True)
+@click.option("--seeds", default="1,2,3", show_default=True, help="Sampler seeds")
+@click.option("--trials", type=click.IntRange(min=2, max=200), default=16, show_default=True,
+              help="Trials per study")
+@click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True,
+              help="Foreground runs per start (cold, warm)")
+@click.option("--dispatcher-trials", type=click.IntRange(min=2, max=50), default=6,
+              show_default=True, help="Trials per sweep through the dispatcher")
+@click.option("--json", "as_json", is_flag=True)
+def bench_sweep(part: str, seeds: str, trials: int, repeats: int, dispatcher_trials: int,
+                as_json: bool) -> None:
+    """TPE with median pruning against random search (best found, CPU-seconds), and what a
+    short trial costs to start, cold and warm."""
+    from app.bench.sweep import run
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise common.OppenError(f"--seeds: expected numbers like 1,2,3, got {seeds!r}") \
+            from None
+    if not seed_list:
+        raise common.OppenError("--seeds: give at least one seed")
+    r = run(part, seed_list, trials, repeats, dispatcher_trials)
+    if as_json:
+        common.emit_json({"benchmark": "sweep", **r})
+        return
+    if "search" in r:
+        sr = r["search"]
+        for row in sr["runs"]:
+            click.echo(f"{row['method']:12} seed {row['seed']}: best mean wait "
+                       f"{row['best']:.1f} s, {row['cpu_s']:.1f} CPU-s, "
+                       f"{row['pruned']}/{row['trials']} pruned")
+        med = sr["median"]
+        click.echo(f"median best: TPE+median {med['tpe-median']['best']:.1f} s, random "
+                   f"{med['random-none']['best']:.1f} s; compute TPE/random "
+                   f"{sr['compute_ratio']:.2f} (goal <= 0.60, and at least as good)")
+    if "cheap_trials" in r:
+        ct = r["cheap_trials"]
+        fg, dp = ct["foreground"], ct["dispatcher"]
+        click.echo(f"1,024-step oppen train: cold {fg['cold_median_s']:.2f} s, warm "
+                   f"{fg['warm_median_s']:.2f} s (goal 3 s)")
+        click.echo(f"a trial through the dispatcher, queued to ended: cold "
+                   f"{dp['cold_median_s']:.2f} s, warm {dp['warm_median_s']:.2f} s "
+                   "(goal 5 s)")
+
+
 @bench.command("train")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,

@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.core import admission_pause
-from app.core.models import Job
+from app.core.models import Job, Sweep
 from app.core.money import usd, usd_text
 from app.core.planning import ACTIVE_STATES, remaining_seconds
 from app.core.states import TERMINAL, JobState
@@ -74,6 +74,23 @@ class RecentRow:
 
 
 @dataclass
+class SweepRow:
+    id: int
+    name: str
+    state: str
+    sampler: str
+    pruner: str
+    objective: str
+    direction: str
+    n_trials: int
+    trials: dict[str, int]  # the trials' jobs by state
+    best_value: float | None
+    best_params: dict[str, Any]
+    spent_usd: str
+    max_cost_usd: str | None
+
+
+@dataclass
 class Alert:
     level: str  # warn | error
     kind: str  # budget | failed | stalled | dispatcher | paused
@@ -93,6 +110,7 @@ class DashboardData:
     costs: dict[str, Any] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     health: list[health.Check] = field(default_factory=list)
+    sweeps: list[SweepRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +125,8 @@ class DashboardData:
                    [RunningRow(**r) for r in d["running"]],
                    [RecentRow(**r) for r in d["recent"]], d["costs"],
                    [Alert(**a) for a in d["alerts"]],
-                   [health.Check(**c) for c in d["health"]])
+                   [health.Check(**c) for c in d["health"]],
+                   [SweepRow(**w) for w in d.get("sweeps", [])])
 
 
 def gather(services: Any, recent: int = 10, now: datetime | None = None,
@@ -150,6 +169,7 @@ def gather(services: Any, recent: int = 10, now: datetime | None = None,
                              usd_text(j.cost_micros), j.eval_ratio, j.reason, j.mlflow_run_id)
                    for j in finished]
     data.costs = _costs(services, running, now, team)
+    data.sweeps = _sweeps(services, team)
     data.health = _health(services, counts)
     data.alerts = _alerts(data, running, failed_recently, now)
     paused = admission_pause.read(engine)
@@ -246,3 +266,35 @@ def _alerts(data: DashboardData, running: list[Job], failed: list[Job],
         alerts.append(Alert("error", "dispatcher", f"{dispatcher.detail}; queued jobs will "
                                                    "not start (oppen dispatcher run)"))
     return alerts
+
+
+SWEEP_ROWS = 5
+
+
+def _sweeps(services: Any, team: str | None) -> list[SweepRow]:
+    """The sweeps still searching, then the latest ended ones: their trials' jobs by state,
+    their best value so far and their spend."""
+    with Session(services.engine) as s:
+        stmt = select(Sweep).order_by(col(Sweep.state) != "running", col(Sweep.id).desc())
+        if team is not None:
+            stmt = stmt.where(Sweep.team == team)
+        sweeps = s.exec(stmt.limit(SWEEP_ROWS)).all()
+        if not sweeps:
+            return []
+        rows = s.exec(select(Job.sweep_id, Job.state, func.count(), func.sum(Job.cost_micros))
+                      .where(col(Job.sweep_id).in_([w.id for w in sweeps]))
+                      .group_by(Job.sweep_id, Job.state)).all()
+    by_sweep: dict[int, dict[str, int]] = {}
+    spent: dict[int, int] = {}
+    for sweep_id, state, n, cost in rows:
+        by_sweep.setdefault(sweep_id, {})[state] = n
+        spent[sweep_id] = spent.get(sweep_id, 0) + int(cost or 0)
+    out = []
+    for w in sweeps:
+        best_value, best_params = services.sweeps.best_so_far(w)
+        out.append(SweepRow(w.id, w.name, w.state, w.sampler, w.pruner, w.objective,  # type: ignore[arg-type]
+                            w.direction, w.n_trials, by_sweep.get(w.id, {}), best_value,  # type: ignore[arg-type]
+                            best_params, usd_text(spent.get(w.id, 0)),  # type: ignore[arg-type]
+                            usd_text(w.max_cost_micros) if w.max_cost_micros is not None
+                            else None))
+    return out

@@ -156,7 +156,24 @@ def view(data: DashboardData) -> RenderableType:
         health.append(h.status, style=LEVEL_STYLE[h.status])
         health.append(f" ({h.detail})  ")
 
+    sweeps = Table(title="Sweeps", expand=True, title_justify="left")
+    for col in ("id", "name", "state", "trials", "best", "spent"):
+        sweeps.add_column(col)
+    for w in data.sweeps:
+        ended = sum(n for state, n in w.trials.items()
+                    if state in ("succeeded", "pruned", "failed", "cancelled"))
+        pruned = w.trials.get("pruned", 0)
+        best = NA if w.best_value is None else f"{w.best_value:.4g} " + " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in w.best_params.items())
+        cap = f" / {usd(w.max_cost_usd)}" if w.max_cost_usd is not None else ""
+        sweeps.add_row(str(w.id), w.name, w.state,
+                       f"{ended}/{w.n_trials}" + (f" ({pruned} pruned)" if pruned else ""),
+                       best, usd(w.spent_usd) + cap)
+
     parts: list[RenderableType] = [summary, cluster, queued, running, recent]
+    if data.sweeps:
+        parts.append(sweeps)
     if data.costs.get("budgets"):
         parts.append(budgets)
     parts += [Panel(alerts, title="Alerts", title_align="left"),

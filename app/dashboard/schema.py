@@ -65,5 +65,14 @@ SCHEMA: dict[str, Any] = {
         "health": {"type": "array", "items": _obj({
             "component": {"enum": ["database", "mlflow", "dispatcher", "executor"]},
             "status": {"enum": ["ok", "warn", "error"]}, "detail": {"type": "string"}})},
+        "sweeps": {"type": "array", "items": _obj({
+            "id": {"type": "integer"}, "name": {"type": "string"},
+            "state": {"enum": ["running", "stopped", "completed", "capped"]},
+            "sampler": {"type": "string"}, "pruner": {"type": "string"},
+            "objective": {"type": "string"}, "direction": {"enum": ["minimize", "maximize"]},
+            "n_trials": {"type": "integer"},
+            "trials": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "best_value": _NUM, "best_params": {"type": "object"},
+            "spent_usd": _MONEY, "max_cost_usd": {"anyOf": [_MONEY, {"type": "null"}]}})},
     }),
 }

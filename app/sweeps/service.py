@@ -232,6 +232,16 @@ class SweepService:
                                  pruner=choices.pruner(sweep.pruner,
                                                        trial_steps(sweep.base_config)))
 
+    def best_so_far(self, sweep: Sweep) -> tuple[float | None, dict[str, Any]]:
+        """The best complete trial's value and settings, or (None, {}) before one."""
+        st = storage(self.database_url)
+        try:
+            study_id = st.get_study_id_from_name(sweep.study_name)
+            best = st.get_best_trial(study_id)
+        except (KeyError, ValueError):
+            return None, {}
+        return best.value, dict(best.params)
+
     def jobs(self, sweep_id: int) -> dict[int, Job]:
         """The sweep's jobs by trial number."""
         with Session(self.engine) as s:

@@ -1,5 +1,6 @@
 """Training that survives its process: every retry resumes from the job's latest durable
-checkpoint, and a cancelled job resumes by `queue resume`.
+checkpoint, and a cancelled job resumes by `queue resume`; whether its attempts start cold
+or forked from the warm-start server.
 
 Real `oppen train` subprocesses under the local executor and a real MLflow store. Each case
 stops a job's first attempt after its second checkpoint (SIGKILL, SIGTERM, or a cancel); the
@@ -9,15 +10,18 @@ parameters of an uninterrupted run, and log into the job's one MLflow run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from app.core.dispatcher import Dispatcher
+from app.core.executors import warm
 from app.core.executors.local import job_process
 from app.services import Services
 from app.training import checkpoint
@@ -59,15 +63,40 @@ def _wait_for_checkpoints(services: Services, dispatcher: Dispatcher, job_id: in
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("how", ["sigkill", "sigterm", "cancel-then-resume"])
+@pytest.fixture
+def start(request: pytest.FixtureRequest, services: Services) -> Iterator[str]:
+    """How the job's attempts start: cold (a new interpreter) or forked from a warm-start
+    server, which must behave exactly alike."""
+    if request.param == "cold":
+        yield "cold"
+        return
+    services.settings.warm_start = True
+    services.executor.prepare()
+    deadline = time.monotonic() + 120
+    while not warm.answering(services.settings.warm_socket):
+        assert time.monotonic() < deadline, "the warm-start server did not answer"
+        time.sleep(0.2)
+    try:
+        yield "warm"
+    finally:
+        warm.stop_server(services.settings.warm_socket)
+
+
+@pytest.mark.parametrize(("how", "start"), [
+    ("sigkill", "cold"), ("sigterm", "cold"), ("cancel-then-resume", "cold"),
+    ("sigkill", "warm"), ("cancel-then-resume", "warm")], indirect=["start"])
 def test_the_next_attempt_resumes_from_the_latest_checkpoint(
-        services: Services, how: str, uninterrupted: dict[str, torch.Tensor]) -> None:
+        services: Services, how: str, start: str,
+        uninterrupted: dict[str, torch.Tensor]) -> None:
     services.settings.retry_backoff_s = 0.2
     dispatcher = services.dispatcher()
     job = services.queue.submit(f"resume after {how}", CONFIG)
     _wait_for_checkpoints(services, dispatcher, job.id, 2)
-    trainer = job_process(services.queue.get(job.id).executor_ref)
+    ref = services.queue.get(job.id).executor_ref
+    trainer = job_process(ref)
     assert trainer is not None, "the runner has no training process"
+    # A warm start's trainer is the server's child, not the runner's.
+    assert Path(json.loads(ref)["status"]).with_suffix(".child").exists() == (start == "warm")
     if how == "sigkill":
         os.kill(trainer, signal.SIGKILL)
     elif how == "sigterm":  # what a preempted pod or a node drain sends: checkpoint, exit 143

@@ -67,3 +67,17 @@ def mlflow_exception() -> type[Exception]:
 
     fluent()
     return MlflowException
+
+
+def warm_up() -> None:
+    """What MLflow does on a process's first run, done ahead in a warm-start server so its
+    children skip it: the SQL store's module and its ORM mappers, the pytorch flavour, and
+    the map of installed distributions its model logging checks requirements against."""
+    fluent()
+    import sqlalchemy.orm
+    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    pytorch_if_installed()
+    sqlalchemy.orm.configure_mappers()
+    requirements_utils._init_packages_to_modules_map()

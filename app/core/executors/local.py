@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,14 +48,32 @@ def _alive(pid: int, start_ticks: int | None = None) -> bool:
 
 
 def job_process(ref: str) -> int | None:
-    """The pid of the attempt's own process (the runner's child: `oppen train`), while it
-    runs; what a test or a benchmark signals to play a preemption."""
-    runner = int(json.loads(ref)["pid"])
+    """The pid of the attempt's own process (the runner's child: `oppen train`, or the warm
+    server's child the runner asked for), while it runs; what a test or a benchmark signals
+    to play a preemption."""
+    info = json.loads(ref)
+    warm = Path(info["status"]).with_suffix(".child")
+    if warm.exists():
+        pid = int(warm.read_text())
+        return pid if _alive(pid) else None
+    runner = int(info["pid"])
     try:
         children = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
     except OSError:
         return None
     return int(children[0]) if children else None
+
+
+@dataclass(frozen=True)
+class WarmServer:
+    """Where the warm-start server listens, what it runs per job ("module:function") and
+    what it imports first (app.core.executors.warm)."""
+
+    socket: Path
+    entry: str
+    preload: tuple[str, ...] = ()
+    idle_s: float = 600.0
+    warmup: str | None = None
 
 
 def _when(unix_s: float | None) -> datetime | None:
@@ -66,7 +85,10 @@ class LocalExecutor:
 
     def __init__(self, logs_dir: Path, env: dict[str, str], python: str | None = None,
                  grace_s: float = 20.0, command: str | None = None,
-                 max_wait_s: float = 30.0) -> None:
+                 max_wait_s: float = 30.0, warm: WarmServer | None = None) -> None:
+        # Jobs fork from this warm-start server when it answers (the default command only).
+        self.warm = warm
+        self._warm_asked_at = -1e9
         # The longest any one call may wait (for a pid file, for a SIGTERM to take): the
         # dispatcher calls these inside its lease, so they must end well before it does.
         self.max_wait_s = max_wait_s
@@ -88,12 +110,17 @@ class LocalExecutor:
         log_path, status_path, pid_path = self.paths(job)
         status_path.unlink(missing_ok=True)
         pid_path.unlink(missing_ok=True)
+        pid_path.with_suffix(".child").unlink(missing_ok=True)
+        warm = []
+        if self.warm is not None and not self.command:
+            self.prepare()
+            warm = ["--warm", str(self.warm.socket)]
         cmd = [
             self.python, "-m", "app.core.executors.runner", "--status", str(status_path),
             "--pidfile", str(pid_path), "--cpus", str(job.cpus),
             # CUDA reserves tens of GB of address space for itself, so a GPU job's memory is
             # not capped by address space; a CPU job's is (runner.limits_for).
-            *(["--memory-mb", str(job.memory_mb)] if job.gpus == 0 else []),
+            *(["--memory-mb", str(job.memory_mb)] if job.gpus == 0 else []), *warm,
             "--", *self.job_command(job),
         ]
         with open(log_path, "ab") as log:
@@ -103,6 +130,19 @@ class LocalExecutor:
                                     start_new_session=True)
         self._children[proc.pid] = proc
         return self._ref(proc.pid, process_start_ticks(proc.pid), status_path, log_path)
+
+    def prepare(self) -> None:
+        """Starts the warm-start server if none answers (at most every 10 s: one that is
+        still importing does not answer yet; jobs start cold meanwhile)."""
+        if self.warm is None or self.command or time.monotonic() - self._warm_asked_at < 10.0:
+            return
+        self._warm_asked_at = time.monotonic()
+        from app.core.executors import warm
+
+        warm.launch_server(self.warm.socket, self.warm.entry, self.warm.preload,
+                           {**self.env}, self.python, self.warm.idle_s,
+                           self.logs_dir / "warm-server.log", self.warm.warmup,
+                           owner_pid=os.getpid())  # it leaves with this dispatcher
 
     def job_command(self, job: Job) -> list[str]:
         if self.command:

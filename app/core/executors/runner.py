@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the job's memory request: caps its address space")
     parser.add_argument("--cpus", type=float, default=None,
                         help="the job's CPU request: sizes its thread pools")
+    parser.add_argument("--warm", type=Path, default=None,
+                        help="a warm-start server's socket: the command (oppen ARGS) is forked "
+                             "from it if it answers, else started cold")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps({"pid": os.getpid(), "start": process_start_ticks(os.getpid())}))
         os.replace(tmp, args.pidfile)
     started = time.time()
+    if args.warm is not None:
+        code = _warm(args, command, started)
+        if code is not None:
+            return code
     child = subprocess.Popen(command, preexec_fn=limits_for(args.memory_mb),  # noqa: PLW1509
                              env=thread_env(args.cpus))
     stopping = {"signal": 0}
@@ -96,6 +103,52 @@ def main(argv: list[str] | None = None) -> int:
         detail = f"killed by signal {-code}"
     write_status(args.status, code, detail, started, time.time())
     return 0
+
+
+def _warm(args: argparse.Namespace, command: list[str], started: float) -> int | None:
+    """The command forked from the warm server, its pid recorded beside the pid file (what a
+    test or benchmark signals); None if no server answered (start cold instead)."""
+    from app.core.executors.local import _alive
+    from app.core.executors.warm import WarmStart
+
+    oppen_args = _oppen_args(command)
+    if oppen_args is None:
+        return None
+    warm = WarmStart.start(args.warm, oppen_args, thread_env(args.cpus), args.cpus,
+                           args.memory_mb, watch_pid=os.getpid())
+    if warm is None:
+        return None
+    if args.pidfile is not None:
+        args.pidfile.with_suffix(".child").write_text(str(warm.pid))
+    stopping = {"signal": 0}
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+        try:
+            os.kill(warm.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = warm.wait()
+    detail = f"stopped by signal {stopping['signal']}" if stopping["signal"] else ""
+    if code is None:  # the server went away first: wait the child out; its code is lost
+        while _alive(warm.pid):
+            time.sleep(0.2)
+        code, detail = 1, detail or "the warm-start server ended before its job; exit unknown"
+    if code < 0 and not detail:
+        detail = f"killed by signal {-code}"
+    write_status(args.status, code, detail, started, time.time())
+    return 0
+
+
+def _oppen_args(command: list[str]) -> list[str] | None:
+    """ARGS of ``PYTHON -m app ARGS`` (the default job command), else None: any other
+    command starts cold."""
+    if len(command) >= 3 and command[1:3] == ["-m", "app"]:
+        return command[3:]
+    return None
 
 
 if __name__ == "__main__":
