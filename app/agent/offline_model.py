@@ -233,6 +233,22 @@ def _best(r: Reading) -> Decision | None:
     return Decision([("best_runs", {"limit": int(m.group(1))} if m else {})])
 
 
+def _sweep_results(r: Reading) -> Decision | None:
+    """How a sweep is doing, or what it found: read, never a new sweep."""
+    if not r.has(r"\bsweeps?\b|\bstud(?:y|ies)\b|\bsearch\b"):
+        return None
+    if not r.has(r"\bresults?\b|\bprogress\b|\bstatus\b|\bdoing\b|\bgoing\b|\bfound\b|"
+                 r"\bshow\b|\bhow (?:is|are|far)\b|\bfinished\b|\bdone\b"):
+        return None
+    if r.has(r"\bcost\w*\b|\bafford\b|\bhow much\b"):
+        return None
+    named = re.search(r"\bsweep\s+['\"]?([a-z0-9][\w.-]*)", r.text)
+    ignore = {"results", "result", "progress", "status", "doing", "going", "is", "done", "so",
+              "has", "have", "finished", "found"}
+    args = {"sweep": named.group(1)} if named and named.group(1) not in ignore else {}
+    return Decision([("sweep_results", args)])
+
+
 def _results(r: Reading) -> Decision | None:
     ids = r.job_ids
     if r.has(r"\bcompare\b|\bversus\b|\bvs\.?\b|\bside by side\b|\bdifference between\b"):
@@ -439,7 +455,8 @@ def _status(r: Reading) -> Decision | None:
 RULES: tuple[tuple[str, Rule], ...] = (
     ("read", _stop_everything), ("pause", _admission), ("cancel", _cancel),
     ("resume", _resume), ("front", _front), ("start", _start_now), ("read", _logs),
-    ("read", _eta), ("read", _savings), ("read", _best), ("read", _results),
+    ("read", _eta), ("read", _savings), ("read", _best), ("read", _sweep_results),
+    ("read", _results),
     ("queue", _set_budget), ("read", _budgets), ("read", _report), ("queue", _sweep),
     ("queue", _train), ("read", _check), ("read", _list), ("read", _status))
 VERB_OF = {"cancel": "cancel", "resume": "resume", "queue": "queue anything", "pause":

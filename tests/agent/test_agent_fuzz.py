@@ -19,7 +19,7 @@ from app.tools import build_tools
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-EXAMPLES_PER_TOOL = 60  # 29 tools: 1,740 generated calls
+EXAMPLES_PER_TOOL = 60  # 30 tools: 1,800 generated calls
 WORDS = ["queue", "train", "cancel", "job", "jobs", "#3", "7", "status", "budget", "$5",
          "$0.50", "2M", "steps", "64-host", "urgent", "background", "sweep", "hyperparameter",
          "configs", "why", "waiting", "compare", "and", "retry", "start", "now", "reduce",

@@ -43,6 +43,14 @@ class World:
                 s.commit()
         return int(job.id)  # type: ignore[arg-type]
 
+    def sweep(self, stopped: bool = False) -> str:
+        made = self.services.sweeps.create({"name": f"sweep-{next(_names)}", "team": "alpha",
+                                            "space": {"lr": {"type": "log", "low": 1e-4,
+                                                             "high": 1e-3}}})
+        if stopped:
+            self.services.sweeps.stop(made.name)
+        return made.name
+
 
 @pytest.fixture
 def world(services: Services) -> Iterator[World]:
@@ -68,6 +76,9 @@ MATRIX: list[Case] = [
                                    "space": {"lr": {"type": "log", "low": 1e-4, "high": 1e-3}}},
      "submitter", 201),
     ("GET", "/sweeps", None, "viewer", 200),
+    ("GET", "/sweeps/{sweep}", None, "viewer", 200),
+    ("POST", "/sweeps/{sweep}/stop", None, "submitter", 200),
+    ("POST", "/sweeps/{stopped}/resume", None, "submitter", 200),
     ("POST", "/runs/compare", lambda w: {"job_ids": [w.job(), w.job()]}, "viewer", 200),
     ("GET", "/jobs", None, "viewer", 200),
     ("GET", "/jobs/{job}", None, "viewer", 200),
@@ -110,7 +121,8 @@ def _fill(world: World, template: str) -> str:
     fillers: dict[str, Callable[[], Any]] = {
         "{job}": world.job, "{failed}": lambda: world.job(state="failed"),
         "{budget}": lambda: world.services.budgets.set(f"b{free_port()}", "5").name,
-        "{token}": lambda: TokenService(world.services.engine).create("gamma", "viewer")[0].id}
+        "{token}": lambda: TokenService(world.services.engine).create("gamma", "viewer")[0].id,
+        "{sweep}": world.sweep, "{stopped}": lambda: world.sweep(stopped=True)}
     for key, make in fillers.items():
         if key in template:
             template = template.replace(key, str(make()))
@@ -124,7 +136,8 @@ def test_the_matrix_covers_every_endpoint(services: Services) -> None:
               if route.path.startswith(API)}  # type: ignore[attr-defined]
     covered = {(method, path.replace("{job}", "{job_id}").replace("{failed}", "{job_id}")
                 .replace("{budget}", "{name}").replace("/budgets/all", "/budgets/{name}")
-                .replace("{token}", "{token_id}")) for method, path, *_ in MATRIX}
+                .replace("{token}", "{token_id}").replace("{sweep}", "{ref}")
+                .replace("{stopped}", "{ref}")) for method, path, *_ in MATRIX}
     assert served == covered
 
 

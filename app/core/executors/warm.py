@@ -239,7 +239,7 @@ class WarmStart:
               memory_mb: int | None = None, watch_pid: int | None = None,
               stdio: tuple[int, int, int] = (0, 1, 2),
               timeout_s: float = 5.0) -> WarmStart | None:
-        if not path.exists():
+        if not _ours(path):
             return None
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.settimeout(timeout_s)
@@ -290,9 +290,21 @@ def run_here(path: Path, argv: list[str]) -> int | None:
     return 128 - code if code < 0 else code
 
 
+def _ours(path: Path) -> bool:
+    """A socket this user made: a request carries the job's environment (its database URL,
+    its token), so it never goes to a socket someone else put in a shared folder."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid()
+
+
 def answering(path: Path) -> bool:
     """Whether a warm server listens at ``path``."""
-    if not path.exists():
+    if not _ours(path):
         return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
