@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.core.errors import OppenError
+
 # The search space: learning rate and entropy bonus over wide log ranges (where most of
 # either range is hopeless), clipping and GAE's lambda.
 SPACE: dict[str, Any] = {
@@ -35,6 +37,10 @@ SPACE: dict[str, Any] = {
 # eight updates.
 BASE: dict[str, Any] = {"total_timesteps": 8192, "num_envs": 8, "rollout_steps": 128,
                         "eval_every": 1}
+
+
+def _base(steps: int) -> dict[str, Any]:
+    return {**BASE, "total_timesteps": steps}
 
 
 def _trial(cfg_dict: dict[str, Any], trial: Any | None) -> tuple[float | None, float]:
@@ -65,7 +71,8 @@ def _trial(cfg_dict: dict[str, Any], trial: Any | None) -> tuple[float | None, f
     return objective_of(cfg, table, "mean_wait_s"), time.process_time() - started
 
 
-def study(method: str, seed: int, trials: int) -> dict[str, Any]:
+def study(method: str, seed: int, trials: int, steps: int = BASE["total_timesteps"]
+          ) -> dict[str, Any]:
     """One study: 'tpe-median' or 'random-none'."""
     import optuna
 
@@ -75,13 +82,13 @@ def study(method: str, seed: int, trials: int) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler_name, pruner_name = method.split("-")
     sampler = choices.sampler(sampler_name, seed, SPACE)
-    pruner = choices.pruner(pruner_name, BASE["total_timesteps"])
+    pruner = choices.pruner(pruner_name, steps)
     s = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
     dists = distributions(SPACE)
     cpu, pruned = 0.0, 0
     for _ in range(trials):
         t = s.ask(dists)
-        value, spent = _trial({**BASE, **t.params, "seed": seed},
+        value, spent = _trial({**_base(steps), **t.params, "seed": seed},
                               t if pruner_name != "none" else None)
         cpu += spent
         if value is None:
@@ -93,15 +100,16 @@ def study(method: str, seed: int, trials: int) -> dict[str, Any]:
             "best": s.best_value, "best_params": s.best_params, "cpu_s": round(cpu, 2)}
 
 
-def search(seeds: list[int], trials: int) -> dict[str, Any]:
-    runs = [study(m, seed, trials) for seed in seeds for m in ("tpe-median", "random-none")]
+def search(seeds: list[int], trials: int, steps: int) -> dict[str, Any]:
+    runs = [study(m, seed, trials, steps) for seed in seeds
+            for m in ("tpe-median", "random-none")]
     by = {m: [r for r in runs if r["method"] == m] for m in ("tpe-median", "random-none")}
     tpe, rnd = by["tpe-median"], by["random-none"]
     med = {m: {"best": statistics.median(r["best"] for r in rs),
                "cpu_s": statistics.median(r["cpu_s"] for r in rs)} for m, rs in by.items()}
     compute_ratio = sum(r["cpu_s"] for r in tpe) / sum(r["cpu_s"] for r in rnd)
     at_least_as_good = sum(a["best"] <= b["best"] for a, b in zip(tpe, rnd, strict=True))
-    return {"runs": runs, "median": med, "compute_ratio": round(compute_ratio, 3),
+    return {"steps_per_trial": steps, "runs": runs, "median": med, "compute_ratio": round(compute_ratio, 3),
             "seeds_at_least_as_good": at_least_as_good, "seeds": len(seeds),
             "goal_met": compute_ratio <= 0.6 and med["tpe-median"]["best"]
             <= med["random-none"]["best"]}
@@ -114,7 +122,7 @@ def _oppen(env: dict[str, str], *args: str, timeout: float = 300) -> float:
     done = subprocess.run([sys.executable, "-m", "app", *args], env=env, timeout=timeout,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"oppen {' '.join(args)} failed: {done.stderr[-500:]}")
+        raise OppenError(f"oppen {' '.join(args)} failed: {done.stderr[-500:]}")
     return time.perf_counter() - start
 
 
@@ -155,8 +163,10 @@ def through_dispatcher(trials: int, warm: bool) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         env = _home_env(Path(tmp), warm)
         _oppen(env, "train", "--cold", "--set", "total_timesteps=1024")  # the stores exist
+        # No pruning: every trial runs its whole length, the cost being measured.
         _oppen(env, "sweep", "create", "bench", "--param", "lr=log:1e-4:1e-2", "--trials",
-               str(trials), "--parallel", "1", "--seed", "1", "--set", "total_timesteps=1024")
+               str(trials), "--parallel", "1", "--seed", "1", "--pruner", "none",
+               "--set", "total_timesteps=1024")
         _oppen(env, "dispatcher", "run", "--interval", "0.2", "--exit-when-idle",
                timeout=900)
         services = Services(load_settings(home=Path(tmp)))
@@ -165,7 +175,8 @@ def through_dispatcher(trials: int, warm: bool) -> list[float]:
                           .order_by(Job.id)).all()
         services.engine.dispose()
     if len(jobs) != trials or any(j.state != "succeeded" for j in jobs):
-        raise RuntimeError(f"the sweep did not finish: {[(j.id, j.state) for j in jobs]}")
+        raise OppenError(f"the benchmark's sweep did not finish: "
+                         f"{[(j.id, j.state) for j in jobs]}")
     # The first trial also waits for the dispatcher's start (and, warm, its server's).
     return [(j.finished_at - j.created_at).total_seconds() for j in jobs]
 
@@ -186,10 +197,10 @@ def cheap_trials(repeats: int, trials: int) -> dict[str, Any]:
 
 
 def run(part: str, seeds: list[int], trials: int, repeats: int,
-        dispatcher_trials: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"space": SPACE, "base": BASE}
+        dispatcher_trials: int, steps: int = BASE["total_timesteps"]) -> dict[str, Any]:
+    out: dict[str, Any] = {"space": SPACE, "base": _base(steps)}
     if part in ("all", "search"):
-        out["search"] = search(seeds, trials)
+        out["search"] = search(seeds, trials, steps)
     if part in ("all", "latency"):
         out["cheap_trials"] = cheap_trials(repeats, dispatcher_trials)
     return json.loads(json.dumps(out, default=str))

@@ -156,9 +156,11 @@ def bench_infer(checkpoint_path: str | None, repeats: int, as_json: bool) -> Non
               help="Foreground runs per start (cold, warm)")
 @click.option("--dispatcher-trials", type=click.IntRange(min=2, max=50), default=6,
               show_default=True, help="Trials per sweep through the dispatcher")
+@click.option("--steps", type=click.IntRange(min=2048, max=10_000_000), default=8192,
+              show_default=True, help="Training steps per search trial")
 @click.option("--json", "as_json", is_flag=True)
 def bench_sweep(part: str, seeds: str, trials: int, repeats: int, dispatcher_trials: int,
-                as_json: bool) -> None:
+                steps: int, as_json: bool) -> None:
     """TPE with median pruning against random search (best found, CPU-seconds), and what a
     short trial costs to start, cold and warm."""
     from app.bench.sweep import run
@@ -170,7 +172,7 @@ def bench_sweep(part: str, seeds: str, trials: int, repeats: int, dispatcher_tri
             from None
     if not seed_list:
         raise common.OppenError("--seeds: give at least one seed")
-    r = run(part, seed_list, trials, repeats, dispatcher_trials)
+    r = run(part, seed_list, trials, repeats, dispatcher_trials, steps)
     if as_json:
         common.emit_json({"benchmark": "sweep", **r})
         return

@@ -193,17 +193,25 @@ def _checkpoint_of(job_id: int | None) -> str | None:
 
 @sweep.command("stop")
 @click.argument("sweep_ref", metavar="SWEEP")
-def sweep_stop(sweep_ref: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def sweep_stop(sweep_ref: str, as_json: bool) -> None:
     """Stop asking for trials and cancel the sweep's queued and running ones."""
     d = common.operations().stop_sweep(sweep_ref)["sweep"]
+    if as_json:
+        common.emit_json({"sweep": d})
+        return
     click.echo(f"sweep {d['id']} '{d['name']}': stopped; resume with oppen sweep resume "
                f"{d['name']}")
 
 
 @sweep.command("resume")
 @click.argument("sweep_ref", metavar="SWEEP")
-def sweep_resume(sweep_ref: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def sweep_resume(sweep_ref: str, as_json: bool) -> None:
     """Ask for trials again, until the sweep's trial count is reached."""
     d = common.operations().resume_sweep(sweep_ref)["sweep"]
+    if as_json:
+        common.emit_json({"sweep": d})
+        return
     click.echo(f"sweep {d['id']} '{d['name']}': running; the dispatcher queues its next "
                "trials")

@@ -82,6 +82,26 @@ def test_training_runs_without_the_server_stack(services: Services) -> None:
     assert store.is_file()
 
 
+def test_a_sweeps_trial_runs_without_the_server_stack(services: Services) -> None:
+    """A trial reports to its study from the lean image too: Optuna needs none of the
+    server's packages."""
+    sweep = services.sweeps.create({
+        "name": "lean", "n_trials": 1, "parallelism": 1, "seed": 1,
+        "space": {"lr": {"type": "log", "low": 1e-4, "high": 1e-3}},
+        "base_config": {"total_timesteps": 512, "num_envs": 1, "rollout_steps": 128,
+                        "num_hosts": 4, "eval_seeds": [42], "eval_every": 2}})
+    services.sweeps.step()
+    [job] = services.sweeps.jobs(sweep.id).values()  # type: ignore[arg-type]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_THE_SERVER_STACK, str(job.id)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "server modules loaded: []" in done.stderr
+    study = services.sweeps.study(sweep)
+    [trial] = study.get_trials()
+    assert sorted(trial.intermediate_values) == [256, 512]
+    assert trial.user_attrs["oppen_objective"] > 0
+
+
 def test_the_requirements_name_no_server_package() -> None:
     wanted = [line.split(">")[0].split("=")[0].split("[")[0].strip().lower()
               for line in (REPO / "docker" / "requirements-train.txt").read_text().splitlines()
