@@ -34,6 +34,45 @@ def _file(path: str) -> dict[str, Any]:
     return data
 
 
+def parse_params(params: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``NAME=KIND:LOW:HIGH[:STEP]`` or ``NAME=choice:A,B,C`` into space tables (the
+    space's own checks come when the sweep is created)."""
+    from app.sweeps.space import ALIASES
+
+    raw: dict[str, Any] = {}
+    for text in params:
+        name, sep, rest = text.partition("=")
+        kind, _, args = rest.partition(":")
+        if not sep or not name.strip() or not args:
+            raise ConfigError(f"--param {text!r}: expected NAME=log:LOW:HIGH, "
+                              "NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH[:STEP] or "
+                              "NAME=choice:A,B,C")
+        name, kind = name.strip(), ALIASES.get(kind.strip().lower(), kind.strip().lower())
+        if name in raw:
+            raise ConfigError(f"--param {name} is given twice")
+        if kind == "categorical":
+            raw[name] = {"type": kind, "choices": [_choice(v) for v in args.split(",")]}
+            continue
+        parts = args.split(":")
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"--param {text!r}: a range is KIND:LOW:HIGH[:STEP]")
+        numbers = [common.number(p.strip()) for p in parts]
+        if any(isinstance(n, str) for n in numbers):
+            raise ConfigError(f"--param {text!r}: the bounds must be numbers")
+        raw[name] = {"type": kind, "low": numbers[0], "high": numbers[1]}
+        if len(numbers) == 3:
+            raw[name]["step"] = numbers[2]
+    return raw
+
+
+def _choice(text: str) -> Any:
+    """A choice as typed: true/false, a number, else the word."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return common.number(text)
+
+
 @sweep.command("create")
 @click.argument("name", required=False)
 @click.option("--file", "spec_file", type=click.Path(dir_okay=False, exists=True),
@@ -63,15 +102,13 @@ def _file(path: str) -> dict[str, Any]:
 def sweep_create(name: str | None, spec_file: str | None, params: tuple[str, ...],
                  sets: tuple[str, ...], as_json: bool, **options: Any) -> None:
     """Create a sweep; the dispatcher queues its trials from its next tick."""
-    from app.sweeps.space import parse_cli
-
     request: dict[str, Any] = _file(spec_file) if spec_file else {}
     if name:
         request["name"] = name
     if "name" not in request:
         raise ConfigError("give the sweep a name (oppen sweep create NAME ...)")
     if params:
-        request["space"] = {**request.get("space", {}), **parse_cli(params)}
+        request["space"] = {**request.get("space", {}), **parse_params(params)}
     if sets:
         request["base_config"] = {**request.get("base_config", {}), **common.parse_sets(sets)}
     for key, value in options.items():

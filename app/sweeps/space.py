@@ -7,7 +7,7 @@ and stored normalised on the sweep.
     rollout_steps = {type = "int", low = 32, high = 256, step = 32}
     clip_coef = {type = "categorical", choices = [0.1, 0.2, 0.3]}
 
-On the command line: ``lr=log:1e-5:1e-2``, ``ent_coef=uniform:0:0.05``,
+On the command line (app.cli.sweep_cmds): ``lr=log:1e-5:1e-2``, ``ent_coef=uniform:0:0.05``,
 ``rollout_steps=int:32:256:32``, ``clip_coef=choice:0.1,0.2,0.3``.
 """
 
@@ -136,49 +136,6 @@ def parse_space(raw: Any, base: Mapping[str, Any], validate: Validator) -> dict[
                               "type \"int\"")
         space[name] = entry
     return space
-
-
-def parse_cli(params: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """``NAME=KIND:LOW:HIGH[:STEP]`` or ``NAME=choice:A,B,C`` into space tables."""
-    raw: dict[str, Any] = {}
-    for text in params:
-        name, sep, rest = text.partition("=")
-        kind, _, args = rest.partition(":")
-        if not sep or not name.strip() or not args:
-            raise ConfigError(f"--param {text!r}: expected NAME=log:LOW:HIGH, "
-                              "NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH[:STEP] or "
-                              "NAME=choice:A,B,C")
-        name, kind = name.strip(), ALIASES.get(kind.strip().lower(), kind.strip().lower())
-        if name in raw:
-            raise ConfigError(f"--param {name} is given twice")
-        if kind == "categorical":
-            raw[name] = {"type": kind, "choices": [_scalar(v) for v in args.split(",")]}
-            continue
-        parts = args.split(":")
-        if len(parts) not in (2, 3):
-            raise ConfigError(f"--param {text!r}: a range is KIND:LOW:HIGH[:STEP]")
-        numbers = [_scalar(p) for p in parts]
-        if any(isinstance(n, str | bool) for n in numbers):
-            raise ConfigError(f"--param {text!r}: the bounds must be numbers")
-        raw[name] = {"type": kind, "low": numbers[0], "high": numbers[1]}
-        if len(numbers) == 3:
-            raw[name]["step"] = numbers[2]
-    return raw
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def distributions(space: Mapping[str, Any]) -> dict[str, Any]:

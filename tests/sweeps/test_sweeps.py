@@ -17,13 +17,13 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from app.cli import cli
+from app.cli.sweep_cmds import parse_params
 from app.core.errors import BudgetExceeded, ConfigError, InvalidTransitionError
 from app.core.models import Job, Sweep
 from app.core.states import JobState
 from app.dashboard.data import gather
 from app.dashboard.schema import SCHEMA
 from app.services import Services
-from app.sweeps.space import parse_cli
 from app.sweeps.trial import OBJECTIVE_ATTR
 
 LR = {"lr": {"type": "log", "low": 1e-4, "high": 1e-2}}
@@ -93,7 +93,7 @@ def test_the_request_contract_names_the_field(services: Services, field: str,
 
 
 def test_the_command_line_form_parses_every_kind() -> None:
-    assert parse_cli(["lr=log:1e-5:1e-2", "ent_coef=uniform:0:0.05:0.01",
+    assert parse_params(["lr=log:1e-5:1e-2", "ent_coef=uniform:0:0.05:0.01",
                       "rollout_steps=int:32:256:32", "hidden=choice:16,32,64",
                       "norm_adv=choice:true,false"]) == {
         "lr": {"type": "log", "low": 1e-5, "high": 1e-2},
@@ -103,7 +103,7 @@ def test_the_command_line_form_parses_every_kind() -> None:
         "norm_adv": {"type": "categorical", "choices": [True, False]}}
     for bad in ("lr", "lr=log", "lr=log:1", "lr=log:a:b", "lr=log:1:2:3:4"):
         with pytest.raises(ConfigError, match="--param"):
-            parse_cli([bad])
+            parse_params([bad])
 
 
 @pytest.mark.parametrize(("sampler", "pruner"), [
