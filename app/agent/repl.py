@@ -222,11 +222,9 @@ class Repl:
         """The estimate against the budget left, for jobs about to be queued."""
         if name not in ("queue_training_job", "submit_batch", "hyperparameter_sweep"):
             return None
-        if name == "hyperparameter_sweep":
-            cap = args.get("max_total_usd")
-            return ("cost: each config is priced before anything is queued; "
-                    + (f"refused if the total passes {usd(cap)}" if cap else "no cap given"))
-        count = int(args.get("count", 1)) if name == "submit_batch" else 1
+        sweep = name == "hyperparameter_sweep"
+        count = int(args.get("n", 10)) if sweep else \
+            int(args.get("count", 1)) if name == "submit_batch" else 1
         config = {k: args[k] for k in ("total_timesteps", "num_hosts", "mode", "seed")
                   if args.get(k) is not None}
         item = {"name": args.get("name") or "planned", "config": config,
@@ -239,6 +237,12 @@ class Repl:
             return f"cost: cannot estimate ({exc})"
         total = Decimal(found["estimated_cost_usd"]) * count
         left = [f"{b['name']} has {usd(b['remaining_usd'])} left" for b in found["budgets"]]
+        if sweep:  # trials are asked for one by one; the cap stops the study, not a trial
+            cap = args.get("max_total_usd")
+            return (f"cost: about {usd(found['estimated_cost_usd'])} a trial, at most "
+                    f"{usd(total)} for {count} (less as trials are pruned); "
+                    + (f"a hard cap of {usd(cap)} on the whole study" if cap
+                       else "no cap on the study") + ("; " + "; ".join(left) if left else ""))
         each = f" ({usd(found['estimated_cost_usd'])} each)" if count > 1 else ""
         return (f"cost: estimated {usd(total)}{each}; "
                 + ("; ".join(left) if left else "no budget applies"))

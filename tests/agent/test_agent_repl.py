@@ -78,3 +78,14 @@ def test_unknown_slash_command_and_bad_model_are_one_line(services: Services,
     assert "error: unknown command /bogus; /help lists them" in out
     assert "error: OPPEN_LLM must be 'offline' or 'provider:model'" in out
     assert "model: offline" in out
+
+
+def test_a_sweeps_approval_prices_a_trial_and_names_the_cap(services: Services,
+                                                            tmp_path: Path) -> None:
+    out = drive(services, tmp_path / "h", ["queue 20 hyperparameter configs, max $2\r", "y\r",
+                                           "/exit\r"])
+    assert "running hyperparameter_sweep(" in out
+    assert "a trial, at most $" in out and "for 20 (less as trials are pruned)" in out
+    assert "a hard cap of $2.00 on the whole study" in out
+    [sweep] = services.sweeps.list()
+    assert (sweep.n_trials, sweep.max_cost_micros) == (20, 2_000_000)
