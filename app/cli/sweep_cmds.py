@@ -10,6 +10,7 @@ import click
 
 from app.cli import common
 from app.core.errors import ConfigError
+from app.core.money import usd
 
 
 @click.group(cls=common.OppenGroup)
@@ -123,7 +124,8 @@ def sweep_create(name: str | None, spec_file: str | None, params: tuple[str, ...
     if as_json:
         common.emit_json({"sweep": made})
         return
-    cap = f", capped at ${made['max_cost_usd']}" if made["max_cost_usd"] is not None else ""
+    cap = f", capped at {usd(made['max_cost_usd'])}" if made["max_cost_usd"] is not None \
+        else ""
     click.echo(f"sweep {made['id']} '{made['name']}': {made['n_trials']} trials, "
                f"{made['parallelism']} at a time, {made['sampler']} sampler, "
                f"{made['pruner']} pruner, {made['direction']} {made['objective']}{cap}")
@@ -183,12 +185,12 @@ def sweep_show(sweep_ref: str, plots_dir: str | None, as_json: bool) -> None:
         common.emit_json({"sweep": d, "plots": written, "best_checkpoint": best_checkpoint})
         return
     counts = ", ".join(f"{n} {state}" for state, n in sorted(d["counts"].items())) or "none yet"
-    cap = f" of ${d['max_cost_usd']} cap" if d["max_cost_usd"] is not None else ""
+    cap = f" of {usd(d['max_cost_usd'])} cap" if d["max_cost_usd"] is not None else ""
     click.echo(f"sweep {d['id']} '{d['name']}': {d['state']}"
                + (f" ({d['reason']})" if d["reason"] else ""))
     click.echo(f"  {d['sampler']} sampler, {d['pruner']} pruner, {d['direction']} "
                f"{d['objective']}; {d['n_trials']} trials, {d['parallelism']} at a time")
-    click.echo(f"  trials: {counts}; spent ${d['spent_usd']}{cap}")
+    click.echo(f"  trials: {counts}; spent {usd(d['spent_usd'])}{cap}")
     if d["best"]:
         b = d["best"]
         click.echo(f"best: trial {b['number']} (job {b['job_id']}), {d['objective']} "
@@ -197,13 +199,15 @@ def sweep_show(sweep_ref: str, plots_dir: str | None, as_json: bool) -> None:
             click.echo(f"  evaluate: oppen eval --checkpoint {best_checkpoint}")
             click.echo(f"  serve:    oppen policy serve --checkpoint {best_checkpoint}")
     if d["trials"]:
-        click.echo(f"{'#':>3}  {'STATE':8} {'VALUE':>10} {'COST':>9} {'PRUNED AT':>9}  "
+        # A pruned trial's value is its last report to the study.
+        click.echo(f"{'#':>3}  {'STATE':8} {'VALUE':>10} {'COST':>10} {'PRUNED AT':>9}  "
                    f"{'JOB':>5}  PARAMS")
         for t in d["trials"]:
             pruned = "-" if t["pruned_at_step"] is None else f"{t['pruned_at_step']:,}"
             job = "-" if t["job_id"] is None else str(t["job_id"])
             click.echo(f"{t['number']:>3}  {t['state']:8} {_value(t['value']):>10} "
-                       f"${t['cost_usd']:>8} {pruned:>9}  {job:>5}  {_params(t['params'])}")
+                       f"{usd(t['cost_usd']):>10} {pruned:>9}  {job:>5}  "
+                       f"{_params(t['params'])}")
     if d["importances"]:
         click.echo("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                d["importances"].items()))
