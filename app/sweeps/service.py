@@ -274,6 +274,15 @@ class SweepService:
         self._set_state(sweep.id, "running", "resumed")  # type: ignore[arg-type]
         return self.get(sweep.id)  # type: ignore[arg-type]
 
+    def _settle(self, sweep_id: int) -> None:
+        """A stopped or capped sweep whose trials are all told: stepped no more."""
+        with Session(self.engine) as s:
+            row = s.get(Sweep, sweep_id)
+            if row is not None and row.state != "running" and row.finished_at is None:
+                row.finished_at = utcnow()
+                s.add(row)
+                s.commit()
+
     def _set_state(self, sweep_id: int, state: str, reason: str) -> None:
         with Session(self.engine) as s:
             row = s.get(Sweep, sweep_id)
@@ -288,8 +297,12 @@ class SweepService:
     def step(self) -> list[str]:
         problems: list[str] = []
         with Session(self.engine) as s:
-            sweeps = list(s.exec(select(Sweep).where(Sweep.state != "completed")
-                                 .order_by(col(Sweep.id))).all())
+            # A stopped or capped sweep is stepped until its last trial is told (its
+            # finished_at set then): a tick never reads the studies of settled sweeps.
+            sweeps = list(s.exec(select(Sweep).where(
+                (Sweep.state == "running")
+                | ((Sweep.state != "completed") & col(Sweep.finished_at).is_(None)))
+                .order_by(col(Sweep.id))).all())
         for sweep in sweeps:
             try:
                 self.step_one(sweep)
@@ -317,6 +330,8 @@ class SweepService:
             else:
                 running += 1
         if sweep.state != "running":
+            if running == 0:
+                self._settle(sweep.id)  # type: ignore[arg-type]
             return
         counted = sum(1 for t in study.get_trials(deepcopy=False)
                       if t.state != TrialState.FAIL

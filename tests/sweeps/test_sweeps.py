@@ -212,10 +212,12 @@ def test_stop_cancels_and_resume_replaces_them(services: Services) -> None:
     services.sweeps.step()
     study = services.sweeps.study(sweep)
     assert [t.user_attrs["oppen_end"] for t in study.get_trials()] == ["cancelled"] * 2
-    assert services.sweeps.get(sweep.id).state == "stopped"
+    stopped = services.sweeps.get(sweep.id)
+    assert stopped.state == "stopped" and stopped.finished_at is not None  # settled
     with pytest.raises(InvalidTransitionError):
         services.sweeps.resume(sweep.id)  # type: ignore[arg-type]
         services.sweeps.resume(sweep.id)  # type: ignore[arg-type]
+    assert services.sweeps.get(sweep.id).finished_at is None
     services.sweeps.step()  # cancelled trials do not count: two new ones
     assert [j.state for j in _jobs(services, sweep)] == ["cancelled"] * 2 + ["queued"] * 2
 
