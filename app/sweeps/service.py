@@ -112,7 +112,10 @@ class SweepService:
         study_name = f"oppen-{req.name}-{uuid.uuid4().hex[:8]}"
         optuna.create_study(study_name=study_name, storage=storage(self.database_url),
                             direction=direction)
-        sweep = Sweep(name=req.name, study_name=study_name, team=team, project=req.project,
+        # Made stopped, and running only once its cap and parent run exist: a dispatcher's
+        # tick in between asks it for nothing.
+        sweep = Sweep(name=req.name, study_name=study_name, state="stopped",
+                      reason="being created", team=team, project=req.project,
                       priority_class=req.priority, base_config=base, space=space,
                       cpus=probe.cpus, memory_mb=probe.memory_mb, gpus=probe.gpus,
                       sampler=req.sampler, pruner=req.pruner, seed=req.seed,
@@ -125,6 +128,8 @@ class SweepService:
             try:
                 s.commit()
             except IntegrityError:
+                s.rollback()
+                self._forget_study(study_name)
                 raise ConfigError(f"a sweep named {req.name!r} exists; choose another "
                                   "name") from None
             s.refresh(sweep)
@@ -135,20 +140,24 @@ class SweepService:
             self._forget(sweep)  # a sweep without its cap never runs
             raise
         self._start_parent_run(sweep)
+        self._set_state(sweep.id, "running", "")  # type: ignore[arg-type]
         return self.get(sweep.id)  # type: ignore[arg-type]
 
-    def _forget(self, sweep: Sweep) -> None:
+    def _forget_study(self, study_name: str) -> None:
         import optuna
 
+        try:
+            optuna.delete_study(study_name=study_name, storage=storage(self.database_url))
+        except KeyError:
+            pass
+
+    def _forget(self, sweep: Sweep) -> None:
         with Session(self.engine) as s:
             row = s.get(Sweep, sweep.id)
             if row is not None:
                 s.delete(row)
                 s.commit()
-        try:
-            optuna.delete_study(study_name=sweep.study_name, storage=storage(self.database_url))
-        except KeyError:
-            pass
+        self._forget_study(sweep.study_name)
 
     def _with_reports(self, base: dict[str, Any]) -> dict[str, Any]:
         """Trials report to the pruner at each evaluation: a base config without evaluations
