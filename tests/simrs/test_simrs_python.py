@@ -126,6 +126,28 @@ def test_batch_env_matches_single_envs(mode: str) -> None:
         np.testing.assert_array_equal(obs[0], o)
 
 
+@pytest.mark.parametrize("mode", simrs.MODES)
+def test_shards_step_exactly_the_whole_sets_environments(mode: str) -> None:
+    """Split between workers (first_index: where a shard starts in the whole set), the
+    shards step the same episodes as one set of all the environments, resets included."""
+    whole = simrs.BatchEnv(mode, 4, SMALL, 10, window=8)
+    shards = [simrs.BatchEnv(mode, 2, SMALL, 10, window=8, first_index=i) for i in (0, 2)]
+    obs, masks = whole.reset(10)
+    parts = [shard.reset(10) for shard in shards]
+    ended = 0
+    for _ in range(60):
+        np.testing.assert_array_equal(obs, np.concatenate([p[0] for p in parts]))
+        np.testing.assert_array_equal(masks, np.concatenate([p[1] for p in parts]))
+        actions = np.array([int(np.flatnonzero(m)[-1]) for m in masks])
+        obs, masks, rewards, dones, finished = whole.step(actions)
+        stepped = [shard.step(actions[2 * k:2 * k + 2]) for k, shard in enumerate(shards)]
+        np.testing.assert_array_equal(rewards, np.concatenate([p[2] for p in stepped]))
+        np.testing.assert_array_equal(dones, np.concatenate([p[3] for p in stepped]))
+        ended += int(dones.sum())
+        parts = [(p[0], p[1]) for p in stepped]
+    assert ended > 0  # episodes ended and were reset from their global seeds
+
+
 def test_gymnasium_vector_env_autoresets_in_the_same_step() -> None:
     venv = simrs.ClusterVectorEnv("place", 4, SMALL, 0)
     obs, info = venv.reset(seed=0)

@@ -20,6 +20,9 @@ pub struct FinishedEpisode {
 pub struct VecEnv {
     envs: Vec<Box<dyn Env>>,
     base_seed: u64,
+    // The index of this set's first environment in a larger one split between workers:
+    // seeds follow the global index, so the shards step exactly the whole set's episodes.
+    first_index: usize,
     episode: Vec<u64>,
     returns: Vec<f64>,
     lengths: Vec<usize>,
@@ -34,15 +37,21 @@ pub fn episode_seed(base: u64, i: usize, k: u64) -> u64 {
 }
 
 impl VecEnv {
-    pub fn new(mut envs: Vec<Box<dyn Env>>, seed: u64) -> SimResult<Self> {
+    pub fn new(envs: Vec<Box<dyn Env>>, seed: u64) -> SimResult<Self> {
+        Self::shard(envs, seed, 0)
+    }
+
+    /// Environments `first_index..first_index + envs.len()` of a set seeded by `seed`.
+    pub fn shard(mut envs: Vec<Box<dyn Env>>, seed: u64, first_index: usize) -> SimResult<Self> {
         if envs.is_empty() {
             return Err(SimError::InvalidConfig("num_envs must be at least 1".into()));
         }
         let n = envs.len();
         for (i, env) in envs.iter_mut().enumerate() {
-            env.reset(episode_seed(seed, i, 0));
+            env.reset(episode_seed(seed, first_index + i, 0));
         }
-        Ok(Self { envs, base_seed: seed, episode: vec![0; n], returns: vec![0.0; n], lengths: vec![0; n] })
+        Ok(Self { envs, base_seed: seed, first_index, episode: vec![0; n],
+                  returns: vec![0.0; n], lengths: vec![0; n] })
     }
 
     pub fn num_envs(&self) -> usize {
@@ -59,8 +68,11 @@ impl VecEnv {
 
     pub fn reset(&mut self, seed: u64) {
         self.base_seed = seed;
-        let base = seed;
-        self.envs.par_iter_mut().enumerate().for_each(|(i, env)| env.reset(episode_seed(base, i, 0)));
+        let (base, first) = (seed, self.first_index);
+        self.envs
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, env)| env.reset(episode_seed(base, first + i, 0)));
         self.episode.fill(0);
         self.returns.fill(0.0);
         self.lengths.fill(0);
@@ -99,7 +111,7 @@ impl VecEnv {
                 "buffers must hold {n} environments ({d} observation floats, {a} mask entries each)"
             )));
         }
-        let base = self.base_seed;
+        let (base, first) = (self.base_seed, self.first_index);
         let results: Vec<SimResult<()>> = self
             .envs
             .par_iter_mut()
@@ -126,7 +138,7 @@ impl VecEnv {
                 if env.is_done() {
                     *fin = Some(FinishedEpisode { ret: *ret, length: *len, metrics: env.metrics() });
                     *ep += 1;
-                    env.reset(episode_seed(base, i, *ep));
+                    env.reset(episode_seed(base, first + i, *ep));
                     *ret = 0.0;
                     *len = 0;
                 }
@@ -186,5 +198,37 @@ mod tests {
             lone.step(lone.heuristic_action(Heuristic::FirstFit).unwrap()).unwrap();
         }
         assert_eq!(lone.metrics().jobs, 5);
+    }
+
+    #[test]
+    fn shards_step_exactly_the_whole_sets_episodes() {
+        let make = |n: usize| -> Vec<Box<dyn Env>> {
+            (0..n).map(|_| Box::new(PlaceEnv::new(cfg(), 0).unwrap()) as Box<dyn Env>).collect()
+        };
+        let mut whole = VecEnv::new(make(4), 7).unwrap();
+        let mut shards = [VecEnv::shard(make(2), 7, 0).unwrap(), VecEnv::shard(make(2), 7, 2).unwrap()];
+        let d = whole.obs_dim();
+        let (mut obs, mut mask) = (vec![0f32; 4 * d], vec![0i8; 8]);
+        let (mut r, mut done, mut f) = (vec![0f32; 4], vec![0u8; 4], vec![None; 4]);
+        whole.observe(&mut obs, &mut mask);
+        for step in 0..23 {
+            let actions: Vec<i64> = mask
+                .chunks(2)
+                .map(|m| m.iter().rposition(|&x| x == 1).unwrap() as i64)
+                .collect();
+            whole.step(&actions, &mut obs, &mut mask, &mut r, &mut done, &mut f).unwrap();
+            let mut parts = Vec::new();
+            for (k, shard) in shards.iter_mut().enumerate() {
+                let (mut o, mut m) = (vec![0f32; 2 * d], vec![0i8; 4]);
+                let (mut rr, mut dd, mut ff) = (vec![0f32; 2], vec![0u8; 2], vec![None; 2]);
+                shard.step(&actions[2 * k..2 * k + 2], &mut o, &mut m, &mut rr, &mut dd, &mut ff)
+                    .unwrap();
+                parts.push((o, m, rr, dd));
+            }
+            let joined_obs: Vec<f32> = parts.iter().flat_map(|p| p.0.clone()).collect();
+            let joined_mask: Vec<i8> = parts.iter().flat_map(|p| p.1.clone()).collect();
+            let joined_r: Vec<f32> = parts.iter().flat_map(|p| p.2.clone()).collect();
+            assert_eq!((&joined_obs, &joined_mask, &joined_r), (&obs, &mask, &r), "step {step}");
+        }
     }
 }

@@ -253,11 +253,11 @@ impl VecEnv {
     #[new]
     #[args(num_envs = "1", config = "None", seed = "0", "*", reward = "\"wait\"",
            window = "128", backfill = "\"none\"", trace = "None", episode_length = "256",
-           protocol = "\"simrs\"", versus = "None")]
+           protocol = "\"simrs\"", versus = "None", first_index = "0")]
     #[allow(clippy::too_many_arguments)]
     fn new(mode: &str, num_envs: usize, config: Option<&PyDict>, seed: u64, reward: &str,
            window: usize, backfill: &str, trace: Option<Trace>, episode_length: usize,
-           protocol: &str, versus: Option<&str>) -> PyResult<Self> {
+           protocol: &str, versus: Option<&str>, first_index: usize) -> PyResult<Self> {
         let spec = env_spec(mode, config, trace, episode_length, reward, window, backfill,
                             protocol)?;
         let rule = versus
@@ -271,7 +271,8 @@ impl VecEnv {
             .map(|_| AnyEnv::build(&spec, seed).and_then(|e| e.boxed_versus(rule)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(to_py)?;
-        let inner = CoreVecEnv::new(envs, seed).map_err(to_py)?;
+        // A worker's shard of a larger set: its environments' seeds follow their index there.
+        let inner = CoreVecEnv::shard(envs, seed, first_index).map_err(to_py)?;
         Ok(Self { finished: vec![None; inner.num_envs()], inner, bound: None })
     }
 
