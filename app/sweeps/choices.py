@@ -25,11 +25,6 @@ def check_sampler(name: str, space: Mapping[str, Any]) -> None:
                           "(use tpe or grid)")
 
 
-def check_pruner(name: str) -> None:
-    if name not in PRUNERS:
-        raise ConfigError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
-
-
 def grid_size(space: Mapping[str, Any]) -> int:
     size = 1
     for values in grid_values(space).values():

@@ -50,7 +50,6 @@ from app.training.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 
-STATES = ("running", "stopped", "completed", "capped")
 # Why a trial ended without a value, kept on it: "cancelled" and "refused" trials are not
 # counted against n_trials (a stopped sweep's, and one its cap refused, can be made again).
 END_ATTR = "oppen_end"
