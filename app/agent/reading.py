@@ -37,6 +37,7 @@ STEP_UNITS = {"steps", "step", "timesteps", "timestep"}
 HOST_UNITS = {"hosts", "host", "nodes", "node", "machines", "machine", "servers", "server"}
 GPU_UNITS = {"gpus", "gpu"}
 CPU_UNITS = {"cpus", "cpu", "cores", "core", "vcpus", "vcpu"}
+WORKER_UNITS = {"workers", "worker"}  # data-parallel training workers (num_workers)
 MEMORY_UNITS = {"gb": 1024, "gib": 1024, "g": 1024, "mb": 1, "mib": 1, "tb": 1024 * 1024}
 DOLLAR_UNITS = {"dollars", "dollar", "usd", "bucks"}
 COUNT_UNITS = {"jobs", "job", "runs", "run", "configs", "config", "configurations",
@@ -158,6 +159,7 @@ class Reading:
     hosts: int | None = None
     gpus: int | None = None
     cpus: float | None = None
+    workers: int | None = None
     memory_mb: int | None = None
     dollars: str | None = None
     start: str | None = None
@@ -187,6 +189,10 @@ class Reading:
                            ("start_after", self.start), ("max_runtime_s", self.runtime_s)):
             if value is not None:
                 args[key] = value
+        if self.workers is not None:
+            args["num_workers"] = self.workers
+            # A worker needs a CPU of its own; asked for, the CPUs stay as asked.
+            args.setdefault("cpus", float(self.workers))
         return args
 
 
@@ -470,7 +476,7 @@ def _quantities(r: Reading) -> None:
             continue
         if re.match(r"^(?:dollars?|usd|bucks|cents?|lines?|am|pm|o'?clock)$", unit):
             continue
-        whole_units = STEP_UNITS | HOST_UNITS | GPU_UNITS | COUNT_UNITS
+        whole_units = STEP_UNITS | HOST_UNITS | GPU_UNITS | COUNT_UNITS | WORKER_UNITS
         if unit in whole_units and _whole(value) is None:
             r.unknown.append(_quantity_phrase(phrase, unit))  # "2.5 hosts"
         elif unit.startswith("%"):
@@ -483,6 +489,8 @@ def _quantities(r: Reading) -> None:
             r.gpus = _whole(value)
         elif unit in CPU_UNITS:
             r.cpus = value
+        elif unit in WORKER_UNITS:
+            r.workers = _whole(value)
         elif unit in MEMORY_UNITS:
             r.memory_mb = _whole(value * MEMORY_UNITS[unit])
         elif unit in DURATION_UNITS and re.search(r"\bin\s+$", before):
@@ -501,7 +509,7 @@ def _quantities(r: Reading) -> None:
             r.unknown.append(_quantity_phrase(phrase, unit))
 
 
-KNOWN_UNITS = (STEP_UNITS | HOST_UNITS | GPU_UNITS | CPU_UNITS | set(MEMORY_UNITS)
+KNOWN_UNITS = (STEP_UNITS | HOST_UNITS | GPU_UNITS | CPU_UNITS | WORKER_UNITS | set(MEMORY_UNITS)
                | DOLLAR_UNITS | COUNT_UNITS | set(DURATION_UNITS))
 
 

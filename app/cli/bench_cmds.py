@@ -200,9 +200,16 @@ def bench_sweep(part: str, seeds: str, trials: int, repeats: int, dispatcher_tri
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,
               help="PPO updates per sample")
+@click.option("--workers", "workers", metavar="N,N,...",
+              help="Data-parallel PPO instead: steps/s and scaling efficiency for each "
+                   "worker count (real `oppen train` runs; 1 is always measured)")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
-    """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop."""
+def bench_train(repeats: int, iterations: int, workers: str | None, as_json: bool) -> None:
+    """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop; with
+    --workers, data-parallel PPO's steps/s per worker count."""
+    if workers is not None:
+        _bench_workers(workers, repeats, iterations, as_json)
+        return
     common.sleep_idle_openmp_threads()  # as `oppen train` runs
     from app.bench.train import run
 
@@ -216,6 +223,27 @@ def bench_train(repeats: int, iterations: int, as_json: bool) -> None:
     click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
                f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
                f"differ {r['env_only_ratio']:.1f}x")
+
+
+def _bench_workers(text: str, repeats: int, iterations: int, as_json: bool) -> None:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise common.OppenError(f"--workers: expected counts such as 1,2, got {text!r}") from None
+    if not counts or any(not 1 <= c <= 64 for c in counts):
+        raise common.OppenError(f"--workers: counts from 1 to 64, got {text!r}")
+    from app.bench.workers import run
+
+    r = run(counts, repeats, iterations)
+    if as_json:
+        common.emit_json({"benchmark": "train-workers", **r})
+        return
+    click.echo(f"data-parallel PPO, {r['num_envs']} environments in all, {r['cpus']} CPUs "
+               f"(medians of {r['repeats']}):")
+    for row in r["counts"]:
+        click.echo(f"  {row['workers']:>2} worker(s): {row['steps_per_s']:>9,.0f} steps/s, "
+                   f"{row['speedup']:.2f}x one worker, efficiency {row['efficiency']:.0%}, "
+                   f"{row['communication_share']:.0%} of the time in collectives")
 
 
 @bench.command("preemption")

@@ -277,17 +277,22 @@ def queue_priority(job_id: int, priority: str) -> None:
 @queue.command("render")
 @click.argument("job_id", type=int)
 def queue_render(job_id: int) -> None:
-    """Print the Kubernetes Job manifest the job's next attempt would run as (YAML)."""
+    """Print the Kubernetes Job manifest the job's next attempt would run as (YAML); for a
+    data-parallel job, its headless Service too (two YAML documents)."""
     import yaml
 
-    from app.core.executors.k8s_manifest import render_job
+    from app.core.executors.k8s_manifest import render_job, render_service
 
     common.local_only("queue render")
     services = common.services()
     job = services.queue.get(job_id)
     if job.state == "queued":
         job.attempts += 1  # the attempt that admission would start
-    click.echo(yaml.safe_dump(render_job(job, services.job_template()), sort_keys=False), nl=False)
+    template = services.job_template()
+    service = render_service(job, template)
+    if service is not None:
+        click.echo(yaml.safe_dump(service, sort_keys=False) + "---")
+    click.echo(yaml.safe_dump(render_job(job, template), sort_keys=False), nl=False)
 
 
 def _chosen(ops: Any, job_ids: tuple[int, ...], state: str | None,

@@ -42,9 +42,11 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
 
     With a warm-start server running (oppen warm start), the run is forked from it: no
     seconds of imports. SIGTERM (a cancel, a preempted pod) writes a checkpoint and exits
-    with code 143.
+    with code 143. With num_workers > 1 the run's workers are started here by torchrun
+    (data-parallel PPO, docs/training.md).
     """
-    if not cold and sys.argv[1:2] == ["train"]:
+    in_worker = _launched_worker()
+    if not cold and not in_worker and sys.argv[1:2] == ["train"]:
         from app.core.executors.warm import run_here
         from app.core.settings import load_settings
 
@@ -54,15 +56,13 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
     common.sleep_idle_openmp_threads()
     import signal
     import threading
-    import time
-    from pathlib import Path
 
     from app.training.config import TrainConfig
-    from app.training.entrypoint import run_training
 
-    if resume_from and (init_from or config_file or sets):
+    parsed_sets = common.parse_sets(sets)
+    if resume_from and (init_from or config_file or set(parsed_sets) - {"num_workers"}):
         raise OppenError("--resume-from continues a run as it was: no --init-from, "
-                         "--config or --set with it")
+                         "--config or --set with it (but --set num_workers=N)")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     services = common.services()
@@ -71,10 +71,68 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
             raise OppenError("give --config or --job-id, not both")
         job = services.queue.get(job_id)
         data = dict(job.config)
+    elif resume_from:
+        from app.training import checkpoint
+
+        data = TrainConfig.of_checkpoint(checkpoint.load(resume_from)["config"]).to_dict()
     else:
         data = TrainConfig.from_file(config_file).to_dict() if config_file else {}
-    data.update(common.parse_sets(sets))
+    data.update(parsed_sets)
     cfg = TrainConfig.from_dict(data)
+    if cfg.num_workers > 1 and not in_worker:
+        from app.training.launch import run_workers
+
+        argv = ["train", *(["--config", config_file] if config_file else []),
+                *(["--job-id", str(job_id)] if job_id is not None else []),
+                *(f"--set={s}" for s in sets),
+                *(["--resume-from", resume_from] if resume_from else []),
+                *(["--init-from", init_from] if init_from else []),
+                *(["--checkpoint-dir", checkpoint_dir] if checkpoint_dir else []),
+                *(["--json"] if as_json else [])]
+        sys.exit(run_workers(cfg.num_workers, argv))
+    from app.training import distributed
+    from app.training.ppo import resolve_device
+
+    workers = distributed.join(cfg.num_workers,
+                               distributed.worker_device(resolve_device(cfg.device)))
+    try:
+        code = _train(services, cfg, workers, job_id, job if job_id is not None else None,
+                      resume_from, init_from, checkpoint_dir, stop, as_json)
+    except Exception as exc:
+        if not distributed.peer_lost(exc):
+            raise
+        from app.core.states import PEER_LOST_EXIT_CODE
+
+        click.echo(f"oppen: worker rank {workers.rank}: another worker was lost "
+                   f"({str(exc).splitlines()[0][:200]})", err=True)
+        os._exit(PEER_LOST_EXIT_CODE)  # the process group is broken: no orderly teardown
+    finally:
+        workers.close()
+    if in_worker:
+        from app.training.launch import exit_worker
+
+        exit_worker(code, workers.leader)
+    if code:
+        sys.exit(code)
+
+
+def _launched_worker() -> bool:
+    """Whether torchrun started this process as one of several workers (its environment;
+    read without importing torch, which a warm start avoids)."""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+
+
+def _train(services: Any, cfg: Any, workers: Any, job_id: int | None, job: Any,
+           resume_from: str | None, init_from: str | None, checkpoint_dir: str | None,
+           stop: Any, as_json: bool) -> int:
+    """This worker's part of the run (all of it for one worker); the exit code it means."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from app.training.entrypoint import run_training
+
+    leader = workers.leader
     if init_from and cfg.imitate:
         raise OppenError("--init-from and the imitate option both choose the starting policy: "
                          "give one")
@@ -85,9 +143,9 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
         ckpt_dir = Path(resume_from).resolve().parent
     record = (lambda run_id: services.queue.record_run(job_id, run_id)) if job_id else None
     publish, run_id, trial, tags = None, None, None, None
-    if job_id is not None and job.sweep_id is not None:
+    if job_id is not None and job.sweep_id is not None and leader:
         trial, tags = _trial_of(services, job, cfg)
-    if job_id is not None:
+    if job_id is not None and leader:
         # A job's every attempt continues from its latest durable checkpoint and its run.
         from app.training import checkpoint_store
 
@@ -108,13 +166,17 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
                            init_from=None if resume_from else init_from, stop=stop,
                            run_name=f"{job.name} (job {job_id})" if job_id is not None else None,
                            run_id=run_id, on_checkpoint=publish, trial=trial,
-                           extra_tags=tags)
+                           extra_tags=tags, workers=workers)
+    if not leader:
+        return 0
     if as_json:
         from app.core.executors.warm import CHILD_MARK
 
         common.emit_json({"run_id": outcome.run_id, "global_step": outcome.global_step,
                           "start": "warm" if os.environ.get(CHILD_MARK) else "cold",
                           "steps_per_second": outcome.steps_per_second,
+                          "num_workers": workers.world,
+                          "communication_s": outcome.communication_s,
                           "stopped": outcome.stopped, "checkpoint": outcome.checkpoint,
                           "evaluation": outcome.evaluation})
     else:
@@ -129,11 +191,12 @@ def train(config_file: str | None, job_id: int | None, sets: tuple[str, ...],
         from app.core.states import PRUNED_EXIT_CODE
 
         click.echo(f"pruned by its study at step {outcome.global_step}", err=True)
-        sys.exit(PRUNED_EXIT_CODE)
+        return PRUNED_EXIT_CODE
     if outcome.stopped == "sigterm":
         click.echo(f"stopped by SIGTERM; resume with --resume-from {outcome.checkpoint}",
                    err=True)
-        sys.exit(128 + signal.SIGTERM)
+        return 128 + signal.SIGTERM
+    return 0
 
 
 def _trial_of(services: Any, job: Any, cfg: Any) -> tuple[Any, dict[str, str]]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.core.executors.base import ExecStatus, Phase
+from app.core.states import PEER_LOST_EXIT_CODE
 
 CONFIG_ERROR_EXIT = 2
 # The training process exits 128+15 after checkpointing on SIGTERM (a preempted pod).
@@ -68,7 +69,7 @@ def classify(status: ExecStatus) -> Failure:
     what = f"exit code {code}" + (f"; {detail}" if detail else "")
     if code is None:
         return Failure(FailureKind.INFRASTRUCTURE, detail or "ended without an exit code")
-    if code < 0 or code == 137 or code == SIGTERM_EXIT:
+    if code < 0 or code in (137, SIGTERM_EXIT, PEER_LOST_EXIT_CODE):
         return Failure(FailureKind.INFRASTRUCTURE, what)  # killed from outside
     if code == CONFIG_ERROR_EXIT:
         return Failure(FailureKind.USER, f"configuration error ({what})")

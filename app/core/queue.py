@@ -101,6 +101,7 @@ class QueueService:
                 raise
             except ConfigError as exc:
                 raise SubmissionError([{"field": "config", "message": str(exc)}]) from None
+        _check_worker_shares(config, sub.cpus, sub.gpus)
         start = sub.start_after
         if isinstance(start, str):
             try:
@@ -475,3 +476,18 @@ class _Waiting:
     positions: dict[int, int] = field(default_factory=dict)
     pending: dict[int, Pending] = field(default_factory=dict)
     eta: dict[int, datetime] = field(default_factory=dict)
+
+
+def _check_worker_shares(config: dict[str, Any], cpus: float, gpus: int) -> None:
+    """A data-parallel job's cpus and gpus are its workers' together: each worker gets at
+    least one CPU and the same whole number of GPUs (one pod each on a cluster)."""
+    workers = config.get("num_workers", 1)
+    if not isinstance(workers, int) or workers <= 1:
+        return
+    if cpus < workers:
+        raise SubmissionError([{"field": "cpus", "message": (
+            f"num_workers={workers} needs at least {workers} (one per worker): a job's cpus, "
+            "memory_mb and gpus are all its workers' together")}])
+    if gpus % workers:
+        raise SubmissionError([{"field": "gpus", "message": (
+            f"{gpus} GPUs do not split evenly between {workers} workers")}])

@@ -55,6 +55,9 @@ ALLOWED: dict[JobState, frozenset[JobState]] = {
 # How a trial's trainer says "pruned" when it exits: a code of its own (EX_TEMPFAIL's
 # neighbour, unused by Python, the shell and signals), read as such only for a sweep's job.
 PRUNED_EXIT_CODE = 77
+# A data-parallel worker whose peer vanished mid-collective (killed, its node gone): the
+# attempt failed because of the infrastructure, so it is retried (EX_TEMPFAIL).
+PEER_LOST_EXIT_CODE = 75
 
 
 def check_transition(current: JobState, target: JobState) -> None:

@@ -58,6 +58,8 @@ class RunningRow:
     mlflow_run_id: str | None
     # A waiting job (its Kubernetes Job suspended by Kueue): its place in the cluster's queue.
     kueue_position: int | None = None
+    # Data-parallel workers (each a process, or a pod on a cluster); cost counts them all.
+    workers: int = 1
 
 
 @dataclass
@@ -191,7 +193,8 @@ def _running_row(services: Any, job: Job, now: datetime) -> RunningRow:
         job.progress_step, total, job.progress_sps,
         (now - as_utc(job.started_at)).total_seconds() if job.started_at else None,
         left if job.started_at else None, usd_text(so_far), usd_text(so_far + rest),
-        list(job.reward_curve or []), job.mlflow_run_id, job.kueue_position)
+        list(job.reward_curve or []), job.mlflow_run_id, job.kueue_position,
+        _workers(job.config))
 
 
 def _cluster(services: Any, running: list[Job], probe: bool) -> Cluster:
@@ -298,3 +301,8 @@ def _sweeps(services: Any, team: str | None) -> list[SweepRow]:
                             usd_text(w.max_cost_micros) if w.max_cost_micros is not None
                             else None))
     return out
+
+
+def _workers(config: dict[str, Any] | None) -> int:
+    value = (config or {}).get("num_workers", 1)
+    return value if isinstance(value, int) and value > 1 else 1

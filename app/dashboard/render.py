@@ -112,13 +112,14 @@ def view(data: DashboardData) -> RenderableType:
                 "reward"):
         running.add_column(col)
     for r in data.running:
+        name = f"{r.name} ({r.workers} workers)" if r.workers > 1 else r.name
         if r.state == "waiting":  # held by Kueue: not running, not charged
             place = f" #{r.kueue_position}" if r.kueue_position else ""
-            running.add_row(str(r.id), r.name, Text(f"kueue{place}: waiting for quota",
+            running.add_row(str(r.id), name, Text(f"kueue{place}: waiting for quota",
                                                     style="yellow"),
                             NA, NA, NA, usd(r.cost_so_far_usd), usd(r.forecast_cost_usd), "")
             continue
-        running.add_row(str(r.id), r.name, bar(r.progress),
+        running.add_row(str(r.id), name, bar(r.progress),
                         f"{r.steps_per_second:,.0f}" if r.steps_per_second else NA,
                         duration(r.elapsed_s), duration(r.eta_s), usd(r.cost_so_far_usd),
                         usd(r.forecast_cost_usd), sparkline(r.reward_curve))

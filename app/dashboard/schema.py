@@ -43,6 +43,7 @@ SCHEMA: dict[str, Any] = {
             "id": {"type": "integer"}, "name": {"type": "string"},
             "priority_class": {"type": "string"}, "state": {"enum": ["dispatching", "waiting", "running"]},
             "kueue_position": {"type": ["integer", "null"], "minimum": 1},
+            "workers": {"type": "integer", "minimum": 1},
             "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
             "global_step": {"type": ["integer", "null"]}, "total_timesteps": {"type": "integer"},
             "steps_per_second": _NUM, "elapsed_s": _NUM, "eta_s": _NUM,

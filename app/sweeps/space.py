@@ -26,8 +26,10 @@ MAX_PARAMS = 20
 MAX_CHOICES = 100
 # Past this a bound is no setting anyone means, and float maths on it goes wrong.
 MAX_MAGNITUDE = 1e15
-# Options a sweep does not vary: what the trial is, not how it learns.
-FIXED = frozenset({"exp_name", "device", "trace", "protocol", "eval_seeds", "imitate"})
+# Options a sweep does not vary: what the trial is and what it runs on, not how it learns
+# (a trial's workers need their CPUs, which the sweep's request fixes for every trial).
+FIXED = frozenset({"exp_name", "device", "trace", "protocol", "eval_seeds", "imitate",
+                   "num_workers"})
 
 Validator = Callable[[dict[str, Any]], dict[str, Any]]
 # What "N hyperparameter configs" searches when no space is given: PPO's most sensitive

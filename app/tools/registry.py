@@ -37,9 +37,13 @@ Result = tuple[str, dict[str, Any]]
 
 
 def _config(total_timesteps: int, num_hosts: int, mode: str = "place",
-            seed: int = 1) -> dict[str, Any]:
-    return {"total_timesteps": total_timesteps, "num_hosts": num_hosts, "mode": mode,
-            "seed": seed}
+            seed: int = 1, num_workers: int = 1) -> dict[str, Any]:
+    config = {"total_timesteps": total_timesteps, "num_hosts": num_hosts, "mode": mode,
+              "seed": seed}
+    if num_workers > 1:
+        # The environments split evenly: at least the defaults' 8, a multiple of the workers.
+        config.update(num_workers=num_workers, num_envs=num_workers * max(1, 8 // num_workers))
+    return config
 
 
 def _submission(name: str, priority: str, gpus: int, cpus: float, memory_mb: int,
@@ -123,11 +127,13 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                            total_timesteps: int = 4096, num_hosts: int = 4, mode: str = "place",
                            seed: int = 1, gpus: int = 0, cpus: float = 1.0,
                            memory_mb: int = 1024, max_runtime_s: float | None = None,
-                           spot: bool = False, start_after: str | None = None) -> Result:
+                           spot: bool = False, start_after: str | None = None,
+                           num_workers: int = 1) -> Result:
         view = ops.submit(_submission(name, priority, gpus, cpus, memory_mb, max_runtime_s,
-                                      spot, _config(total_timesteps, num_hosts, mode, seed),
-                                      start_after))
-        extras = "".join([f", {gpus} GPUs" if gpus else "", ", spot" if spot else "",
+                                      spot, _config(total_timesteps, num_hosts, mode, seed,
+                                                    num_workers), start_after))
+        extras = "".join([f", {num_workers} workers" if num_workers > 1 else "",
+                          f", {gpus} GPUs" if gpus else "", ", spot" if spot else "",
                           f", not before {_clock(view['not_before'])}"
                           if view.get("not_before") else ""])
         return (f"Queued job {view['id']} {view['name']!r} ({priority}, {total_timesteps:,} "
@@ -138,10 +144,10 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                      total_timesteps: int = 4096, num_hosts: int = 4, mode: str = "place",
                      seed: int = 1, gpus: int = 0, cpus: float = 1.0, memory_mb: int = 1024,
                      max_runtime_s: float | None = None, spot: bool = False,
-                     start_after: str | None = None) -> Result:
+                     start_after: str | None = None, num_workers: int = 1) -> Result:
         items = [_submission(f"{name}-{i}", priority, gpus, cpus, memory_mb, max_runtime_s,
-                             spot, _config(total_timesteps, num_hosts, mode, seed + i - 1),
-                             start_after)
+                             spot, _config(total_timesteps, num_hosts, mode, seed + i - 1,
+                                           num_workers), start_after)
                  for i in range(1, count + 1)]
         done = ops.submit_batch(items)
         ids = done["queued"]
@@ -325,7 +331,7 @@ def build_tools(ops: Operations) -> list[BaseTool]:
                      seed: int = 1, gpus: int = 0, cpus: float = 1.0, memory_mb: int = 1024,
                      max_runtime_s: float | None = None, spot: bool = False,
                      start_after: str | None = None, count: int = 1,
-                     max_cost_usd: str | None = None) -> Result:
+                     max_cost_usd: str | None = None, num_workers: int = 1) -> Result:
         from decimal import Decimal
 
         # Each of ``count`` alike jobs gets an equal share of the cap.
@@ -333,7 +339,8 @@ def build_tools(ops: Operations) -> list[BaseTool]:
             (Decimal(max_cost_usd) / count).quantize(Decimal("0.000001")))
         found = ops.check_submission(
             _submission(name, priority, gpus, cpus, memory_mb, max_runtime_s, spot,
-                        _config(total_timesteps, num_hosts, mode, seed), start_after), share)
+                        _config(total_timesteps, num_hosts, mode, seed, num_workers),
+                        start_after), share)
         each = Decimal(found["estimated_cost_usd"])
         total = each * count
         fits = found["fits"]

@@ -37,6 +37,9 @@ class TrainingJobArgs(Args):
         default="place", description="place: choose a host; pick: choose the next job; "
                                      "hierarchical: both")
     seed: int = Field(default=1, ge=0, le=2**31, description="Training seed")
+    num_workers: int = Field(default=1, ge=1, le=256,
+                             description="Data-parallel training workers (DD-PPO); cpus, "
+                                         "memory and gpus are all of theirs together")
     gpus: Gpus = Field(default=0, description="GPUs for the job")
     cpus: Cpus = Field(default=1.0, description="CPU cores for the job")
     memory_mb: MemoryMb = Field(default=1024, description="Memory for the job, in MB")

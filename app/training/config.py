@@ -71,6 +71,9 @@ class TrainConfig:
     # PPO
     total_timesteps: int = _h(4096, "Environment steps to train for", min=1, max=10**11)
     num_envs: int = _h(8, "Simulators stepped together in one native call", min=1, max=4096)
+    num_workers: int = _h(1, "Data-parallel workers (torch.distributed): each steps num_envs / "
+                          "num_workers of the environments; gradients are averaged", min=1,
+                          max=256)
     rollout_steps: int = _h(128, "Steps per environment per rollout", min=1, max=100_000)
     lr: float = _h(3e-4, "Adam learning rate", min=0.0, max=10.0)
     lr_schedule: str = _h("linear", "constant | linear | exponential | cosine | warmup_cosine")
@@ -122,6 +125,9 @@ class TrainConfig:
         for option in ("imitate", "versus"):
             _check_heuristic(option, self.mode, getattr(self, option))
         _check_sizes(self)
+        if self.num_envs % self.num_workers:
+            raise ConfigError(f"training option num_workers: must divide num_envs "
+                              f"({self.num_envs} environments, {self.num_workers} workers)")
         # A job too big for the smallest host could wait forever: simrs refuses the workload.
         if self.job_cores[1] > self.host_cores[0] or self.job_mem_mb[1] > self.host_mem_mb[0]:
             raise ConfigError("training options job_cores/job_mem_mb: the largest job must fit "
@@ -241,7 +247,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             out = None if value is None else float(value)
         elif kind == "tuple[int, ...]":
             # "1,2,3" as well as [1, 2, 3]: what `--set KEY=1,2,3` gives.
-            items = value.split(",") if isinstance(value, str) else value
+            # A lone number too: `--set eval_seeds=42` reads as the integer 42.
+            items = value.split(",") if isinstance(value, str) else \
+                [value] if isinstance(value, int) and not isinstance(value, bool) else value
             out = tuple(int(v) for v in items)
             if not out:
                 raise ValueError

@@ -3,6 +3,8 @@ metrics, evaluation table, learning curve, checkpoints and the policy as an MLfl
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import tempfile
@@ -16,6 +18,7 @@ from app.core.adaptors import mlflow as tracking_sdk
 from app.core.tracking import Tracker
 from app.training import checkpoint
 from app.training.config import TrainConfig
+from app.training.distributed import SOLO, Workers
 from app.training.evaluate import baselines, evaluate_config, headline_metric, policy_chooser
 from app.training.objectives import TrialHooks, objective_evaluator, objective_of, signed
 from app.training.ppo import Trainer, resolve_device
@@ -34,6 +37,7 @@ class TrainingOutcome:
     evaluation: dict[str, dict[str, float]]
     stopped: str
     checkpoint: str | None
+    communication_s: float = 0.0
 
 
 def _evaluator(cfg: TrainConfig) -> Any:
@@ -55,19 +59,31 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                  run_name: str | None = None, run_id: str | None = None,
                  on_checkpoint: Callable[[Path, int], None] | None = None,
                  trial: TrialHooks | None = None,
-                 extra_tags: dict[str, str] | None = None) -> TrainingOutcome:
+                 extra_tags: dict[str, str] | None = None,
+                 workers: Workers = SOLO) -> TrainingOutcome:
     """One training run. ``run_id`` continues that MLflow run (a job's later attempt);
     ``on_checkpoint`` is told of every step checkpoint written (a job's durable store).
 
     A sweep's ``trial`` is evaluated by its study's objective at every evaluation, stops
     (``stopped`` "pruned", no final evaluation) when its pruner says so, and otherwise hands
     its final objective to the study. A trial logs lean: no learning-curve plot and no MLflow
-    model (its checkpoints hold the policy), since a search runs many short jobs."""
-    mlflow = tracking_sdk.fluent()
+    model (its checkpoints hold the policy), since a search runs many short jobs.
 
-    resume = checkpoint.load(resume_from) if resume_from else None
+    Of a data-parallel run's ``workers``, every one calls this; rank 0 alone reads the
+    checkpoint to resume or start from (and hands it to the others), holds the MLflow run,
+    reports progress and the trial, and evaluates."""
+    mlflow = tracking_sdk.fluent()
+    leader = workers.leader
+
+    resume = checkpoint.load(resume_from) if resume_from and leader else None
+    initial = checkpoint.load(init_from) if init_from and leader and not resume else None
+    if workers.world > 1:
+        resume, initial = workers.from_leader((resume, initial))
     if resume is not None:
-        cfg = TrainConfig.of_checkpoint(resume["config"])  # a resumed run keeps its own
+        # A resumed run keeps its own options; the worker count may change (it divides the
+        # environments: their seeds follow their indices in the whole set, not the worker).
+        cfg = dataclasses.replace(TrainConfig.of_checkpoint(resume["config"]),
+                                  num_workers=cfg.num_workers)
     tags = {"oppen.mode": cfg.mode,
             "oppen.workload": cfg.trace or json.dumps(cfg.workload())}
     if job_id is not None:
@@ -78,7 +94,8 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     run_id = (resume.get("mlflow_run_id") if resume else None) or run_id
     # Runs are named after their job (its name and id), or the experiment when ad hoc.
     name = run_name or f"{cfg.exp_name}-{job_id if job_id is not None else 'adhoc'}"
-    run = logger.call("start_run", lambda: tracker.start_run_resumable(name, tags, run_id))
+    run = logger.call("start_run", lambda: tracker.start_run_resumable(name, tags, run_id)) \
+        if leader else None
     if run is not None:
         run_id = run.info.run_id
         if on_run_started is not None:
@@ -90,6 +107,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
     curve: list[tuple[int, float]] = []
 
     progress = ProgressReporter(cfg.total_timesteps)
+    shown = progress if leader else contextlib.nullcontext()
 
     def sink(metrics: dict[str, float], step: int) -> None:
         if "charts/episodic_return" in metrics:
@@ -97,26 +115,28 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
         logger.metrics(metrics, step)
         progress(metrics, step)
 
+    if not leader:
+        trial = None
     if trial is not None:
         evaluator = objective_evaluator(cfg, trial.objective) if cfg.eval_every else None
     else:
         evaluator = _evaluator(cfg) if cfg.eval_every else None
-    trainer = Trainer(cfg, sink, checkpoint_dir, stop, evaluator)
+    trainer = Trainer(cfg, sink, checkpoint_dir, stop, evaluator, workers=workers)
     if trial is not None:
         objective = trial.objective
         trainer.on_evaluation = lambda value, step: trial.report(signed(objective, value), step)
     if resume is not None:
         trainer.load_state_dict(resume)
-    elif init_from:
-        trainer.init_from(checkpoint.load(init_from))
+    elif initial is not None:
+        trainer.init_from(initial)
     trainer.extra_state["mlflow_run_id"] = run_id
     trainer.on_checkpoint = on_checkpoint
     crashed = True  # until the run ends normally: a crash leaves the run FAILED
     try:
-        with progress:
+        with shown:
             result = trainer.run()
         table: dict[str, dict[str, float]] = {}
-        if result.stopped not in ("sigterm", "pruned"):
+        if leader and result.stopped not in ("sigterm", "pruned"):
             device = resolve_device(cfg.device)
             choosers = {"ppo": policy_chooser(result.policy.eval(), device),
                         **baselines(cfg.mode)}
@@ -126,7 +146,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                 value = objective_of(cfg, table, trial.objective)
                 logger.call("log_metrics", mlflow.log_metrics, {"sweep/objective": value})
                 trial.finish(value)
-        elif result.stopped == "pruned":
+        elif leader and result.stopped == "pruned":
             logger.call("set_tag", mlflow.set_tag, "oppen.pruned_at_step",
                         str(result.global_step))
         crashed = False
@@ -140,7 +160,7 @@ def run_training(cfg: TrainConfig, tracker: Tracker, job_id: int | None = None,
                 logger.report("end_run", exc)
     return TrainingOutcome(run_id, result.global_step, result.steps_per_second, table,
                            result.stopped, str(result.last_checkpoint)
-                           if result.last_checkpoint else None)
+                           if result.last_checkpoint else None, result.communication_s)
 
 
 def _log_outcome(logger: RunLogger, cfg: TrainConfig, table: dict[str, dict[str, float]],

@@ -71,17 +71,33 @@ class MaskedPolicy(nn.Module, abc.ABC):
         return action, dist.log_prob(action), dist.entropy(), value
 
     @torch.no_grad()
-    def sample(self, obs: torch.Tensor,
-               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, obs: torch.Tensor, mask: torch.Tensor, uniforms: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A rollout step: `act`'s action, log-prob and value from the same random draw,
-        without the entropy, which only the update's loss reads."""
+        without the entropy, which only the update's loss reads. Given `uniforms` (one in
+        [0, 1) per row), the action is drawn from them by inverse CDF: a row's draw then
+        depends on its own number only, so data-parallel workers drawing one shared row of
+        numbers each sample exactly what one worker would."""
         dist, value = self._distribution(obs, mask)
-        action = dist.sample()
+        action = dist.sample() if uniforms is None else inverse_cdf(dist.probs, uniforms)
         return action, dist.log_prob(action), value
 
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.logits(obs, mask).argmax(dim=-1)
+
+
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Per row, the first action whose cumulative probability passes the row's uniform.
+    Masked actions have probability 0, so they are never first; a uniform that rounding
+    carries past the last positive probability falls back to the row's likeliest action."""
+    cdf = probs.cumsum(-1)
+    target = (uniforms * cdf[:, -1]).unsqueeze(-1)
+    action = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+    invalid = probs.gather(1, action.unsqueeze(-1)).squeeze(-1) <= 0
+    if bool(invalid.any()):
+        action = torch.where(invalid, probs.argmax(-1), action)
+    return action
 
 
 def host_inputs(hosts: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,13 @@ Trainer so runs can checkpoint, resume exactly, stop early, and be tested withou
 Episodes restart at every checkpoint boundary (every `checkpoint_every` updates), the cut
 episodes bootstrapping from the value of their last state like a time limit. That makes a run
 resumed from a checkpoint repeat the uninterrupted run exactly.
+
+Data-parallel (DD-PPO, `num_workers` > 1): each worker steps its shard of the environments,
+seeded by their indices in the whole set; all workers draw the same random numbers (the
+sampling uniforms for every environment, the minibatch permutation of the whole batch) and
+each uses its own part, advantages and returns are gathered so normalisation sees the whole
+batch, and gradient sums are all-reduced before clipping. The workers' parameters stay
+identical, and match one worker's with the same environments up to float summation order.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import torch
 from torch import nn, optim
 
 from app.core.errors import ConfigError, OppenError
-from app.training import allocator, checkpoint, host_layers, imitation
+from app.training import allocator, checkpoint, distributed, host_layers, imitation
 from app.training.config import TrainConfig
+from app.training.distributed import SOLO, Workers
 from app.training.gae import compute_gae
 from app.training.normalize import RunningMeanStd
 from app.training.policy import JOB_FEATURES, MaskedPolicy, make_policy
@@ -63,6 +71,9 @@ class TrainResult:
     stopped: str  # completed | sigterm | early_stop
     last_checkpoint: Path | None
     best_eval: float | None
+    # Seconds spent in collectives with the other workers (0 for one worker): transfer time
+    # plus any wait for a slower peer.
+    communication_s: float = 0.0
 
 
 def _episode_means(episodes: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
@@ -81,15 +92,18 @@ def _episode_means(episodes: list[tuple[float, dict[str, float]]]) -> dict[str, 
 class Trainer:
     def __init__(self, cfg: TrainConfig, log: MetricsSink | None = None,
                  checkpoint_dir: Path | None = None, stop: threading.Event | None = None,
-                 evaluator: Evaluator | None = None, envs: Any = None) -> None:
+                 evaluator: Evaluator | None = None, envs: Any = None,
+                 workers: Workers = SOLO) -> None:
         import simrs
 
         self.cfg = cfg
-        self.log = log or (lambda _m, _s: None)
-        self.checkpoint_dir = checkpoint_dir
+        self.workers = workers
+        # Rank 0 alone logs, checkpoints and evaluates; the others only train.
+        self.log = (log if workers.leader else None) or (lambda _m, _s: None)
+        self.checkpoint_dir = checkpoint_dir if workers.leader else None
         self.stop = stop or threading.Event()
-        self.evaluator = evaluator
-        self.device = resolve_device(cfg.device)
+        self.evaluator = evaluator if workers.leader else None
+        self.device = distributed.worker_device(resolve_device(cfg.device))
         allocator.keep_freed_memory()  # a training process reuses its large tensors' pages
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # local generator: no global reseeding
@@ -98,13 +112,18 @@ class Trainer:
             options = cfg.env_options()
             if cfg.versus:
                 options["versus"] = cfg.versus  # training episodes only; evaluation stays plain
-            envs = simrs.BatchEnv(cfg.mode, cfg.num_envs, cfg.env_config(), cfg.seed, **options)
+            first, count = workers.shard(cfg.num_envs)
+            if workers.world > 1:
+                options["first_index"] = first
+            envs = simrs.BatchEnv(cfg.mode, count, cfg.env_config(), cfg.seed, **options)
         self.envs = envs
         fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden, self.device)
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
                                   cfg.pick_context, fused=fused).to(self.device)
         self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
+        self.communication_s = 0.0
+        self._same_start()
         self.iteration = 0
         self.global_step = 0
         self.episodes = 0
@@ -121,14 +140,27 @@ class Trainer:
         self.on_evaluation: Callable[[float, int], bool] | None = None
 
     # ------------------------------------------------------------ state
+    def _same_start(self) -> None:
+        """Every worker starts from rank 0's parameters (a warm start or a restored state
+        computed on several machines could differ in the last bits)."""
+        if self.workers.world > 1:
+            for tensor in self.policy.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
     def state_dict(self) -> dict[str, Any]:
         state = {
             "config": self.cfg.to_dict(),
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "value_rms": self.value_rms.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": self.rng.bit_generator.state,
+            **self._rng_state(),
+            "num_workers": self.workers.world,
             "iteration": self.iteration,
             "global_step": self.global_step,
             "episodes": self.episodes,
@@ -137,18 +169,21 @@ class Trainer:
             "evals_without_improvement": self.evals_without_improvement,
             **self.extra_state,
         }
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         checkpoint.restore_weights(self.policy, state["policy"], "the checkpoint to resume")
         self.optimizer.load_state_dict(state["optimizer"])
         self.value_rms.load_state_dict(state["value_rms"])
-        torch.set_rng_state(state["torch_rng"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # Each worker's own generators when the count is the same; they hold the same state
+        # by construction (every worker draws the same numbers), so rank 0's serve any count.
+        ranks = state.get("rank_rng") or []
+        rng = ranks[self.workers.rank] if len(ranks) == self.workers.world else state
+        torch.set_rng_state(rng["torch_rng"])
+        self.rng.bit_generator.state = rng["numpy_rng"]
+        if "cuda_rng" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda_rng"])
+        self._same_start()
         self.iteration = state["iteration"]
         self.global_step = state["global_step"]
         self.episodes = state["episodes"]
@@ -163,9 +198,13 @@ class Trainer:
             self.value_rms.load_state_dict(state["value_rms"])
 
     def save_checkpoint(self, tag: str) -> Path | None:
+        # Called by every worker at the same updates: the RNG states are gathered to rank 0.
+        ranks = self.workers.gather(self._rng_state()) if self.workers.world > 1 else None
         if self.checkpoint_dir is None:
             return None
         state = self.state_dict()
+        if ranks is not None:
+            state["rank_rng"] = ranks
         path = checkpoint.save(self.checkpoint_dir / f"{tag}.pt", state)
         checkpoint.save(self.checkpoint_dir / "latest.pt", state)
         self.last_checkpoint = path
@@ -200,8 +239,11 @@ class Trainer:
         return None
 
     def run(self) -> TrainResult:
-        cfg, device, envs = self.cfg, self.device, self.envs
-        T, N, D, H = cfg.rollout_steps, cfg.num_envs, envs.obs_dim, envs.action_dim
+        cfg, device, envs, workers = self.cfg, self.device, self.envs, self.workers
+        # N: this worker's environments, columns `first..first + N` of the run's `total`.
+        total = cfg.num_envs
+        first, N = workers.shard(total)
+        T, D, H = cfg.rollout_steps, envs.obs_dim, envs.action_dim
         obs_buf = torch.zeros((T, N, D), device=device)
         mask_buf = torch.zeros((T, N, H), dtype=torch.bool, device=device)
         actions = torch.zeros((T, N), dtype=torch.long, device=device)
@@ -215,6 +257,7 @@ class Trainer:
             # Before the first update only: a checkpoint (so a resume) always comes later.
             self.log(imitation.warm_start(self.policy, self.value_rms, cfg, self.rng, device),
                      self.global_step)
+            self._same_start()
         start, start_step = time.perf_counter(), self.global_step
         next_obs = next_mask = next_done = None
 
@@ -231,9 +274,10 @@ class Trainer:
 
             finished: list[tuple[float, dict[str, float]]] = []
             for t in range(T):
-                self.global_step += N
+                self.global_step += total
                 obs_buf[t], mask_buf[t], dones[t] = next_obs, next_mask, next_done
-                action, logprob, value = self.policy.sample(next_obs, next_mask)
+                uniforms = torch.rand(total, device=device)[first:first + N]
+                action, logprob, value = self.policy.sample(next_obs, next_mask, uniforms)
                 values[t], actions[t], logprobs[t] = value, action, logprob
                 obs_np, mask_np, reward_np, done_np, ended = envs.step(action.cpu().numpy())
                 rewards[t] = torch.as_tensor(reward_np, device=device)
@@ -242,6 +286,10 @@ class Trainer:
                 next_done = torch.as_tensor(done_np, device=device).float()
                 for ep in ended:
                     finished.append((ep.episode_return, ep.metrics))
+            if workers.world > 1:
+                began = time.perf_counter()
+                finished = [ep for part in workers.gather(finished) for ep in part]
+                self.communication_s += time.perf_counter() - began
             self.episodes += len(finished)
             recent.extend(r for r, _ in finished)
 
@@ -253,18 +301,24 @@ class Trainer:
                 raw_next = self.value_rms.denormalize(next_value)
             advantages, returns = compute_gae(rewards, raw_values, dones, raw_next, next_done,
                                               cfg.gamma, cfg.lam)
+            # The whole batch's advantages and returns, laid out as one worker holds them:
+            # normalisation and the value statistics see every worker's data.
+            began = time.perf_counter()
+            both = workers.cat(torch.stack([advantages, returns]), dim=2)
+            self.communication_s += time.perf_counter() - began
+            all_adv, all_returns = both[0], both[1]
             if cfg.norm_value:
-                self.value_rms.update(returns)
+                self.value_rms.update(all_returns)
                 targets = self.value_rms.normalize(returns)
             else:
                 targets = returns
             losses = self._update(obs_buf.reshape(-1, D), mask_buf.reshape(-1, H),
                                   actions.reshape(-1), logprobs.reshape(-1),
-                                  advantages.reshape(-1), targets.reshape(-1))
+                                  all_adv.reshape(-1), targets.reshape(-1))
             self.iteration += 1
 
             sps = (self.global_step - start_step) / max(time.perf_counter() - start, 1e-9)
-            y, pred = returns.reshape(-1), raw_values.reshape(-1)
+            y, pred = all_returns.reshape(-1), (all_returns - all_adv).reshape(-1)
             var_y = y.var()
             explained = float("nan") if var_y == 0 else float(1 - (y - pred).var() / var_y)
             self.log({"charts/learning_rate": lr, "charts/SPS": sps,
@@ -277,11 +331,15 @@ class Trainer:
                 self.save_checkpoint(f"step-{self.global_step}")
             verdict = self._evaluate() if self.evaluator is not None and cfg.eval_every and \
                 self.iteration % cfg.eval_every == 0 else None
+            stopping = self.stop.is_set()
+            if workers.world > 1:
+                # Rank 0's verdict and anyone's SIGTERM, agreed: every worker leaves together.
+                verdict, stopping = self._agree(verdict, stopping)
             if verdict is not None:
                 stopped = verdict
                 self.save_checkpoint(f"step-{self.global_step}")
                 break
-            if self.stop.is_set():
+            if stopping:
                 stopped = "sigterm"
                 self.save_checkpoint(f"step-{self.global_step}")
                 break
@@ -293,51 +351,98 @@ class Trainer:
                            float(np.mean(tail)) if tail else float("nan"),
                            (self.global_step - start_step) / max(time.perf_counter() - start,
                                                                  1e-9),
-                           stopped, self.last_checkpoint, self.best_eval)
+                           stopped, self.last_checkpoint, self.best_eval, self.communication_s)
+
+    _VERDICTS = (None, "early_stop", "pruned")
+
+    def _agree(self, verdict: str | None, stopping: bool) -> tuple[str | None, bool]:
+        flags = torch.tensor([self._VERDICTS.index(verdict), int(stopping)])
+        self.workers.max_(flags)
+        return self._VERDICTS[int(flags[0])], bool(flags[1])
+
+    def _local_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Of a minibatch's rows of the whole batch (step * num_envs + env), which are this
+        worker's (a mask over them) and where they are in its own buffers."""
+        first, n = self.workers.shard(self.cfg.num_envs)
+        step, env = np.divmod(rows, self.cfg.num_envs)
+        mine = (env >= first) & (env < first + n)
+        return mine, step[mine] * n + (env[mine] - first)
+
+    def _sum_gradients(self, params: list[nn.Parameter], stats: torch.Tensor) -> None:
+        """Every worker's gradient sums and loss sums, added up in one all-reduce."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = self.workers.sum_(torch.cat([g.reshape(-1) for g in grads] + [stats]))
+        at = 0
+        for p, g in zip(params, grads, strict=True):
+            p.grad = flat[at:at + g.numel()].view_as(g).clone()
+            at += g.numel()
+        stats.copy_(flat[at:])
 
     def _update(self, b_obs: torch.Tensor, b_mask: torch.Tensor, b_actions: torch.Tensor,
-                b_logprobs: torch.Tensor, b_adv: torch.Tensor,
+                b_logprobs: torch.Tensor, all_adv: torch.Tensor,
                 b_targets: torch.Tensor) -> dict[str, float]:
-        cfg = self.cfg
+        """PPO's epochs over the batch. Minibatches are drawn over the whole batch (every
+        worker draws the same permutation) and each worker computes its own rows' share of
+        the minibatch's loss sums, divided by the whole minibatch's size; summed over the
+        workers, the gradient is the minibatch mean's as one worker computes it."""
+        cfg, workers = self.cfg, self.workers
+        params = [p for p in self.policy.parameters() if p.requires_grad]
         indices = np.arange(cfg.batch_size)
         clipfracs: list[float] = []
-        approx_kl = torch.tensor(0.0)
-        pg_loss = v_loss = entropy_loss = torch.tensor(0.0)
+        approx_kl = pg_loss = v_loss = entropy_loss = 0.0
         for _epoch in range(cfg.update_epochs):
             self.rng.shuffle(indices)
             for lo in range(0, cfg.batch_size, cfg.minibatch_size):
-                mb = torch.as_tensor(indices[lo:lo + cfg.minibatch_size], device=self.device)
-                # The stored mask makes the new log-prob comparable with the old one.
-                _, newlogprob, entropy, newvalue = self.policy.act(b_obs[mb], b_mask[mb],
-                                                                   b_actions[mb])
-                logratio = newlogprob - b_logprobs[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean().item())
-                mb_adv = b_adv[mb]
-                if cfg.norm_adv and len(mb) > 1:
+                rows = indices[lo:lo + cfg.minibatch_size]
+                size = len(rows)
+                mb_adv = all_adv[torch.as_tensor(rows, device=self.device)]
+                if cfg.norm_adv and size > 1:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -mb_adv * ratio,
-                    -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
-                ).mean()
-                v_loss = 0.5 * ((newvalue - b_targets[mb]) ** 2).mean()
-                entropy_loss = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
-                if not torch.isfinite(loss):
+                if workers.world > 1:
+                    mine, local = self._local_rows(rows)
+                    mb_adv = mb_adv[torch.as_tensor(mine, device=self.device)]
+                else:
+                    local = rows
+                mb = torch.as_tensor(local, device=self.device)
+                self.optimizer.zero_grad()
+                stats = torch.zeros(5, device=self.device)  # policy, value, entropy, kl, clipped
+                if len(local):
+                    # The stored mask makes the new log-prob comparable with the old one.
+                    _, newlogprob, entropy, newvalue = self.policy.act(b_obs[mb], b_mask[mb],
+                                                                       b_actions[mb])
+                    logratio = newlogprob - b_logprobs[mb]
+                    ratio = logratio.exp()
+                    pg_sum = torch.max(
+                        -mb_adv * ratio,
+                        -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
+                    ).sum()
+                    v_sum = 0.5 * ((newvalue - b_targets[mb]) ** 2).sum()
+                    entropy_sum = entropy.sum()
+                    loss = (pg_sum - cfg.ent_coef * entropy_sum + cfg.vf_coef * v_sum) / size
+                    loss.backward()
+                    with torch.no_grad():
+                        stats += torch.stack([
+                            pg_sum.detach(), v_sum.detach(), entropy_sum.detach(),
+                            ((ratio - 1) - logratio).sum(),
+                            ((ratio - 1.0).abs() > cfg.clip_coef).float().sum()])
+                if workers.world > 1:
+                    began = time.perf_counter()
+                    self._sum_gradients(params, stats)
+                    self.communication_s += time.perf_counter() - began
+                pg_loss, v_loss, entropy_loss, approx_kl, clipped = (stats / size).tolist()
+                clipfracs.append(clipped)
+                loss_value = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
+                if not np.isfinite(loss_value):
                     raise TrainingDiverged(
                         f"non-finite loss at update {self.iteration + 1} (policy "
-                        f"{pg_loss.item():.4g}, value {v_loss.item():.4g}, entropy "
-                        f"{entropy_loss.item():.4g}); lower lr or check the rewards")
-                self.optimizer.zero_grad()
-                loss.backward()
+                        f"{pg_loss:.4g}, value {v_loss:.4g}, entropy "
+                        f"{entropy_loss:.4g}); lower lr or check the rewards")
                 nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-            if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
+            if cfg.target_kl is not None and approx_kl > cfg.target_kl:
                 break
-        return {"losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                "losses/entropy": entropy_loss.item(), "losses/approx_kl": approx_kl.item(),
+        return {"losses/value_loss": v_loss, "losses/policy_loss": pg_loss,
+                "losses/entropy": entropy_loss, "losses/approx_kl": approx_kl,
                 "losses/clipfrac": float(np.mean(clipfracs)) if clipfracs else 0.0}
 
 

@@ -100,11 +100,18 @@ def test_an_approval_shows_every_argument_the_tool_runs_with(services: Services)
     assert request["name"] == "queue_training_job"
     assert request["args"] == {
         "name": "chat", "priority": "normal", "total_timesteps": 4096, "num_hosts": 64,
-        "mode": "place", "seed": 1, "gpus": 0, "cpus": 1.0, "memory_mb": 1024,
-        "max_runtime_s": None, "spot": False, "start_after": "off-peak"}
+        "mode": "place", "seed": 1, "num_workers": 1, "gpus": 0, "cpus": 1.0,
+        "memory_mb": 1024, "max_runtime_s": None, "spot": False, "start_after": "off-peak"}
     [job] = [v.job for v in services.queue.list()]
     assert job.config["num_hosts"] == 64 and job.not_before is not None
     assert "not before" in turn.answer
+
+
+def test_workers_reach_the_job_with_a_cpu_each(services: Services) -> None:
+    turn, _ = ask(services, "train a 64 host scheduler for 1M steps on 4 workers")
+    [job] = [v.job for v in services.queue.list()]
+    assert (job.config["num_workers"], job.config["num_envs"], job.cpus) == (4, 8, 4.0)
+    assert "4 workers" in turn.answer
 
 
 def test_gpus_and_steps_reach_the_job(services: Services) -> None:

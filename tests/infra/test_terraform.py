@@ -419,7 +419,8 @@ def test_platform_priorities_quotas_and_limits(platform_objects: dict[str, dict]
     assert limits["default"] == {"cpu": "500m", "memory": "256Mi"}
 
 
-def test_dispatcher_rbac_grants_only_jobs_pods_and_logs(platform_objects: dict[str, dict]) -> None:
+def test_dispatcher_rbac_grants_only_jobs_pods_logs_and_services(
+        platform_objects: dict[str, dict]) -> None:
     """The Role is the dispatcher's whole power in the cluster; this reads it rule by rule."""
     assert not any(o["kind"] in ("ClusterRole", "ClusterRoleBinding")
                    for o in platform_objects.values())
@@ -431,6 +432,8 @@ def test_dispatcher_rbac_grants_only_jobs_pods_and_logs(platform_objects: dict[s
     needed = {("batch", "jobs", v) for v in ("create", "get", "list", "watch", "delete")}
     needed |= {("", "pods", v) for v in ("get", "list", "watch")}
     needed |= {("", "pods/log", "get")}
+    # A data-parallel job's headless Service (its workers' rendezvous), made and removed.
+    needed |= {("", "services", v) for v in ("create", "get", "delete")}
     assert granted == needed, f"beyond the dispatcher's needs: {sorted(granted - needed)}"
     assert not any("*" in item for entry in granted for item in entry)
     binding = platform_objects["RoleBinding/oppen-dispatcher"]

@@ -14,6 +14,12 @@ LocalQueue's pending workloads, served by the visibility API
 (visibility.kueue.x-k8s.io/v1beta1 PendingWorkloadsSummary). Tests play Kueue's controller
 (``kueue_admit`` unsuspends, ``kueue_preempt`` suspends again) and the node lifecycle
 (``disrupt`` sets a pod's DisruptionTarget condition, ``lose_node`` removes its pod).
+
+A data-parallel job is an Indexed Job (one pod per completion index, each with its index
+label and hostname) beside a headless Service (v1 Service: create, read, delete, validated
+like Jobs). Its Workload has one pod set of ``parallelism`` pods, which Kueue admits
+together. ``finish_index`` ends one index's pod: a failure fails the Job (backoffLimit 0)
+and the Job controller deletes the other pods; the Job completes once every index has.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import kubernetes_validate
 KUBERNETES_VERSION = "1.33"
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+SERVICES = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
 NODES = "/api/v1/nodes"
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 WORKLOADS = re.compile(r"^/apis/kueue.x-k8s.io/v1beta1/namespaces/([^/]+)/workloads(?:/([^/]+))?$")
@@ -55,6 +62,7 @@ class FakeKubernetes:
     def __init__(self) -> None:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.services: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []
         self.deletions: list[dict[str, Any]] = []
@@ -74,26 +82,60 @@ class FakeKubernetes:
         self._fail_next.append((code, reason, message))
 
     def start_pod(self, job_name: str, namespace: str = "oppen", log: str = "",
-                  started_at: str | None = None) -> str:
-        """The Job controller creates a pod, the kubelet starts its container (at
-        ``started_at``, RFC 3339, default now)."""
-        pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
+                  started_at: str | None = None, index: int | None = None) -> str:
+        """The Job controller creates a pod (of completion ``index`` in an Indexed Job), the
+        kubelet starts its container (at ``started_at``, RFC 3339, default now)."""
         job = self.jobs[(namespace, job_name)]
+        labels = {**job["spec"]["template"]["metadata"]["labels"], "job-name": job_name,
+                  "batch.kubernetes.io/job-name": job_name}
+        spec = json.loads(json.dumps(job["spec"]["template"]["spec"]))
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
+            spec["hostname"] = f"{job_name}-{index}"
+            spec["containers"][0].setdefault("env", []).append(
+                {"name": "JOB_COMPLETION_INDEX", "value": str(index)})
+        pod_name = f"{job_name}-{'' if index is None else f'{index}-'}{uuid.uuid4().hex[:5]}"
         self.pods[(namespace, pod_name)] = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod_name, "namespace": namespace, "uid": str(uuid.uuid4()),
-                         "creationTimestamp": _now(),
-                         "labels": {**job["spec"]["template"]["metadata"]["labels"],
-                                    "job-name": job_name,
-                                    "batch.kubernetes.io/job-name": job_name}},
-            "spec": job["spec"]["template"]["spec"],
+                         "creationTimestamp": _now(), "labels": labels},
+            "spec": spec,
             "status": {"phase": "Running", "containerStatuses": [{
                 "name": "train", "image": "oppen", "imageID": "", "ready": True,
                 "restartCount": 0, "state": {"running": {"startedAt": started_at or _now()}}}]},
         }
         self.logs[(namespace, pod_name)] = log
-        job["status"] = {"active": 1, "startTime": _now()}
+        active = sum(1 for (ns, _), p in self.pods.items() if ns == namespace
+                     and p["metadata"]["labels"]["job-name"] == job_name)
+        job["status"] = {"active": active, "startTime": _now()}
         return pod_name
+
+    def pods_of(self, job_name: str, namespace: str = "oppen") -> list[dict[str, Any]]:
+        return [p for (ns, _), p in self.pods.items()
+                if ns == namespace and p["metadata"]["labels"]["job-name"] == job_name]
+
+    def finish_index(self, job_name: str, index: int, exit_code: int,
+                     namespace: str = "oppen") -> None:
+        """One index's container exits. A failure fails the Indexed Job (backoffLimit 0) and
+        the Job controller deletes its other pods; the last success completes it."""
+        pods = self.pods_of(job_name, namespace)
+        pod = next(p for p in pods if p["metadata"]["labels"].get(
+            "batch.kubernetes.io/job-completion-index") == str(index))
+        pod["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        state = pod["status"]["containerStatuses"][0]["state"]
+        pod["status"]["containerStatuses"][0]["state"] = {"terminated": {
+            "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+            "startedAt": state.get("running", {}).get("startedAt", _now()),
+            "finishedAt": _now()}}
+        if exit_code != 0:
+            for other in pods:
+                if other is not pod and other["status"]["phase"] == "Running":
+                    self.pods.pop((namespace, other["metadata"]["name"]))
+            self._condition(job_name, namespace, False, "BackoffLimitExceeded",
+                            "Job has reached the specified backoff limit")
+        elif all(p["status"]["phase"] == "Succeeded" for p in pods) and \
+                len(pods) == self.jobs[(namespace, job_name)]["spec"].get("completions", 1):
+            self._condition(job_name, namespace, True, "", "")
 
     def add_node(self, name: str, cpu: str, memory: str, gpus: int = 0) -> None:
         allocatable = {"cpu": cpu, "memory": memory, "pods": "110"}
@@ -161,7 +203,10 @@ class FakeKubernetes:
                                                 "name": job["metadata"]["name"],
                                                 "uid": job["metadata"]["uid"],
                                                 "controller": True}]},
-              "spec": {"queueName": queue, "podSets": [{"name": "main", "count": 1}]},
+              # One pod set of all the Job's pods: Kueue reserves quota for all or none.
+              "spec": {"queueName": queue, "podSets": [{
+                  "name": "main", "count": job["spec"].get("parallelism", 1),
+                  "template": job["spec"]["template"]}]},
               "status": {}}
         self._set_conditions(wl, QuotaReserved=(
             False, "Pending", "couldn't assign flavors to pod set main: insufficient unused "
@@ -315,6 +360,19 @@ class FakeKubernetes:
                                      "status": "Success",
                                      "details": {"name": name, "group": "batch", "kind": "jobs",
                                                  "uid": job["metadata"]["uid"]}})
+        if m := SERVICES.match(url.path):
+            namespace, name = m.groups()
+            if method == "POST" and name is None:
+                return self._create_service(h, namespace, h._body())
+            if name is None or (namespace, name) not in self.services:
+                return h._send(404, status_error(404, "NotFound", f'services "{name}" not '
+                                                 "found", name or "", "services"))
+            if method == "GET":
+                return h._send(200, self.services[(namespace, name)])
+            if method == "DELETE":
+                self.deletions.append({"name": name, "kind": "Service"})
+                # As the real server does for a Service: the deleted object comes back.
+                return h._send(200, self.services.pop((namespace, name)))
         if (m := PODS.match(url.path)) and method == "GET":
             namespace = m.group(1)
             selector = dict(part.split("=", 1) for part in
@@ -366,6 +424,24 @@ class FakeKubernetes:
             return h._send(200, "\n".join(lines[-tail:] if tail else []), "text/plain")
         return h._send(404, status_error(404, "NotFound", "the server could not find the "
                                          "requested resource", kind=""))
+
+    def _create_service(self, h: Any, namespace: str, body: dict[str, Any]) -> None:
+        name = body.get("metadata", {}).get("name", "")
+        try:
+            kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            return h._send(422, status_error(422, "Invalid", f'Service "{name}" is invalid: '
+                                             f"{exc.message}", name, "services"))
+        if (namespace, name) in self.services:
+            return h._send(409, status_error(409, "AlreadyExists",
+                                             f'services "{name}" already exists', name,
+                                             "services"))
+        stored = json.loads(json.dumps(body))
+        stored["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()),
+                                  creationTimestamp=_now(), resourceVersion="1")
+        stored["status"] = {"loadBalancer": {}}
+        self.services[(namespace, name)] = stored
+        return h._send(201, stored)
 
     def _create_job(self, h: Any, namespace: str, body: dict[str, Any]) -> None:
         name = body.get("metadata", {}).get("name", "")

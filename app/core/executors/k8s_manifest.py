@@ -1,5 +1,10 @@
 """The batch/v1 Job for one attempt of an Oppen job, as plain data.
 
+A data-parallel job (`num_workers` > 1) is an Indexed Job of one pod per worker, each
+requesting its share of the job's CPUs, memory and GPUs, with a headless Service of the
+same name whose DNS gives rank 0's pod (`<job>-0.<job>`) as torchrun's rendezvous. Kueue
+admits an Indexed Job as one Workload of `num_workers` pods: all of them or none.
+
 Pure: the Kubernetes executor submits it, `oppen queue render ID` prints it, and the tests
 validate it against the official Kubernetes schema.
 """
@@ -17,6 +22,9 @@ HOME = "/var/lib/oppen"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The non-root user the training image runs as (docker/Dockerfile.train creates it).
 TRAINING_UID = 10001
+# Where rank 0's torchrun agent serves the rendezvous (its TCP store).
+RENDEZVOUS_PORT = 29500
+RENDEZVOUS_ENV = "OPPEN_RENDEZVOUS"
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,14 @@ def _cpu(cores: float) -> str:
     return f"{max(1, math.ceil(cores * 1000))}m"
 
 
-def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
-    name = attempt_name(job.id, job.attempts)
-    labels = {
+def workers_of(job: Job) -> int:
+    """The job's data-parallel workers (its training option, validated at submission)."""
+    value = (job.config or {}).get("num_workers", 1)
+    return value if isinstance(value, int) and value > 1 else 1
+
+
+def _labels(job: Job, name: str) -> dict[str, str]:
+    return {
         "app.kubernetes.io/name": "oppen-training",
         "app.kubernetes.io/instance": name,
         "app.kubernetes.io/component": "training",
@@ -66,14 +79,23 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
         "oppen.dev/priority-class": job.priority_class,
         "oppen.dev/team": job.team,
     }
+
+
+def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
+    name = attempt_name(job.id, job.attempts)
+    labels = _labels(job, name)
     job_labels = dict(labels)
     queue = kueue_queue_for(job, t)
     if queue:
         job_labels[KUEUE_QUEUE_LABEL] = queue
-    requests: dict[str, str] = {"cpu": _cpu(job.cpus), "memory": _memory(job.memory_mb)}
-    limits: dict[str, str] = {"cpu": _cpu(job.cpus), "memory": _memory(job.memory_mb)}
-    if job.gpus:
-        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(job.gpus)
+    workers = workers_of(job)
+    # Each pod is one worker with its share of the job's resources (the job's are the
+    # gang's totals: what admission, quotas and cost estimates count).
+    cpus, memory_mb, gpus = job.cpus / workers, job.memory_mb // workers, job.gpus // workers
+    requests: dict[str, str] = {"cpu": _cpu(cpus), "memory": _memory(memory_mb)}
+    limits: dict[str, str] = {"cpu": _cpu(cpus), "memory": _memory(memory_mb)}
+    if gpus:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
     env: list[dict[str, Any]] = [
         {"name": "OPPEN_HOME", "value": HOME},
         {"name": "OPPEN_DATABASE_URL", "valueFrom": {"secretKeyRef": {
@@ -85,6 +107,11 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": t.tracking_uri})
     if t.checkpoint_uri:
         env.append({"name": "OPPEN_CHECKPOINT_URI", "value": t.checkpoint_uri})
+    if workers > 1:
+        # Rank 0's pod by its stable name under the headless Service; each pod's rank is
+        # its completion index (JOB_COMPLETION_INDEX, set by Kubernetes).
+        env.append({"name": RENDEZVOUS_ENV,
+                    "value": f"{name}-0.{name}.{t.namespace}.svc:{RENDEZVOUS_PORT}"})
     node_selector = {"oppen.dev/pool": "gpu-training" if job.gpus else "cpu-training"}
     tolerations: list[dict[str, Any]] = []
     if job.gpus:
@@ -138,6 +165,14 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
             },
         },
     }
+    if workers > 1:
+        # One worker failing fails the Job (backoffLimit 0), and the Job controller stops
+        # the others: the attempt fails cleanly on every rank and Oppen's retry resumes.
+        spec.update(completionMode="Indexed", completions=workers, parallelism=workers)
+        pod = spec["template"]["spec"]
+        pod["subdomain"] = name
+        pod["containers"][0]["ports"] = [{"name": "rendezvous",
+                                          "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"}]
     if job.max_runtime_s:
         spec["activeDeadlineSeconds"] = max(1, int(math.ceil(job.max_runtime_s)))
     if queue:
@@ -148,6 +183,27 @@ def render_job(job: Job, t: JobTemplate) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": t.namespace, "labels": job_labels,
                      "annotations": {"oppen.dev/job-name": job.name[:200]}},
         "spec": spec,
+    }
+
+
+def render_service(job: Job, t: JobTemplate) -> dict[str, Any] | None:
+    """The headless Service that names a data-parallel job's pods (None for one worker).
+    Not-ready addresses are published: the rendezvous happens before any pod is Ready."""
+    if workers_of(job) == 1:
+        return None
+    name = attempt_name(job.id, job.attempts)
+    labels = _labels(job, name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": t.namespace, "labels": labels},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {"app.kubernetes.io/instance": name},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT,
+                       "targetPort": RENDEZVOUS_PORT, "protocol": "TCP"}],
+        },
     }
 
 

@@ -18,6 +18,7 @@ from app.core.executors.k8s_manifest import (
     JobTemplate,
     attempt_name,
     render_job,
+    render_service,
 )
 from app.core.models import Job
 
@@ -61,22 +62,34 @@ class KubernetesExecutor:
         return render_job(job, self.template)
 
     def launch(self, job: Job) -> str:
-        ApiException = k8s.api_exception()
-        batch, _ = self._apis()
+        batch, core = self._apis()
         manifest = self.render(job)
         ref = self._ref(manifest["metadata"]["name"])
+        service = render_service(job, self.template)
+        if service is not None:
+            # The Service first: a gang's pods resolve rank 0 through it as they start.
+            self._create(lambda: core.create_namespaced_service(
+                self.template.namespace, service, _request_timeout=self.request_timeout_s),
+                "Service")
+        self._create(lambda: batch.create_namespaced_job(
+            self.template.namespace, k8s.job_from_manifest(manifest),
+            _request_timeout=self.request_timeout_s), "Job")
+        return ref
+
+    @staticmethod
+    def _create(call: Any, kind: str) -> None:
+        ApiException = k8s.api_exception()
         try:
-            batch.create_namespaced_job(self.template.namespace, k8s.job_from_manifest(manifest),
-                                        _request_timeout=self.request_timeout_s)
+            call()
         except ApiException as exc:
             if exc.status == 409:
-                return ref  # this attempt exists already (a restart mid-launch): adopt it
+                return  # this attempt's object exists already (a restart mid-launch): adopt it
             message = _api_message(exc)
             if exc.status in (400, 422):
-                raise LaunchError(f"the cluster rejected the Job: {message}", retryable=False) from None
+                raise LaunchError(f"the cluster rejected the {kind}: {message}",
+                                  retryable=False) from None
             # 403 (quota exceeded, RBAC), 429 and 5xx: the cluster's trouble, not the job's.
             raise LaunchError(f"HTTP {exc.status}: {message}") from None
-        return ref
 
     def find(self, job: Job) -> str | None:
         ApiException = k8s.api_exception()
@@ -148,15 +161,22 @@ class KubernetesExecutor:
         return None
 
     def stop(self, ref: str) -> None:
-        """Deletes the Job; its pods are removed by the garbage collector (SIGTERM first)."""
+        """Deletes the Job, whose pods the garbage collector removes (SIGTERM first), and a
+        data-parallel job's Service (absent for one worker: a 404 is the same outcome)."""
         ApiException = k8s.api_exception()
-        batch, _ = self._apis()
+        batch, core = self._apis()
         info = json.loads(ref)
         try:
             batch.delete_namespaced_job(info["name"], info["namespace"],
                                         propagation_policy="Background",
                                         body=k8s.background_delete(),
                                         _request_timeout=self.request_timeout_s)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        try:
+            core.delete_namespaced_service(info["name"], info["namespace"],
+                                           _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -185,18 +205,24 @@ class KubernetesExecutor:
 
 
 def _run_times(pods: list[Any]) -> tuple[datetime | None, datetime | None]:
-    """When the training container started and ended (its own record): what is charged."""
+    """When the training containers started and ended (their own record): what is charged.
+    A data-parallel job's pods run together: from the first start to the last end."""
+    starts, ends = [], []
     for pod in pods:
         for status in (pod.status.container_statuses or []):
             term = status.state.terminated if status.state else None
             if term is not None:
-                return term.started_at, term.finished_at
-    return None, None
+                starts += [term.started_at] if term.started_at else []
+                ends += [term.finished_at] if term.finished_at else []
+    return (min(starts) if starts else None), (max(ends) if ends else None)
 
 
 def _pod_outcome(pods: list[Any]) -> tuple[int | None, str]:
     """Exit code and reason of the failed attempt from its pod: OOMKilled, Evicted, a
-    DisruptionTarget condition (preempted, a spot node reclaimed, its node gone), ..."""
+    DisruptionTarget condition (preempted, a spot node reclaimed, its node gone), ... Of a
+    data-parallel job's pods, the failed ones speak first (the others ended 0 or were
+    stopped because of it)."""
+    pods = sorted(pods, key=lambda p: p.status.phase != "Failed")
     for pod in pods:
         for cond in (pod.status.conditions or []):
             if cond.type == "DisruptionTarget" and cond.status == "True":

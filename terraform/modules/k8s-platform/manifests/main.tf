@@ -234,8 +234,9 @@ locals {
       automountServiceAccountToken = false
     }
 
-    # What the dispatcher does in the cluster: create, watch and delete training Jobs, read
-    # their pods' states and logs. Nothing else, and only in its own namespace.
+    # What the dispatcher does in the cluster: create, watch and delete training Jobs (and a
+    # data-parallel job's headless Service, its workers' rendezvous), read their pods' states
+    # and logs. Nothing else, and only in its own namespace.
     "Role/oppen-dispatcher" = {
       apiVersion = "rbac.authorization.k8s.io/v1"
       kind       = "Role"
@@ -244,6 +245,7 @@ locals {
         { apiGroups = ["batch"], resources = ["jobs"], verbs = ["create", "get", "list", "watch", "delete"] },
         { apiGroups = [""], resources = ["pods"], verbs = ["get", "list", "watch"] },
         { apiGroups = [""], resources = ["pods/log"], verbs = ["get"] },
+        { apiGroups = [""], resources = ["services"], verbs = ["create", "get", "delete"] },
       ]
     }
 
