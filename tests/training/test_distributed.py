@@ -190,3 +190,26 @@ def test_shards_options_and_launch_arguments(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_job_gets_at_least_a_cpu_per_worker(services: Services) -> None:
     with pytest.raises(SubmissionError, match="num_workers=2 needs at least 2"):
         services.queue.submit("thin", {"num_envs": 8, "num_workers": 2}, cpus=1)
+
+
+def test_bench_train_workers_measures_each_count_against_one() -> None:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPPEN_")}
+    done = subprocess.run([sys.executable, "-m", "app", "bench", "train", "--workers", "2",
+                           "--repeats", "1", "--iterations", "1", "--json"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    one, two = out["counts"]
+    assert (one["workers"], two["workers"]) == (1, 2)  # one worker measured as the baseline
+    assert one["speedup"] == 1.0 and two["steps_per_s"] > 0
+    assert two["speedup"] == pytest.approx(two["steps_per_s"] / one["steps_per_s"])
+    assert two["efficiency"] == pytest.approx(two["speedup"] / 2)
+    assert 0 < two["communication_share"] < 1 and out["allreduce_ms_alone"] > 0
+    for bad, message in (("3", "must divide 128"), ("two", "expected counts")):
+        refused = subprocess.run([sys.executable, "-m", "app", "bench", "train", "--workers",
+                                  bad], cwd=REPO, env=env, capture_output=True, text=True,
+                                 timeout=120)
+        assert refused.returncode != 0 and message in refused.stderr
+        assert "Traceback" not in refused.stderr
