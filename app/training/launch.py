@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -67,6 +68,20 @@ def worker_threads(num_workers: int) -> int:
     return max(1, total // num_workers)
 
 
+def share_address_space(num_workers: int) -> None:
+    """A local job's memory cap (the runner's RLIMIT_AS: the runtime's own share plus the
+    job's memory) is per process; split the job's part between its workers, so together
+    they stay within what the job asked for. Only the soft limit is lowered."""
+    from app.core.executors.runner import BASE_ADDRESS_SPACE_MB
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or num_workers == 1:
+        return
+    base = BASE_ADDRESS_SPACE_MB * 2**20
+    resource.setrlimit(resource.RLIMIT_AS,
+                       (base + max(0, soft - base) // num_workers, hard))
+
+
 def run_workers(num_workers: int, argv: list[str]) -> int:
     """Runs the workers to the end; the exit code the run means."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -82,6 +97,7 @@ def run_workers(num_workers: int, argv: list[str]) -> int:
         os.environ[OUTCOME_ENV] = str(outcome)
         local_workers = 1 if rendezvous else num_workers
         os.environ["OMP_NUM_THREADS"] = str(worker_threads(local_workers))
+        share_address_space(local_workers)
         try:
             torchrun(parse_args(torchrun_args(num_workers, argv, rendezvous, node_rank)))
         except ChildFailedError as exc:

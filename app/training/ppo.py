@@ -356,7 +356,8 @@ class Trainer:
     _VERDICTS = (None, "early_stop", "pruned")
 
     def _agree(self, verdict: str | None, stopping: bool) -> tuple[str | None, bool]:
-        flags = torch.tensor([self._VERDICTS.index(verdict), int(stopping)])
+        # On the run's device: NCCL reduces CUDA tensors only.
+        flags = torch.tensor([self._VERDICTS.index(verdict), int(stopping)], device=self.device)
         self.workers.max_(flags)
         return self._VERDICTS[int(flags[0])], bool(flags[1])
 

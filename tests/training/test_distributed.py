@@ -150,6 +150,32 @@ def test_killing_one_worker_ends_the_attempt_and_the_retry_resumes(services: Ser
     assert store.entries()[-1].step == 8192
 
 
+def test_sigterm_checkpoints_every_worker_at_the_same_update(tmp_path: Path) -> None:
+    """A cancel or a preempted machine: the launcher passes SIGTERM to the workers, which
+    agree to stop after the update under way; rank 0 checkpoints and the run exits 143."""
+    env = {**os.environ, "OPPEN_HOME": str(tmp_path), "OPPEN_WARM_START": "false"}
+    out = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, "-m", "app", "train", "--cold",
+                             "--set=total_timesteps=2000000", "--set=num_envs=8",
+                             "--set=rollout_steps=64", "--set=num_workers=2",
+                             "--set=checkpoint_every=2", "--checkpoint-dir", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "latest.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint in time"
+        time.sleep(0.2)
+    workers = [_worker_of_rank(proc.pid, r) for r in (0, 1)]
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM; resume with --resume-from" in stderr
+    assert "Traceback" not in stderr
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    last = checkpoint.load(out / "latest.pt")
+    assert last["num_workers"] == 2 and 0 < last["global_step"] < 2_000_000
+
+
 def test_inverse_cdf_draws_only_allowed_actions() -> None:
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(4096, 33, generator=generator)
