@@ -56,7 +56,7 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
     import torch
 
     from app.core.settings import load_settings
-    from app.training.evaluate import baselines, evaluate_config, policy_chooser
+    from app.training.evaluate import baselines, evaluate_config, policy_choosers
     from app.training.inference import LoadedPolicy
 
     loaded = LoadedPolicy.from_checkpoint(checkpoint_path,
@@ -66,7 +66,7 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
         if not cfg.trace:
             raise common.OppenError("--trace applies to policies trained on a trace")
         cfg = dataclasses.replace(cfg, trace=trace_path)
-    choosers = {"ppo": policy_chooser(loaded.policy, torch.device("cpu")),
+    choosers = {**policy_choosers(loaded.policy, torch.device("cpu"), cfg.mode),
                 **baselines(cfg.mode)}
     started = time.monotonic()
 

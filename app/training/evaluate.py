@@ -47,10 +47,36 @@ def heuristic_chooser(name: str) -> Chooser:
     return choose
 
 
-def first_allowed(_env: Any, _obs: np.ndarray, mask: np.ndarray) -> int:
-    """The first allowed action: FCFS among fitting jobs, then the first-fit host
-    (the hierarchical mode's baseline)."""
-    return int(np.flatnonzero(mask)[0])
+# The hierarchical mode's baselines: each job rule paired with each host rule.
+JOB_RULES = ("fcfs", "sjf", "f1")
+HOST_RULES = ("first_fit", "best_fit", "best_fit_mem")
+# The job-shop seed's workaround for a policy that cannot see the whole queue: only this many
+# queued jobs shown at a time.
+BATCH_WINDOW = 170
+EMPTY_JOB_ROW = np.array([0, 1, 1, 1, 1, 1, 1, 0], dtype=np.float32)
+
+
+def batched(choose: Chooser, window: int = BATCH_WINDOW) -> Chooser:
+    """A hierarchical chooser shown only `window` queued jobs at a time, in arrival (FCFS
+    priority) order: in the job phase, the block of `window` queue positions holding the
+    first job that fits is all it sees (the other jobs' rows read as empty slots and are
+    masked); the host phase is unchanged."""
+    def choose_batched(env: Any, obs: np.ndarray, mask: np.ndarray) -> int:
+        if obs[0] != 0:  # the host phase
+            return choose(env, obs, mask)
+        # [phase, the chosen job's 8, 4 per host, 8 per queue slot]: the job rows are the tail.
+        jobs = (len(obs) - 9 - 4 * env.num_hosts) // 8
+        first = int(np.flatnonzero(mask)[0])
+        lo, hi = first - first % window, first - first % window + window
+        seen_mask = np.zeros_like(mask)
+        seen_mask[lo:hi] = mask[lo:hi]
+        seen = obs.copy()
+        rows = seen[len(obs) - 8 * jobs:].reshape(jobs, 8)
+        rows[:lo] = EMPTY_JOB_ROW
+        rows[hi:] = EMPTY_JOB_ROW
+        return choose(env, seen, seen_mask)
+
+    return choose_batched
 
 
 def baselines(mode: str) -> dict[str, Chooser]:
@@ -61,7 +87,18 @@ def baselines(mode: str) -> dict[str, Chooser]:
         return {b: heuristic_chooser(b) for b in ("first_fit", "best_fit", "best_fit_mem")}
     if mode == "pick":
         return {b: heuristic_chooser(b) for b in ("fcfs", "sjf", "f1")}
-    return {"fcfs_first_fit": first_allowed}
+    return {f"{job}_{host}": heuristic_chooser(f"{job}+{host}")
+            for job in JOB_RULES for host in HOST_RULES}
+
+
+def policy_choosers(policy: MaskedPolicy, device: torch.device,
+                    mode: str) -> dict[str, Chooser]:
+    """A trained policy's rows of an evaluation: itself, and in the hierarchical mode also
+    under the batch workaround (`ppo_batch170`), the baseline a whole-queue policy must beat."""
+    rows = {"ppo": policy_chooser(policy, device)}
+    if mode == "hierarchical":
+        rows[f"ppo_batch{BATCH_WINDOW}"] = batched(rows["ppo"])
+    return rows
 
 
 def evaluate(workload: dict[str, Any] | None, seeds: Sequence[int],

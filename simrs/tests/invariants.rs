@@ -94,6 +94,29 @@ proptest! {
     }
 
     #[test]
+    fn hierarchical_heuristic_pairs_act_within_the_masks(seed in 0u64..10_000, hosts in 1usize..6,
+                                                         jobs in 1usize..60, rule in 0usize..6,
+                                                         placement in 0usize..5) {
+        let priority = Priority::ALL[rule];
+        let place = [Placement::FirstFit, Placement::BestFit, Placement::BestFitMem,
+                     Placement::WorstFit, Placement::Random][placement];
+        let mut env = HierEnv::new(config(hosts, jobs, 8, 30.0), seed).unwrap();
+        let mut mask = vec![0i8; env.action_dim()];
+        while !env.is_done() {
+            env.action_mask(&mut mask);
+            let a = env.heuristic_action(priority, place).expect("a live episode has one");
+            prop_assert_eq!(mask[a], 1, "the pair chose a masked action");
+            if priority == Priority::Fcfs && place == Placement::FirstFit {
+                // FCFS among fitting jobs then first-fit: the first allowed action.
+                prop_assert_eq!(a, mask.iter().position(|&m| m == 1).unwrap());
+            }
+            env.step(a).unwrap();
+        }
+        prop_assert_eq!(env.heuristic_action(priority, place), None);
+        check_finished(env.sim().unwrap());
+    }
+
+    #[test]
     fn replay_keeps_invariants(sizes in prop::collection::vec((0u64..500, 1u64..400, 1u64..3, 1u32..5), 1..60),
                                policy in 0usize..6, backfill in 0usize..3, placement in 0usize..5) {
         let hosts = vec![Host::new(4, 1 << 20), Host::new(6, 1 << 20), Host::new(5, 1 << 20)];

@@ -88,7 +88,8 @@ class ClusterEnv(gym.Env[np.ndarray, np.int64]):
         return self._mask.astype(bool)
 
     def heuristic_action(self, name: str) -> int | None:
-        """A placement rule's host (place mode) or a priority rule's slot (pick mode)."""
+        """A placement rule's host (place mode), a priority rule's slot (pick mode), or a
+        pair's action, e.g. "sjf+best_fit" (hierarchical mode: the job, then its host)."""
         return self._sim.heuristic_action(name)
 
     def metrics(self) -> dict[str, float]:

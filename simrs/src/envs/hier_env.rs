@@ -11,6 +11,8 @@
 use crate::cluster::FitIndex;
 use crate::envs::env::{load_episode, reward, Env, EnvConfig};
 use crate::error::{SimError, SimResult};
+use crate::heuristics::placement::Placement;
+use crate::heuristics::policy::Priority;
 use crate::job_features::{write_job_row, JobScales, EMPTY_SLOT, JOB_FEATURES};
 use crate::metrics::EpisodeMetrics;
 use crate::envs::place_env::HOST_FEATURES;
@@ -59,6 +61,34 @@ impl HierEnv {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// A heuristic pair's action now (None once the episode is over). In the job phase, the
+    /// queued job `priority` ranks first among those that fit on some host now (the job
+    /// mask), ties to the earlier arrival; in the host phase, `placement`'s host for the
+    /// chosen job.
+    pub fn heuristic_action(&self, priority: Priority, placement: Placement) -> Option<usize> {
+        if self.done {
+            return None;
+        }
+        match self.phase {
+            Phase::Job => {
+                let key = |i: usize| {
+                    let j = &self.sim.jobs[self.sim.queue[i]];
+                    let wait = self.sim.now as i64 - j.submit as i64;
+                    priority.key(j.submit as i64, j.requested_runtime as i64, j.cores as i64, wait)
+                };
+                (0..self.sim.queue.len())
+                    .filter(|&i| {
+                        self.fit.fits_somewhere(&self.sim.cluster, &self.sim.jobs[self.sim.queue[i]])
+                    })
+                    .min_by(|&a, &b| key(a).order(&key(b)).then(a.cmp(&b)))
+            }
+            Phase::Host { queue_pos } => {
+                let job = &self.sim.jobs[self.sim.queue[queue_pos]];
+                placement.choose(&self.sim.cluster, job, self.sim.now)
+            }
+        }
     }
 
     fn any_fits(&self) -> bool {

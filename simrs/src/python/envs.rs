@@ -183,16 +183,26 @@ impl Env {
         Ok(())
     }
 
-    /// The action a named heuristic takes now: a placement rule (place mode) or a priority
-    /// rule (pick mode). None once the episode is over.
+    /// The action a named heuristic takes now: a placement rule (place mode), a priority
+    /// rule (pick mode), or a pair "priority+placement" (hierarchical mode: the job rule in
+    /// the job phase, the host rule in the host phase). None once the episode is over.
     fn heuristic_action(&self, name: &str) -> PyResult<Option<usize>> {
         match &self.inner {
             AnyEnv::Place(e) => Ok(e.heuristic_action(Placement::parse(name).map_err(to_py)?)),
             AnyEnv::Pick(e) => Ok(e.heuristic_action(Priority::parse(name).map_err(to_py)?)),
             AnyEnv::Compat(e) => Ok(e.heuristic_action(Priority::parse(name).map_err(to_py)?)),
-            AnyEnv::Hier(_) => Err(ConfigError::new_err(
-                "hierarchical mode has no single-step heuristic; use its masks",
-            )),
+            AnyEnv::Hier(e) => {
+                let (job_rule, host_rule) = name.split_once('+').ok_or_else(|| {
+                    ConfigError::new_err(format!(
+                        "hierarchical mode takes a heuristic pair job_rule+host_rule \
+                         (e.g. sjf+best_fit), got {name:?}"
+                    ))
+                })?;
+                Ok(e.heuristic_action(
+                    Priority::parse(job_rule).map_err(to_py)?,
+                    Placement::parse(host_rule).map_err(to_py)?,
+                ))
+            }
         }
     }
 
