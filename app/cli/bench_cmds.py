@@ -30,9 +30,17 @@ def bench() -> None:
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="SWF trace for the EASY replay timing (default: shared lublin_256)")
+@click.option("--mode", type=click.Choice(["vector", "hierarchical"]), default="vector",
+              show_default=True, help="vector: throughput against the Python reference; "
+              "hierarchical: 10,000 jobs x 1,000 hosts in one pass, decision latency and memory")
 @click.option("--json", "as_json", is_flag=True)
-def bench_sim(seconds: float, repeats: int, trace_path: str | None, as_json: bool) -> None:
-    """simrs vector-env throughput, the Python reference, and a full EASY replay."""
+def bench_sim(seconds: float, repeats: int, trace_path: str | None, mode: str,
+              as_json: bool) -> None:
+    """simrs vector-env throughput, the Python reference, and a full EASY replay; or the
+    hierarchical mode at production scale (--mode hierarchical)."""
+    if mode == "hierarchical":
+        _bench_hierarchical(as_json)
+        return
     from app.bench.sim import run
 
     trace = Path(trace_path) if trace_path else default_trace()
@@ -223,6 +231,28 @@ def bench_train(repeats: int, iterations: int, workers: str | None, as_json: boo
     click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
                f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
                f"differ {r['env_only_ratio']:.1f}x")
+
+
+def _bench_hierarchical(as_json: bool) -> None:
+    from app.bench.hierarchical import run
+
+    r = run()
+    if as_json:
+        common.emit_json({"benchmark": "sim-hierarchical", **r})
+        return
+    click.echo(f"hierarchical, {r['jobs']:,} jobs on {r['hosts']:,} hosts, one pass:")
+    for p in r["pairs"]:
+        d = p["decision"]
+        click.echo(f"  {p['pair']:>16}: {p['decisions']:,} decisions in {p['episode_s']:.2f} s,"
+                   f" decision median {d['median_us']:.1f} us (p99 {d['p99_us']:.1f}), "
+                   f"peak queue {p['peak_queue']:,}, RSS {p['rss_start_mb']:.0f} -> "
+                   f"{p['rss_peak_mb']:.0f} MB, mean bounded slowdown "
+                   f"{p['mean_bounded_slowdown']:.3f}")
+    n = r["policy"]
+    click.echo(f"  policy network (hidden {n['hidden']}): job decision median "
+               f"{n['job_phase']['median_us']:,.0f} us, host decision "
+               f"{n['host_phase']['median_us']:,.0f} us "
+               f"({r['policy_vs_pair_median']:,.0f}x a pair's)")
 
 
 def _bench_workers(text: str, repeats: int, iterations: int, as_json: bool) -> None:

@@ -74,3 +74,26 @@ def test_bench_sim_reports_same_run_ratios(oppen_home: Path) -> None:
     print(f"bench sim: place {out['place_steps_per_s']:,.0f}/s, pick "
           f"{out['pick_steps_per_s']:,.0f}/s, {out['place_vs_reference']:.0f}x reference, "
           f"EASY replay {out['easy_replay_ms']} ms")
+
+
+def test_bench_sim_hierarchical_schedules_10k_jobs_with_each_pair(oppen_home: Path) -> None:
+    proc = subprocess.run(oppen_cmd("bench", "sim", "--mode", "hierarchical", "--json"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["benchmark"] == "sim-hierarchical" and (out["jobs"], out["hosts"]) == (
+        10_000, 1_000)
+    by_pair = {p["pair"]: p for p in out["pairs"]}
+    assert set(by_pair) == {"fcfs+first_fit", "sjf+best_fit", "f1+best_fit_mem"}
+    for p in by_pair.values():
+        # One pass, nothing truncated: every job decided and placed.
+        assert p["jobs_completed"] == 10_000 and p["decisions"] == 20_000
+        assert p["peak_queue"] > 2_000
+        assert p["rss_peak_mb"] - p["rss_start_mb"] < 64
+        assert 0 < p["decision"]["median_us"] <= p["decision"]["p99_us"]
+    # Shortest-first waits less than FCFS on this bursty workload.
+    assert by_pair["sjf+best_fit"]["mean_bounded_slowdown"] < \
+        by_pair["fcfs+first_fit"]["mean_bounded_slowdown"]
+    network = out["policy"]
+    assert network["samples"]["job"] > 0 and network["samples"]["host"] > 0
+    assert network["job_phase"]["median_us"] > 0 and out["policy_vs_pair_median"] > 0
