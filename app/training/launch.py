@@ -8,7 +8,8 @@ Workers exit 0 however the run stopped (a non-zero worker exit makes torchrun te
 others down and report a failure); rank 0 writes the exit code the run means (0, a pruned
 trial's 77, SIGTERM's 143) to a file this process reads, so the job sees one exit code as
 from a single worker. A worker that fails or is killed fails the whole launch: torchrun
-stops the others within its monitor interval and this exits 1 with one line saying which.
+stops the others within its monitor interval, and this says in one line which worker ended
+how and returns its code (128 + the signal for a killed one, as for a killed process).
 """
 
 from __future__ import annotations
@@ -106,8 +107,12 @@ def run_workers(num_workers: int, argv: list[str]) -> int:
             rank, first = min(exc.failures.items(), key=lambda kv: (
                 kv[1].exitcode == PEER_LOST_EXIT_CODE, kv[1].exitcode > 0, kv[1].timestamp))
             signalled = first.exitcode < 0
-            how = (f"signal {signal.Signals(-first.exitcode).name}" if signalled
-                   else f"exit code {first.exitcode}")
+            how = f"exit code {first.exitcode}"
+            if signalled:
+                try:
+                    how = f"signal {signal.Signals(-first.exitcode).name}"
+                except ValueError:
+                    how = f"signal {-first.exitcode}"
             print(f"oppen: worker rank {rank} of {num_workers} ended with {how}; every worker "
                   "stopped", file=sys.stderr)
             # A killed worker reads as a killed process would (the infrastructure's doing).
