@@ -26,7 +26,8 @@ CONFIG: dict[str, Any] = {"num_hosts": HOSTS, "episode_length": JOBS, "max_jobs_
 PAIRS = ("fcfs+first_fit", "sjf+best_fit", "f1+best_fit_mem")
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """This process's resident memory (Linux)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * 4096 / 2**20
 
@@ -42,7 +43,7 @@ def pair_episode(pair: str, seed: int = 7) -> dict[str, Any]:
     import simrs
 
     env = simrs.Env("hierarchical", CONFIG, seed)
-    start_rss = peak_rss = _rss_mb()
+    start_rss = peak_rss = rss_mb()
     decide: list[float] = []
     peak_queue = 0
     began = time.perf_counter()
@@ -53,12 +54,12 @@ def pair_episode(pair: str, seed: int = 7) -> dict[str, Any]:
         env.step(action)
         peak_queue = max(peak_queue, env.queue_length)
         if len(decide) % 2000 == 0:
-            peak_rss = max(peak_rss, _rss_mb())
+            peak_rss = max(peak_rss, rss_mb())
     seconds = time.perf_counter() - began
     m = env.metrics()
     return {"pair": pair, "decisions": len(decide), "episode_s": seconds,
             "decision": _quantiles(decide), "peak_queue": peak_queue,
-            "rss_start_mb": start_rss, "rss_peak_mb": max(peak_rss, _rss_mb()),
+            "rss_start_mb": start_rss, "rss_peak_mb": max(peak_rss, rss_mb()),
             "jobs_completed": int(m["completed"]), "mean_wait_s": m["mean_wait_s"],
             "mean_bounded_slowdown": m["mean_bounded_slowdown"]}
 
@@ -76,7 +77,7 @@ def policy_latency(hidden: int = 32, stride: int = 100, seed: int = 7) -> dict[s
     obs = np.zeros(env.obs_dim, dtype=np.float32)
     mask = np.zeros(env.action_dim, dtype=np.int8)
     times: dict[str, list[float]] = {"job": [], "host": []}
-    start_rss = peak_rss = _rss_mb()
+    start_rss = peak_rss = rss_mb()
     decisions = 0
     with torch.inference_mode():
         while not env.done:
@@ -90,7 +91,7 @@ def policy_latency(hidden: int = 32, stride: int = 100, seed: int = 7) -> dict[s
                 times["host" if obs[0] else "job"].append(time.perf_counter() - t)
                 if not mask[action]:
                     raise AssertionError("the policy chose a masked action")
-                peak_rss = max(peak_rss, _rss_mb())
+                peak_rss = max(peak_rss, rss_mb())
             env.step(env.heuristic_action("fcfs+first_fit"))
             decisions += 1
     return {"hidden": hidden, "stride": stride, "samples": {k: len(v) for k, v in times.items()},

@@ -8,7 +8,6 @@ conditions, the visibility API's pending workloads, pods' DisruptionTarget condi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,14 +27,6 @@ from app.core.models import Job
 from app.core.timeutil import as_utc
 from app.services import Services
 from tests.support.fake_k8s import KUBERNETES_VERSION, FakeKubernetes
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKubernetes]:
-    server = FakeKubernetes()
-    server.url = server.start()  # type: ignore[attr-defined]
-    yield server
-    server.stop()
 
 
 def _executor(fake: FakeKubernetes, **template: Any) -> KubernetesExecutor:

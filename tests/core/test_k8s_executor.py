@@ -4,7 +4,6 @@ manifests against the official Kubernetes schema."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import kubernetes_validate
 import pytest
@@ -15,14 +14,6 @@ from app.core.executors.kubernetes import KubernetesExecutor
 from app.core.failures import FailureKind, classify
 from app.core.models import Job
 from tests.support.fake_k8s import KUBERNETES_VERSION, FakeKubernetes
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKubernetes]:
-    server = FakeKubernetes()
-    server.url = server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -5,45 +5,17 @@ as a whole when one worker fails, and torn down together on cancel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import kubernetes_validate
 import pytest
-from sqlmodel import Session
 
-from app.core.dispatcher import Dispatcher
 from app.core.executors.k8s_manifest import JobTemplate, render_job, render_service
-from app.core.executors.kubernetes import KubernetesExecutor
-from app.core.lease import Lease
 from app.core.models import Job
 from app.core.submission import SubmissionError
 from app.services import Services
+from tests.core.test_k8s_cluster import _dispatcher, _executor, _skip_backoff
 from tests.support.fake_k8s import KUBERNETES_VERSION, FakeKubernetes
 
 TWO_WORKERS = {"total_timesteps": 4096, "num_envs": 8, "num_workers": 2}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKubernetes]:
-    server = FakeKubernetes()
-    server.url = server.start()  # type: ignore[attr-defined]
-    yield server
-    server.stop()
-
-
-def _executor(fake: FakeKubernetes, **template: Any) -> KubernetesExecutor:
-    from kubernetes import client
-
-    config = client.Configuration(host=fake.url)  # type: ignore[attr-defined]
-    return KubernetesExecutor(JobTemplate(namespace="oppen", image="registry.example/oppen:1",
-                                          **template), client.ApiClient(config))
-
-
-def _dispatcher(services: Services, executor: KubernetesExecutor) -> Dispatcher:
-    return Dispatcher(services.engine, executor, Lease(services.engine, "k8s-gang", 30),
-                      services.settings.admission_limits(), price=services.budgets.cost_between,
-                      spend_guard=services.budgets, runs=services.tracker)
 
 
 def test_the_gang_renders_as_an_indexed_job_and_a_headless_service() -> None:
@@ -142,11 +114,7 @@ def test_one_worker_failing_fails_the_attempt_and_the_retry_makes_a_new_gang(
     assert shown["exit_code"] == 137  # the failed worker's, not rank 0's stopped pod's
     assert shown["attempt_history"][0]["outcome"] == "infrastructure"  # OOM: retried
     assert ("oppen", name) not in fake.jobs and ("oppen", name) not in fake.services
-    with Session(services.engine) as s:
-        row = s.get(Job, job.id)
-        row.not_before = None
-        s.add(row)
-        s.commit()
+    _skip_backoff(services, job.id)
     assert dispatcher.tick().launched == [job.id]
     again = f"oppen-job-{job.id}-a2"
     assert ("oppen", again) in fake.jobs and ("oppen", again) in fake.services

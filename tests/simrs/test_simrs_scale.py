@@ -12,14 +12,10 @@ import numpy as np
 import pytest
 
 import simrs
+from app.bench.hierarchical import rss_mb
 from app.bench.reference_place_env import ReferencePlaceEnv
 from app.bench.sim import verify_reference
 from tests.support.processes import oppen_cmd
-
-
-def rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * 4096 / 2**20
 
 
 def test_hierarchical_schedules_10k_jobs_on_1k_hosts_in_one_pass() -> None:
