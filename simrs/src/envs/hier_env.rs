@@ -73,11 +73,7 @@ impl HierEnv {
         }
         match self.phase {
             Phase::Job => {
-                let key = |i: usize| {
-                    let j = &self.sim.jobs[self.sim.queue[i]];
-                    let wait = self.sim.now as i64 - j.submit as i64;
-                    priority.key(j.submit as i64, j.requested_runtime as i64, j.cores as i64, wait)
-                };
+                let key = |i: usize| priority.job_key(&self.sim, self.sim.queue[i]);
                 (0..self.sim.queue.len())
                     .filter(|&i| {
                         self.fit.fits_somewhere(&self.sim.cluster, &self.sim.jobs[self.sim.queue[i]])

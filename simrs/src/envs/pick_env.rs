@@ -73,11 +73,7 @@ impl PickEnv {
         }
         let visible = &self.sim.queue[..self.sim.queue.len().min(self.window)];
         (0..visible.len()).min_by(|&a, &b| {
-            let key = |i: usize| {
-                let j = &self.sim.jobs[visible[i]];
-                let wait = self.sim.now as i64 - j.submit as i64;
-                priority.key(j.submit as i64, j.requested_runtime as i64, j.cores as i64, wait)
-            };
+            let key = |i: usize| priority.job_key(&self.sim, visible[i]);
             key(a).order(&key(b)).then(a.cmp(&b))
         })
     }

@@ -3,6 +3,7 @@
 //! s = submit time, r = requested time, n = processors, w = current wait.
 
 use crate::error::SimError;
+use crate::sim::ClusterSim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
@@ -66,6 +67,13 @@ impl Priority {
                 SortKey::Real(-(w as f64 + 1e-15) / ((n as f64 + 1e-15).log2() * r as f64))
             }
         }
+    }
+
+    /// The sort key of the simulation's job `j` now.
+    pub fn job_key(self, sim: &ClusterSim, j: usize) -> SortKey {
+        let job = &sim.jobs[j];
+        let wait = sim.now as i64 - job.submit as i64;
+        self.key(job.submit as i64, job.requested_runtime as i64, job.cores as i64, wait)
     }
 }
 

@@ -16,9 +16,7 @@ pub struct ReplayConfig {
 }
 
 fn key(sim: &ClusterSim, priority: Priority, j: usize) -> SortKey {
-    let job = &sim.jobs[j];
-    let wait = sim.now as i64 - job.submit as i64;
-    priority.key(job.submit as i64, job.requested_runtime as i64, job.cores as i64, wait)
+    priority.job_key(sim, j)
 }
 
 fn static_key(priority: Priority) -> bool {
