@@ -211,14 +211,24 @@ def bench_sweep(part: str, seeds: str, trials: int, repeats: int, dispatcher_tri
 @click.option("--workers", "workers", metavar="N,N,...",
               help="Data-parallel PPO instead: steps/s and scaling efficiency for each "
                    "worker count (real `oppen train` runs; 1 is always measured)")
+@click.option("--mode", type=click.Choice(["place", "pick", "hierarchical"]), default="place",
+              show_default=True,
+              help="pick, hierarchical: the fused per-entity layers against PyTorch's, paired")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(repeats: int, iterations: int, workers: str | None, as_json: bool) -> None:
+def bench_train(repeats: int, iterations: int, workers: str | None, mode: str,
+                as_json: bool) -> None:
     """End-to-end PPO steps/s (place, 64 hosts) against a SyncVectorEnv Python loop; with
-    --workers, data-parallel PPO's steps/s per worker count."""
+    --workers, data-parallel PPO's steps/s per worker count; with --mode pick or
+    hierarchical, training through simrs's fused layers against PyTorch's."""
     if workers is not None:
+        if mode != "place":
+            raise common.OppenError("--workers measures place training; leave out --mode")
         _bench_workers(workers, repeats, iterations, as_json)
         return
     common.sleep_idle_openmp_threads()  # as `oppen train` runs
+    if mode != "place":
+        _bench_entity_layers(mode, repeats, iterations, as_json)
+        return
     from app.bench.train import run
 
     r = run(repeats, iterations)
@@ -231,6 +241,20 @@ def bench_train(repeats: int, iterations: int, workers: str | None, as_json: boo
     click.echo(f"time in the environment: {share['simrs']:.0%} on simrs, "
                f"{share['sync_vector_env']:.0%} through SyncVectorEnv; the environments alone "
                f"differ {r['env_only_ratio']:.1f}x")
+
+
+def _bench_entity_layers(mode: str, repeats: int, iterations: int, as_json: bool) -> None:
+    from app.bench.entity_train import run
+
+    r = run(mode, repeats, iterations)
+    if as_json:
+        common.emit_json({"benchmark": "train-layers", **r})
+        return
+    click.echo(f"{mode} PPO (hidden {r['hidden']}, {r['num_envs']} envs x "
+               f"{r['rollout_steps']} steps, {r['update_epochs']} epochs): fused layers "
+               f"{r['fused_steps_per_s']:,.0f} steps/s, PyTorch's layers "
+               f"{r['torch_layers_steps_per_s']:,.0f} steps/s ({r['fused_speedup']:.2f}x; "
+               f"medians of {repeats}); host_layers=auto chooses {r['auto_chooses']}")
 
 
 def _bench_hierarchical(as_json: bool) -> None:

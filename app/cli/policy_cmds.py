@@ -40,6 +40,11 @@ def _seeds(raw: str | None) -> list[int] | None:
     return [seed for span in spans for seed in span]
 
 
+# What `oppen eval --set` may change: the generated workload, not the policy.
+WORKLOAD_OPTIONS = ("episode_length", "num_hosts", "mean_interarrival_s", "max_jobs_per_step",
+                    "host_cores", "host_mem_mb", "job_cores", "job_mem_mb")
+
+
 @click.command("eval")
 @click.option("--checkpoint", "checkpoint_path", required=True,
               type=click.Path(dir_okay=False), help="A checkpoint written by oppen train")
@@ -47,15 +52,19 @@ def _seeds(raw: str | None) -> list[int] | None:
               "rlscheduler protocol, RLScheduler's windows, or one drawn window per seed)")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="The trace to evaluate on, where the run's own path does not exist here")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Evaluate on another workload than the run's: one of its workload options "
+                   f"({', '.join(WORKLOAD_OPTIONS)}), e.g. episode_length=10000; repeatable")
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
-             as_json: bool) -> None:
+             sets: tuple[str, ...], as_json: bool) -> None:
     """Set a trained policy against its mode's baseline heuristics."""
     import dataclasses
 
     import torch
 
     from app.core.settings import load_settings
+    from app.training.config import TrainConfig
     from app.training.evaluate import baselines, evaluate_config, policy_choosers
     from app.training.inference import LoadedPolicy
 
@@ -66,6 +75,21 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
         if not cfg.trace:
             raise common.OppenError("--trace applies to policies trained on a trace")
         cfg = dataclasses.replace(cfg, trace=trace_path)
+    overrides = common.parse_sets(sets)
+    if overrides:
+        unknown = sorted(set(overrides) - set(WORKLOAD_OPTIONS))
+        if unknown:
+            raise common.OppenError(f"--set: {', '.join(unknown)} is not a workload option; "
+                                    f"choose from {', '.join(WORKLOAD_OPTIONS)}")
+        if cfg.trace:
+            raise common.OppenError("--set changes a generated workload; this policy was "
+                                    "trained on a trace (use --trace)")
+        if overrides.get("num_hosts", cfg.num_hosts) != cfg.num_hosts \
+                and cfg.mode == "hierarchical":
+            raise common.OppenError(f"--set num_hosts: a hierarchical policy reads exactly the "
+                                    f"{cfg.num_hosts} hosts it was trained on")
+        # Validated as a training config is: the same bounds and messages.
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
     choosers = {**policy_choosers(loaded.policy, torch.device("cpu"), cfg.mode),
                 **baselines(cfg.mode)}
     started = time.monotonic()
@@ -79,6 +103,8 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
     used = _seeds(seeds) or list(cfg.eval_seeds)
     doc: dict[str, object] = {"checkpoint": checkpoint_path, "mode": cfg.mode,
                               "protocol": cfg.protocol}
+    if overrides:
+        doc["workload"] = {k: getattr(cfg, k) for k in overrides}
     if cfg.protocol == "rlscheduler":
         from app.training.rlscheduler_eval import windows
 

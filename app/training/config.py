@@ -20,12 +20,17 @@ from app.training.traces import DEFAULT_TRACE_MAX_BYTES, check_trace_file
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 PROTOCOLS = ("simrs", "rlscheduler")
 HOST_LAYERS = ("auto", "fused", "torch")
-FUSED_MAX_HIDDEN = 128  # the widest hidden size simrs's fused place kernels compile
+FUSED_MAX_HIDDEN = 128  # the widest hidden size simrs's fused kernels compile
 # The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
 # slot): what `imitate` may name.
+# The hierarchical mode's heuristic pairs: each job rule with each host rule.
+JOB_RULES = ("fcfs", "sjf", "f1")
+HOST_RULES = ("first_fit", "best_fit", "best_fit_mem")
 HEURISTICS = {
     "place": ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"),
     "pick": ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep"),
+    # A job rule, then a host rule (simrs's heuristic pairs; evaluate.py's baselines).
+    "hierarchical": tuple(f"{job}+{host}" for job in JOB_RULES for host in HOST_RULES),
 }
 
 
@@ -91,9 +96,12 @@ class TrainConfig:
     norm_value: bool = _h(True, "Learn values of returns normalised by running statistics")
     target_kl: float | None = _h(None, "Stop the update early past this approximate KL")
     hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1, max=4096)
-    host_layers: str = _h("auto", "Place mode: how the per-host layers run. fused: simrs's "
-                          "Rust forward and backward pass (CPU only, hidden up to 128); "
-                          "torch: PyTorch's layers; auto: fused on a CPU, torch on CUDA")
+    host_layers: str = _h("auto", "How the per-entity layers run (place's hosts; pick's jobs; "
+                          "hierarchical's jobs and hosts). fused: simrs's Rust forward and "
+                          "backward pass (CPU only, hidden up to 128; pick_context runs in "
+                          "PyTorch); torch: PyTorch's layers; auto: fused on a CPU for place "
+                          "and hierarchical, torch for pick (as its shipped recipes were "
+                          "trained) and on CUDA")
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")
@@ -311,15 +319,17 @@ def _check_sizes(cfg: TrainConfig) -> None:
     for name in ("host_mem_mb", "job_mem_mb"):
         if getattr(cfg, name)[1] > MAX_MEM_MB_PER_HOST:
             raise ConfigError(f"training option {name}: at most {MAX_MEM_MB_PER_HOST} MB")
-    # The widest observation of the three modes: a row per host and per window slot.
-    width = (cfg.num_hosts + cfg.window) * 8
+    # The widest observation of the three modes: a row per host and per window slot; the
+    # hierarchical mode's holds a row per job of the episode (the whole queue).
+    slots = cfg.episode_length if cfg.mode == "hierarchical" and not cfg.trace else cfg.window
+    width = (cfg.num_hosts + slots) * 8
     cells = cfg.num_envs * cfg.rollout_steps * width
     if cells > MAX_ROLLOUT_CELLS:
         raise ConfigError(
             f"training options num_envs x rollout_steps x observation ({cfg.num_envs} x "
             f"{cfg.rollout_steps} x ~{width}) would hold {cells:,} values in the rollout "
             f"buffer, over the limit of {MAX_ROLLOUT_CELLS:,}; use fewer environments, "
-            "steps, hosts or a smaller window")
+            "steps, hosts or a smaller window (hierarchical: a shorter episode_length)")
 
 
 def _check_rlscheduler(cfg: TrainConfig) -> None:

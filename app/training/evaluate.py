@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.training.config import HOST_RULES, JOB_RULES
 from app.training.policy import MaskedPolicy
 
 Chooser = Callable[[Any, np.ndarray, np.ndarray], int]
@@ -47,9 +48,6 @@ def heuristic_chooser(name: str) -> Chooser:
     return choose
 
 
-# The hierarchical mode's baselines: each job rule paired with each host rule.
-JOB_RULES = ("fcfs", "sjf", "f1")
-HOST_RULES = ("first_fit", "best_fit", "best_fit_mem")
 # The job-shop seed's workaround for a policy that cannot see the whole queue: only this many
 # queued jobs shown at a time.
 BATCH_WINDOW = 170

@@ -19,11 +19,19 @@ from app.training.config import FUSED_MAX_HIDDEN
 
 
 def use_fused(host_layers: str, mode: str, hidden: int, device: torch.device) -> bool:
-    """Whether a run's place policy goes through the fused pass: asked for, or `auto` on a
-    CPU with a width it supports."""
-    if mode != "place" or device.type != "cpu":
+    """Whether a run's per-entity layers go through simrs's fused pass (this module's for
+    `place`, entity_layers.py's for `pick` and `hierarchical`): asked for, or `auto` on a
+    CPU with a width it supports, in the modes where it is the faster.
+
+    `auto` leaves `pick` in PyTorch: its layers there are matmuls over the window's packed
+    jobs, which PyTorch's BLAS runs about as fast as the fused pass runs them one job at a
+    time (`oppen bench train --mode pick`: docs/benchmarks.md), and the shipped pick
+    recipes were trained through PyTorch, so their commands still repeat them."""
+    if device.type != "cpu":
         return False
-    return host_layers == "fused" or (host_layers == "auto" and hidden <= FUSED_MAX_HIDDEN)
+    if host_layers == "fused":
+        return True
+    return host_layers == "auto" and mode != "pick" and hidden <= FUSED_MAX_HIDDEN
 
 
 def _array(t: torch.Tensor) -> Any:

@@ -100,6 +100,13 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return action
 
 
+def _fused_on(policy: MaskedPolicy, obs: torch.Tensor) -> bool:
+    """Whether this call goes through simrs's fused pass: the policy asked for it, and the
+    batch is float32 on a CPU."""
+    return bool(getattr(policy, "fused", False)) and obs.device.type == "cpu" \
+        and obs.dtype == torch.float32
+
+
 def host_inputs(hosts: torch.Tensor) -> torch.Tensor:
     """Each host's 4 observed features (core and memory utilisation, cores and memory over
     the largest host's) beside its free cores and free memory on the same scale. Best-fit
@@ -169,16 +176,13 @@ class PlacePolicy(MaskedPolicy):
                                            self.score_host, self.score_out)
         return logits, self.value_head(torch.cat([pooled, job_emb], dim=-1)).squeeze(-1)
 
-    def _use_fused(self, obs: torch.Tensor) -> bool:
-        return self.fused and obs.device.type == "cpu" and obs.dtype == torch.float32
-
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self._use_fused(obs):
+        if _fused_on(self, obs):
             return self._fused_heads(obs, mask)[0]
         return self._logits(*self._encode(obs), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if self._use_fused(obs):
+        if _fused_on(self, obs):
             # No host allowed: the fused pass then only encodes the hosts for the mean.
             nothing = torch.zeros(obs.shape[0], (obs.shape[1] - PLACE_JOB_FEATURES)
                                   // HOST_FEATURES, dtype=torch.bool)
@@ -186,7 +190,7 @@ class PlacePolicy(MaskedPolicy):
         return self._value(*self._encode(obs))
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._use_fused(obs):
+        if _fused_on(self, obs):
             return self._fused_heads(obs, mask)
         host_emb, job_emb = self._encode(obs)
         return self._logits(host_emb, job_emb, mask), self._value(host_emb, job_emb)
@@ -222,8 +226,13 @@ class PickPolicy(MaskedPolicy):
     layer added before the scorer's ReLU), so the same job can score differently in a long
     queue than in a short one; without it every slot is scored alone, as in RLScheduler."""
 
-    def __init__(self, hidden: int = 64, context: bool = False) -> None:
+    fused = False  # a class default: modules pickled before the option unpickle without it
+
+    def __init__(self, hidden: int = 64, context: bool = False, fused: bool = False) -> None:
         super().__init__()
+        # On a CPU, the per-slot layers through simrs's fused pass (entity_layers.py); the
+        # window context reads the pooled embedding inside the scorer, so it stays in PyTorch.
+        self.fused = fused and not context
         self.encoder = _mlp(2 * JOB_FEATURES, hidden, hidden)
         self.scorer = _mlp(hidden, hidden, 1)
         self.value_head = _mlp(hidden, hidden, 1)
@@ -256,13 +265,39 @@ class PickPolicy(MaskedPolicy):
         logits = logits.masked_scatter(slots.active, score)  # row-major, as packed
         return logits.masked_fill(~mask, MASKED_LOGIT)
 
+    def _fused_heads(self, obs: torch.Tensor,
+                     mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`heads` through the fused pass; without a mask, the value alone (no slot scored)."""
+        from app.training.entity_layers import fused_entity_layers, pack
+
+        jobs = self._jobs(obs)
+        filled = jobs[..., 7] > 0
+        scored = torch.zeros_like(filled) if mask is None else mask
+        weight = filled / filled.sum(1, keepdim=True).clamp(min=1)
+        packed = pack(jobs, filled | scored, weight, scored)
+        packed = packed._replace(x=with_logs(packed.x))
+        share = self.scorer[0].bias.expand(obs.shape[0], -1)
+        score, pooled = fused_entity_layers(packed, share, self.encoder, self.scorer[0].weight,
+                                            self.scorer[2])
+        value = self.value_head(pooled).squeeze(-1)
+        if mask is None:
+            return score, value
+        logits = score.new_full(mask.shape, MASKED_LOGIT).masked_scatter(filled | mask, score)
+        return logits.masked_fill(~mask, MASKED_LOGIT), value
+
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, mask)[0]
         return self._logits(self._embed(self._jobs(obs), mask), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, None)[1]
         return self.value_head(self._embed(self._jobs(obs)).pooled).squeeze(-1)
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, mask)
         slots = self._embed(self._jobs(obs), mask)
         return self._logits(slots, mask), self.value_head(slots.pooled).squeeze(-1)
 
@@ -272,8 +307,12 @@ class HierarchicalPolicy(MaskedPolicy):
     conditioned on the chosen job (both shared per-entity scorers). The observation's first
     value says which phase the row is in; logits are padded to the action space."""
 
-    def __init__(self, num_hosts: int, hidden: int = 64) -> None:
+    fused = False  # a class default: modules pickled before the option unpickle without it
+
+    def __init__(self, num_hosts: int, hidden: int = 64, fused: bool = False) -> None:
         super().__init__()
+        # On a CPU, the job and host heads through simrs's fused pass (entity_layers.py).
+        self.fused = fused
         self.num_hosts = num_hosts
         self.job_encoder = _mlp(JOB_FEATURES, hidden, hidden)
         self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
@@ -290,7 +329,61 @@ class HierarchicalPolicy(MaskedPolicy):
         jobs = obs[:, h_end:].reshape(b, -1, JOB_FEATURES)
         return phase, chosen, hosts, jobs
 
+    def _fused_heads(self, obs: torch.Tensor,
+                     mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`heads` through the fused pass: the job head over the queue's filled (or allowed)
+        slots, the host head over every host (each feeds the value head's mean), each
+        scoring only what its phase allows; without a mask, the value alone."""
+        from app.training.entity_layers import Packed, fused_entity_layers, pack
+
+        phase, chosen, hosts, jobs = self._split(obs)
+        rows, hidden = obs.shape[0], self.job_encoder[0].out_features
+        choosing_host = (phase > 0.5).unsqueeze(1)
+        filled = jobs[..., 7] > 0
+        if mask is None:
+            job_scored = torch.zeros_like(filled)
+            host_scored = torch.zeros(rows, self.num_hosts, dtype=torch.bool)
+        else:
+            job_scored = mask[:, :jobs.shape[1]] & ~choosing_host
+            host_scored = mask[:, :self.num_hosts] & choosing_host
+        active = filled | job_scored
+        weight = filled / filled.sum(1, keepdim=True).clamp(min=1)
+        job_share = self.job_scorer[0].bias.expand(rows, -1)
+        job_score, job_pool = fused_entity_layers(
+            pack(jobs, active, weight, job_scored), job_share, self.job_encoder,
+            self.job_scorer[0].weight, self.job_scorer[2])
+        # The host scorer's layer over [host; chosen job], split: the chosen job's part is
+        # one vector per row, computed here once.
+        first = self.host_scorer[0]
+        chosen_emb = torch.relu(self.job_encoder(chosen))
+        host_share = nn.functional.linear(chosen_emb, first.weight[:, hidden:], first.bias)
+        every_host = Packed(hosts.reshape(-1, HOST_FEATURES),
+                            torch.arange(0, rows * self.num_hosts + 1, self.num_hosts),
+                            hosts.new_full((rows * self.num_hosts,), 1.0 / self.num_hosts),
+                            host_scored.reshape(-1))
+        host_score, host_pool = fused_entity_layers(every_host, host_share, self.host_encoder,
+                                                    first.weight[:, :hidden],
+                                                    self.host_scorer[2])
+        value = self.value_head(torch.cat([job_pool, host_pool, phase.unsqueeze(1)], -1)) \
+            .squeeze(-1)
+        if mask is None:
+            return job_score, value
+        width = mask.shape[1]
+        job_logits = job_score.new_zeros(jobs.shape[:2]).masked_scatter(active, job_score)
+        padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
+        padded_hosts = nn.functional.pad(host_score.view(rows, self.num_hosts),
+                                         (0, width - self.num_hosts))
+        out = torch.where(choosing_host, padded_hosts, padded_jobs)
+        return out.masked_fill(~mask, MASKED_LOGIT), value
+
+    def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, mask)
+        return self.logits(obs, mask), self.value(obs)
+
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, mask)[0]
         phase, chosen, hosts, jobs = self._split(obs)
         job_logits = self.job_scorer(torch.relu(self.job_encoder(jobs))).squeeze(-1)
         host_emb = torch.relu(self.host_encoder(hosts))
@@ -303,6 +396,8 @@ class HierarchicalPolicy(MaskedPolicy):
         return out.masked_fill(~mask, MASKED_LOGIT)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if _fused_on(self, obs):
+            return self._fused_heads(obs, None)[1]
         phase, _chosen, hosts, jobs = self._split(obs)
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
         job_pool = (torch.relu(self.job_encoder(jobs)) * filled).sum(1) / filled.sum(1).clamp(
@@ -314,11 +409,11 @@ class HierarchicalPolicy(MaskedPolicy):
 
 def make_policy(mode: str, hidden: int, num_hosts: int, pick_context: bool = False,
                 fused: bool = False) -> MaskedPolicy:
-    """`fused`: place policies' per-host layers through simrs on a CPU (other modes ignore it)."""
+    """`fused`: the per-entity layers through simrs's fused pass on a CPU."""
     if mode == "place":
         return PlacePolicy(hidden, fused=fused)
     if mode == "pick":
-        return PickPolicy(hidden, context=pick_context)
+        return PickPolicy(hidden, context=pick_context, fused=fused)
     if mode == "hierarchical":
-        return HierarchicalPolicy(num_hosts, hidden)
+        return HierarchicalPolicy(num_hosts, hidden, fused=fused)
     raise ValueError(f"unknown mode {mode!r}")

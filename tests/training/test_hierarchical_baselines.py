@@ -4,6 +4,9 @@ chooser shown only 170 queued jobs at a time."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ from app.training.evaluate import (
     run_episode,
 )
 from app.training.policy import make_policy
+from tests.support.processes import oppen_cmd
 
 WORKLOAD = {"num_hosts": 6, "episode_length": 300, "max_jobs_per_step": 40,
             "mean_interarrival_s": 4.0}
@@ -91,3 +95,49 @@ def test_a_hierarchical_policy_is_evaluated_whole_and_batched() -> None:
     for chooser in rows.values():
         metrics = run_episode(WORKLOAD, 2, chooser, mode="hierarchical")
         assert metrics["mean_wait_s"] >= 0
+
+
+def test_a_hierarchical_run_imitates_a_pair_then_evaluates_on_a_longer_workload(
+        oppen_home: Path, tmp_path: Path) -> None:
+    """A hierarchical run can start from a heuristic pair's decisions, and `oppen eval --set`
+    judges it on other episodes of its workload (the shipped policy's 10,000-job table is
+    made so) against every pair and its own batch workaround."""
+    from app.training.config import TrainConfig
+    from app.training.ppo import Trainer
+
+    cfg = TrainConfig(mode="hierarchical", num_hosts=6, episode_length=60, num_envs=2,
+                      rollout_steps=32, total_timesteps=64, num_minibatches=2,
+                      update_epochs=1, imitate="sjf+best_fit", imitate_steps=200,
+                      eval_seeds=(3,), max_jobs_per_step=40, mean_interarrival_s=4.0)
+    Trainer(cfg, checkpoint_dir=tmp_path).run()
+    proc = subprocess.run(oppen_cmd("eval", "--checkpoint", str(tmp_path / "latest.pt"),
+                                    "--seeds", "5", "--set", "episode_length=150",
+                                    "--set", "mean_interarrival_s=2", "--json"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["workload"] == {"episode_length": 150, "mean_interarrival_s": 2.0}
+    results = out["results"]
+    assert set(results) == {"ppo", "ppo_batch170", *baselines("hierarchical")}
+    # The longer episode was the one run: as many jobs ended as it holds.
+    assert results["sjf_best_fit"]["jobs"] == results["ppo"]["completed"] == 150
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["window=8"], "window is not a workload option"),
+    (["num_hosts=7"], "reads exactly the 6 hosts"),
+    (["episode_length=0"], "episode_length"),
+    (["episode_length"], "--set expects KEY=VALUE")])
+def test_eval_refuses_a_workload_it_cannot_judge_in_one_line(
+        oppen_home: Path, tmp_path: Path, sets: list[str], message: str) -> None:
+    from app.training.config import TrainConfig
+    from app.training.ppo import Trainer
+
+    Trainer(TrainConfig(mode="hierarchical", num_hosts=6, episode_length=30, num_envs=2,
+                        rollout_steps=16, total_timesteps=32, num_minibatches=1,
+                        update_epochs=1), checkpoint_dir=tmp_path).run()
+    args = [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run(oppen_cmd("eval", "--checkpoint", str(tmp_path / "latest.pt"),
+                                    *args), capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

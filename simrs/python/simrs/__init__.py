@@ -5,6 +5,7 @@ The native core lives in :mod:`simrs._simrs`; this package adds the Gymnasium wr
 
 from simrs._simrs import (
     ConfigError,
+    EntityLayers,
     Env,
     EpisodeOverError,
     InvalidActionError,
@@ -53,6 +54,7 @@ __all__ = [
     "FinishedEpisode",
     "InvalidActionError",
     "InvariantError",
+    "EntityLayers",
     "PlaceHostLayers",
     "PlaceNet",
     "SimrsError",

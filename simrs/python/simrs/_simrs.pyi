@@ -68,6 +68,20 @@ class PlaceHostLayers:
                  g_logits: np.ndarray, g_pooled: np.ndarray, g_share: np.ndarray,
                  ) -> tuple[list[float], list[float], list[float], list[float], float]: ...
 
+class EntityLayers:
+    """The per-entity layers `pick` and `hierarchical` policies train through, forward and
+    backward, fused in Rust."""
+    def __init__(self, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+                 ws: np.ndarray, wo: np.ndarray, bo: float) -> None: ...
+    def forward(self, x: np.ndarray, offsets: np.ndarray, weight: np.ndarray,
+                scored: np.ndarray, share: np.ndarray, logits: np.ndarray,
+                pooled: np.ndarray) -> None: ...
+    def backward(self, x: np.ndarray, offsets: np.ndarray, weight: np.ndarray,
+                 scored: np.ndarray, share: np.ndarray, g_logits: np.ndarray,
+                 g_pooled: np.ndarray, g_share: np.ndarray,
+                 ) -> tuple[list[float], list[float], list[float], list[float], list[float],
+                            list[float], float]: ...
+
 class VecEnv:
     num_envs: int
     obs_dim: int

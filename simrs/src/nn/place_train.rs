@@ -549,7 +549,7 @@ impl HostLayers {
 }
 
 /// A square `[h][h]` matrix with each row padded to `width` and zero rows up to `width`.
-fn rows_padded(w: &[f32], h: usize, width: usize) -> Vec<f32> {
+pub(crate) fn rows_padded(w: &[f32], h: usize, width: usize) -> Vec<f32> {
     let mut p = vec![0.0; width * width];
     for (row, src) in p.chunks_mut(width).zip(w.chunks(h)) {
         row[..h].copy_from_slice(src);
@@ -561,7 +561,7 @@ fn rows_padded(w: &[f32], h: usize, width: usize) -> Vec<f32> {
 /// multiply-add wait for the one before it, a chain of `W` latencies per host (two sums were
 /// 10-20% faster than one, four no faster than two).
 #[inline(always)]
-fn matvec<const W: usize, const FMA: bool>(x: &[f32; W], rows: &[[f32; W]]) -> [f32; W] {
+pub(crate) fn matvec<const W: usize, const FMA: bool>(x: &[f32; W], rows: &[[f32; W]]) -> [f32; W] {
     let (mut even, mut odd) = ([0.0f32; W], [0.0f32; W]);
     for (pair, w) in x.as_chunks::<2>().0.iter().zip(rows.as_chunks::<2>().0) {
         axpy::<W, FMA>(&mut even, pair[0], &w[0]);
@@ -599,7 +599,7 @@ fn matvec_pair<const W: usize, const FMA: bool>(
 /// A dot product summed by halves, each step over whole vectors (place_net's 8-lane `dot`
 /// compiled to pairs of lanes here, a measured 15-20% slower forward pass).
 #[inline(always)]
-fn halving_dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
+pub(crate) fn halving_dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
     let mut t = [0.0f32; W];
     for k in 0..W {
         t[k] = a[k] * b[k];
@@ -615,7 +615,7 @@ fn halving_dot<const W: usize>(a: &[f32; W], b: &[f32; W]) -> f32 {
 }
 
 /// Rows of `h` values, each zero-padded to `width`.
-fn pad_rows(v: &[f32], h: usize, width: usize) -> Vec<f32> {
+pub(crate) fn pad_rows(v: &[f32], h: usize, width: usize) -> Vec<f32> {
     let mut p = vec![0.0f32; v.len() / h * width];
     for (dst, src) in p.chunks_mut(width).zip(v.chunks(h)) {
         dst[..h].copy_from_slice(src);
@@ -624,7 +624,7 @@ fn pad_rows(v: &[f32], h: usize, width: usize) -> Vec<f32> {
 }
 
 /// The first `h` values of each padded row.
-fn unpad_rows(padded: &[f32], out: &mut [f32], h: usize, width: usize) {
+pub(crate) fn unpad_rows(padded: &[f32], out: &mut [f32], h: usize, width: usize) {
     for (dst, src) in out.chunks_mut(h).zip(padded.chunks(width)) {
         dst.copy_from_slice(&src[..h]);
     }

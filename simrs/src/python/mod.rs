@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 
 use envs::{Env, VecEnv};
 use errors::{ConfigError, EpisodeOverError, InvalidActionError, InvariantError, SimrsError, TraceError};
-use nets::{PlaceHostLayers, PlaceNet};
+use nets::{EntityLayers, PlaceHostLayers, PlaceNet};
 use replay::{load_trace, replay_compat, replay_trace, Trace};
 
 #[pymodule]
@@ -24,6 +24,7 @@ fn _simrs(py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<Trace>()?;
     m.add_class::<PlaceNet>()?;
     m.add_class::<PlaceHostLayers>()?;
+    m.add_class::<EntityLayers>()?;
     m.add_function(wrap_pyfunction!(load_trace, m)?)?;
     m.add_function(wrap_pyfunction!(replay_compat, m)?)?;
     m.add_function(wrap_pyfunction!(replay_trace, m)?)?;

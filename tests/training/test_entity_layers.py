@@ -1,0 +1,121 @@
+"""The pick and hierarchical policies' per-entity layers through simrs's fused forward and
+backward pass (app/training/entity_layers.py): the same outputs and gradients as PyTorch's
+layers on observations from simrs's own environments, chosen where they apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import simrs
+from app.training.config import TrainConfig
+from app.training.policy import HierarchicalPolicy, MaskedPolicy, PickPolicy
+from app.training.ppo import Trainer
+
+
+def _rollout(mode: str, rows: int, seed: int, **options: object) -> tuple[torch.Tensor,
+                                                                           torch.Tensor]:
+    """`rows` observations and masks of `mode`'s environments under random allowed actions:
+    queues of every length, and for hierarchical both phases."""
+    envs = simrs.BatchEnv(mode, 16, TrainConfig(num_hosts=12).workload(), seed, **options)
+    rng = np.random.default_rng(seed)
+    obs, mask = envs.reset(seed)
+    seen_obs, seen_mask = [], []
+    while sum(len(o) for o in seen_obs) < rows:
+        seen_obs.append(obs.copy())
+        seen_mask.append(mask.copy())
+        actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
+        obs, mask, _r, _d, _ended = envs.step(actions)
+    return (torch.as_tensor(np.concatenate(seen_obs)[:rows]),
+            torch.as_tensor(np.concatenate(seen_mask)[:rows]).bool())
+
+
+def _pair(make: type[MaskedPolicy], seed: int, **kw: object) -> tuple[MaskedPolicy,
+                                                                        MaskedPolicy]:
+    torch.manual_seed(seed)
+    reference = make(**kw)
+    fused = make(**kw, fused=True)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def _assert_same(reference: MaskedPolicy, fused: MaskedPolicy, obs: torch.Tensor,
+                 mask: torch.Tensor) -> None:
+    for a, b in ((reference.logits(obs, mask), fused.logits(obs, mask)),
+                 (reference.value(obs), fused.value(obs))):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-4)
+    actions = torch.multinomial(mask.float() + 1e-9 * (~mask.any(1, keepdim=True)), 1)[:, 0]
+    grads = []
+    for policy in (reference, fused):
+        policy.zero_grad()
+        _, logprob, entropy, value = policy.act(obs, mask, actions)
+        logits = policy.logits(obs, mask)
+        # PPO's terms, plus the allowed logits themselves: a softmax alone is blind to the
+        # output bias, whose gradient would then be zero on both sides.
+        raw = torch.where(mask, logits, torch.zeros_like(logits)).sum(dim=1)
+        loss = (logprob * 1.3).mean() - 0.01 * entropy.mean() + ((value - 0.5) ** 2).mean() \
+            + 0.1 * raw.mean()
+        loss.backward()
+        grads.append({k: p.grad.clone() for k, p in policy.named_parameters()})
+    for name, want in grads[0].items():
+        got = grads[1][name]
+        scale = float(want.abs().max()) + 1e-6
+        assert float((got - want).abs().max()) <= 1e-4 * scale, name
+
+
+@pytest.mark.parametrize(("hidden", "rows"), [(32, 1), (5, 200), (40, 1500)])
+def test_fused_pick_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows: int) -> None:
+    # 1 and 200 rows run on the calling thread, 1,500 across rayon's threads.
+    obs, mask = _rollout("pick", rows, seed=hidden, window=32)
+    assert bool((obs.reshape(rows, 32, 8)[..., 7] > 0).any())  # some queue to score
+    reference, fused = _pair(PickPolicy, seed=hidden, hidden=hidden)
+    _assert_same(reference, fused, obs, mask)
+
+
+@pytest.mark.parametrize(("hidden", "rows"), [(16, 1), (24, 300), (64, 900)])
+def test_fused_hierarchical_layers_give_pytorchs_outputs_and_gradients(hidden: int,
+                                                                         rows: int) -> None:
+    obs, mask = _rollout("hierarchical", rows, seed=hidden, window=24)
+    if rows > 1:
+        assert {0.0, 1.0} <= set(obs[:, 0].tolist())  # both phases
+    reference, fused = _pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden)
+    _assert_same(reference, fused, obs, mask)
+
+
+def test_the_fused_pass_is_chosen_where_it_is_the_faster_or_asked_for() -> None:
+    tiny = dict(num_envs=2, rollout_steps=8, total_timesteps=16, device="cpu", num_hosts=8)
+    assert Trainer(TrainConfig(**tiny, mode="hierarchical", window=8)).policy.fused  # auto
+    assert not Trainer(TrainConfig(**tiny, mode="hierarchical", window=8,
+                                   host_layers="torch")).policy.fused
+    # Pick's packed matmuls run faster in PyTorch (docs/benchmarks.md): auto leaves them there.
+    assert not Trainer(TrainConfig(**tiny, mode="pick", window=8)).policy.fused
+    assert Trainer(TrainConfig(**tiny, mode="pick", window=8, host_layers="fused")).policy.fused
+    # The window context reads the pooled embedding inside the scorer: PyTorch's layers.
+    assert not Trainer(TrainConfig(**tiny, mode="pick", window=8, host_layers="fused",
+                                   pick_context=True)).policy.fused
+
+
+def test_the_native_entity_layers_refuse_bad_packing_and_aliasing() -> None:
+    h, inputs = 4, 3
+    w = [np.zeros((h, inputs), np.float32), np.zeros(h, np.float32),
+         np.zeros((h, h), np.float32), np.zeros(h, np.float32), np.zeros((h, h), np.float32),
+         np.zeros(h, np.float32)]
+    layers = simrs.EntityLayers(*w, 0.0)
+    x = np.zeros((5, inputs), np.float32)
+    offsets = np.array([0, 2, 5], np.int64)
+    weight, scored = np.ones(5, np.float32), np.ones(5, np.int8)
+    share = np.zeros((2, h), np.float32)
+    logits, pooled = np.empty(5, np.float32), np.empty((2, h), np.float32)
+    layers.forward(x, offsets, weight, scored, share, logits, pooled)
+    assert (logits == 0).all() and (pooled == 0).all()
+    with pytest.raises(simrs.ConfigError, match="offsets must not decrease"):
+        layers.forward(x, np.array([0, 3, 2], np.int64), weight, scored, share, logits, pooled)
+    with pytest.raises(simrs.ConfigError, match="x holds 15 values"):
+        layers.forward(x, np.array([0, 2, 6], np.int64), weight, scored, share, logits, pooled)
+    with pytest.raises(simrs.ConfigError, match="offsets must be a int64 array"):
+        layers.forward(x, offsets.astype(np.int32), weight, scored, share, logits, pooled)
+    with pytest.raises(simrs.ConfigError, match="must not share memory"):
+        layers.forward(x, offsets, weight, scored, share, logits, x.reshape(-1)[:2 * h])
+    with pytest.raises(simrs.ConfigError, match="NaN"):
+        simrs.EntityLayers(*w[:5], np.full(h, np.nan, np.float32), 0.0)
