@@ -9,7 +9,7 @@ import click
 from app.cli import common
 
 
-def _seeds(raw: str | None) -> list[int] | None:
+def parse_seeds(raw: str | None) -> list[int] | None:
     """`1,2,3`, or ranges such as `100-139` (both ends included), or both mixed."""
     if raw is None:
         return None
@@ -99,8 +99,8 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
         click.echo(f"evaluated {name} ({done} of {total}, {time.monotonic() - started:.1f} s)",
                    err=True)
 
-    table = evaluate_config(cfg, choosers, _seeds(seeds), progress)
-    used = _seeds(seeds) or list(cfg.eval_seeds)
+    table = evaluate_config(cfg, choosers, parse_seeds(seeds), progress)
+    used = parse_seeds(seeds) or list(cfg.eval_seeds)
     doc: dict[str, object] = {"checkpoint": checkpoint_path, "mode": cfg.mode,
                               "protocol": cfg.protocol}
     if overrides:
@@ -108,7 +108,7 @@ def eval_cmd(checkpoint_path: str, seeds: str | None, trace_path: str | None,
     if cfg.protocol == "rlscheduler":
         from app.training.rlscheduler_eval import windows
 
-        used = windows(cfg.env_options()["trace"].num_jobs, _seeds(seeds))
+        used = windows(cfg.env_options()["trace"].num_jobs, parse_seeds(seeds))
         doc["windows"] = used
     else:
         doc["seeds"] = used
@@ -140,7 +140,7 @@ def policy_select(run_dir: str, seeds: str, copy_to: str | None, as_json: bool) 
 
     from app.training.selection import rank
 
-    used = _seeds(seeds) or []
+    used = parse_seeds(seeds) or []
     ranked = rank(run_dir, used)
     if copy_to is not None:
         shutil.copyfile(ranked[0].path, copy_to)

@@ -17,8 +17,14 @@ def sim() -> None:
 
 
 @sim.command("replay")
-@click.option("--trace", "trace_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
               help="SWF trace file")
+@click.option("--workload", "workload_path", type=click.Path(dir_okay=False),
+              help="Instead of a trace: a training config whose generated workload is "
+                   "replayed as hierarchical episodes (a job from the whole queue, then its "
+                   "host: --policy, then --placement), one per --seeds")
+@click.option("--seeds", help="With --workload: episode seeds, e.g. 42,43 or 100-109 "
+              "(default: the config's eval_seeds)")
 @click.option("--policy", type=click.Choice(POLICIES), required=True)
 @click.option("--backfill", type=click.Choice(["none", "shadow", "easy"]), default="none",
               show_default=True)
@@ -35,10 +41,18 @@ def sim() -> None:
 @click.option("--start", type=click.IntRange(min=0), default=0, help="First job (full)")
 @click.option("--length", type=click.IntRange(min=1), default=None, help="Jobs (full)")
 @click.option("--json", "as_json", is_flag=True)
-def sim_replay(trace_path: str, policy: str, backfill: str, protocol: str, metric: str,
-               placement: str, load_scale: float, start: int, length: int | None,
-               as_json: bool) -> None:
-    """Replay a trace with a heuristic and print per-window values and their mean."""
+def sim_replay(trace_path: str | None, workload_path: str | None, seeds: str | None,
+               policy: str, backfill: str, protocol: str, metric: str, placement: str,
+               load_scale: float, start: int, length: int | None, as_json: bool) -> None:
+    """Replay a trace with a heuristic and print per-window values and their mean; with
+    --workload, a generated hierarchical workload with a heuristic pair, per seed."""
+    if (trace_path is None) == (workload_path is None):
+        raise common.OppenError("give --trace FILE or --workload CONFIG (one of the two)")
+    if workload_path is not None:
+        _replay_workload(workload_path, seeds, policy, placement, metric, as_json)
+        return
+    if seeds is not None:
+        raise common.OppenError("--seeds applies to --workload; a trace replays its own jobs")
     from app.training.replay import replay
 
     result = replay(trace_path, policy, backfill, protocol, metric, placement, load_scale,
@@ -51,3 +65,20 @@ def sim_replay(trace_path: str, policy: str, backfill: str, protocol: str, metri
     for w in result.windows:
         click.echo(f"  jobs {w['start']}..{w['start'] + w['length'] - 1}: {w['value']:.4f}")
     click.echo(f"mean: {result.mean:.4f}")
+
+
+def _replay_workload(path: str, seeds: str | None, policy: str, placement: str, metric: str,
+                     as_json: bool) -> None:
+    from app.cli.policy_cmds import parse_seeds
+    from app.training.replay import replay_workload
+
+    result = replay_workload(path, policy, placement, metric, parse_seeds(seeds))
+    if as_json:
+        common.emit_json(result.to_dict())
+        return
+    label = "average bounded slowdown" if metric == "bsld" else "utilisation"
+    click.echo(f"{result.policy} on {path} (hierarchical): {label}, mean wait")
+    for w in result.windows:
+        click.echo(f"  seed {w['seed']}, {w['length']:,} jobs: {w['value']:.4f}, "
+                   f"{w['mean_wait_s']:,.1f} s")
+    click.echo(f"mean: {result.mean:.4f}, {result.details['mean_wait_s']:,.1f} s")

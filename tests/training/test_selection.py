@@ -85,7 +85,7 @@ def test_select_cli_ranks_copies_the_winner_and_explains_bad_input(
 
 def test_seed_lists_take_ranges_and_name_what_is_wrong() -> None:
     from app.cli.common import OppenError
-    from app.cli.policy_cmds import _seeds
+    from app.cli.policy_cmds import parse_seeds as _seeds
 
     assert _seeds("100-103,7") == [100, 101, 102, 103, 7]
     assert _seeds("42, 43") == [42, 43] and _seeds(None) is None

@@ -84,3 +84,45 @@ def test_bad_replay_input_is_a_clear_error(tmp_path) -> None:  # type: ignore[no
         replay(bad, "fcfs", "easy", protocol="rlscheduler")
     with pytest.raises(ConfigError, match="unknown policy"):
         replay(bad, "lottery")
+
+
+def test_a_generated_hierarchical_workload_replays_per_seed_from_the_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "hier.toml"
+    config.write_text('mode = "hierarchical"\nnum_hosts = 6\nepisode_length = 400\n'
+                      'max_jobs_per_step = 40\nmean_interarrival_s = 4.0\n'
+                      'eval_seeds = [7]\n')
+
+    def run(*args: str) -> dict:  # type: ignore[type-arg]
+        proc = subprocess.run(oppen_cmd("sim", "replay", "--workload", str(config), *args,
+                                        "--json"), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    sjf = run("--policy", "sjf", "--placement", "best_fit", "--seeds", "1-3")
+    assert sjf["policy"] == "sjf+best_fit" and sjf["protocol"] == "hierarchical"
+    assert [w["seed"] for w in sjf["windows"]] == [1, 2, 3]
+    assert all(w["length"] == 400 for w in sjf["windows"])
+    assert sjf["mean"] == pytest.approx(sum(w["value"] for w in sjf["windows"]) / 3)
+    assert len({w["value"] for w in sjf["windows"]}) == 3  # three different episodes
+    fcfs = run("--policy", "fcfs", "--placement", "best_fit", "--seeds", "1-3")
+    # On a congested queue, shortest-first waits less than arrival order.
+    assert sjf["details"]["mean_wait_s"] < fcfs["details"]["mean_wait_s"]
+    assert [w["seed"] for w in run("--policy", "f1")["windows"]] == [7]  # the config's seeds
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--policy", "sjf"], "give --trace FILE or --workload CONFIG"),
+    (["--workload", "missing.toml", "--policy", "sjf"], "workload config not found"),
+    (["--workload", "WORKLOAD", "--policy", "smallest"], "unknown pair 'smallest+first_fit'"),
+    (["--workload", "WORKLOAD", "--policy", "sjf", "--seeds", "x"], "--seeds expects"),
+    (["--trace", "LUBLIN", "--policy", "sjf", "--seeds", "1"], "--seeds applies to --workload"),
+])
+def test_bad_workload_replays_are_one_line(tmp_path, args, message) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "hier.toml"
+    config.write_text('mode = "hierarchical"\nnum_hosts = 4\nepisode_length = 20\n')
+    args = [str(config) if a == "WORKLOAD" else str(LUBLIN) if a == "LUBLIN" else a
+            for a in args]
+    proc = subprocess.run(oppen_cmd("sim", "replay", *args), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
