@@ -83,7 +83,6 @@ def replay_workload(config_path: str | Path, policy: str, placement: str = "firs
     per seed: the mode's production scale (10,000 jobs and more, nothing truncated) from
     the command line. Each decision is made inside simrs."""
     import simrs
-
     from app.training.config import HEURISTICS, TrainConfig
 
     pair = f"{policy}+{placement}"
