@@ -8,7 +8,7 @@ Every policy has the same interface: ``logits(obs, mask)``, ``value(obs)``,
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -208,6 +208,12 @@ def with_logs(jobs: torch.Tensor) -> torch.Tensor:
     return torch.cat([jobs, torch.log(jobs.clamp(min=LOG_FLOOR)) / LOG_SCALE], dim=-1)
 
 
+def _with_logs_packed(packed: Any) -> Any:
+    """Packed jobs (entity_layers.Packed) with their features' logarithms beside them: taken
+    after packing, so only the filled slots pay for the logarithm."""
+    return packed._replace(x=with_logs(packed.x))
+
+
 class _Slots(NamedTuple):
     """A window's slots packed: only the filled ones are embedded."""
 
@@ -274,8 +280,7 @@ class PickPolicy(MaskedPolicy):
         filled = jobs[..., 7] > 0
         scored = torch.zeros_like(filled) if mask is None else mask
         weight = filled / filled.sum(1, keepdim=True).clamp(min=1)
-        packed = pack(jobs, filled | scored, weight, scored)
-        packed = packed._replace(x=with_logs(packed.x))
+        packed = _with_logs_packed(pack(jobs, filled | scored, weight, scored))
         share = self.scorer[0].bias.expand(obs.shape[0], -1)
         score, pooled = fused_entity_layers(packed, share, self.encoder, self.scorer[0].weight,
                                             self.scorer[2])
@@ -305,7 +310,9 @@ class PickPolicy(MaskedPolicy):
 class HierarchicalPolicy(MaskedPolicy):
     """`hierarchical`: a job head over the queue's rows, then a host head over the hosts
     conditioned on the chosen job (both shared per-entity scorers). The observation's first
-    value says which phase the row is in; logits are padded to the action space."""
+    value says which phase the row is in; logits are padded to the action space. Jobs are
+    read with their features' logarithms (`with_logs`), as in `pick`: shortest-first needs
+    requested times told apart that differ by seconds out of a day."""
 
     fused = False  # a class default: modules pickled before the option unpickle without it
 
@@ -314,7 +321,7 @@ class HierarchicalPolicy(MaskedPolicy):
         # On a CPU, the job and host heads through simrs's fused pass (entity_layers.py).
         self.fused = fused
         self.num_hosts = num_hosts
-        self.job_encoder = _mlp(JOB_FEATURES, hidden, hidden)
+        self.job_encoder = _mlp(2 * JOB_FEATURES, hidden, hidden)
         self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
         self.job_scorer = _mlp(hidden, hidden, 1)
         self.host_scorer = _mlp(2 * hidden, hidden, 1)
@@ -350,12 +357,13 @@ class HierarchicalPolicy(MaskedPolicy):
         weight = filled / filled.sum(1, keepdim=True).clamp(min=1)
         job_share = self.job_scorer[0].bias.expand(rows, -1)
         job_score, job_pool = fused_entity_layers(
-            pack(jobs, active, weight, job_scored), job_share, self.job_encoder,
+            _with_logs_packed(pack(jobs, active, weight, job_scored)), job_share,
+            self.job_encoder,
             self.job_scorer[0].weight, self.job_scorer[2])
         # The host scorer's layer over [host; chosen job], split: the chosen job's part is
         # one vector per row, computed here once.
         first = self.host_scorer[0]
-        chosen_emb = torch.relu(self.job_encoder(chosen))
+        chosen_emb = torch.relu(self.job_encoder(with_logs(chosen)))
         host_share = nn.functional.linear(chosen_emb, first.weight[:, hidden:], first.bias)
         every_host = Packed(hosts.reshape(-1, HOST_FEATURES),
                             torch.arange(0, rows * self.num_hosts + 1, self.num_hosts),
@@ -385,9 +393,10 @@ class HierarchicalPolicy(MaskedPolicy):
         if _fused_on(self, obs):
             return self._fused_heads(obs, mask)[0]
         phase, chosen, hosts, jobs = self._split(obs)
-        job_logits = self.job_scorer(torch.relu(self.job_encoder(jobs))).squeeze(-1)
+        job_logits = self.job_scorer(torch.relu(self.job_encoder(with_logs(jobs)))).squeeze(-1)
         host_emb = torch.relu(self.host_encoder(hosts))
-        chosen_emb = torch.relu(self.job_encoder(chosen)).unsqueeze(1).expand_as(host_emb)
+        chosen_emb = torch.relu(self.job_encoder(with_logs(chosen))).unsqueeze(1) \
+            .expand_as(host_emb)
         host_logits = self.host_scorer(torch.cat([host_emb, chosen_emb], -1)).squeeze(-1)
         width = mask.shape[1]
         padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
@@ -400,8 +409,8 @@ class HierarchicalPolicy(MaskedPolicy):
             return self._fused_heads(obs, None)[1]
         phase, _chosen, hosts, jobs = self._split(obs)
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
-        job_pool = (torch.relu(self.job_encoder(jobs)) * filled).sum(1) / filled.sum(1).clamp(
-            min=1.0)
+        job_emb = torch.relu(self.job_encoder(with_logs(jobs)))
+        job_pool = (job_emb * filled).sum(1) / filled.sum(1).clamp(min=1.0)
         host_pool = torch.relu(self.host_encoder(hosts)).mean(1)
         return self.value_head(torch.cat([job_pool, host_pool, phase.unsqueeze(1)], -1)) \
             .squeeze(-1)
