@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from app.core.errors import ConfigError
-from app.training import checkpoint
+from app.training import checkpoint, host_layers
 from app.training.config import TrainConfig
 from app.training.fused_place import FusedPlacePolicy
 from app.training.policy import MaskedPolicy, PlacePolicy, make_policy
@@ -40,7 +40,11 @@ class LoadedPolicy:
         if cfg.trace:
             cfg = dataclasses.replace(cfg, trace=locate_trace(cfg.trace, Path(path), trace_dirs))
         hosts = num_hosts_of(cfg, obs_dim)
-        policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context)
+        # Decisions through simrs's fused layers where the run trained through them (the
+        # same function; a 10,000-job hierarchical queue is packed instead of padded).
+        fused = cfg.mode != "place" and host_layers.use_fused(
+            cfg.host_layers, cfg.mode, cfg.hidden, torch.device("cpu"))
+        policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context, fused=fused)
         checkpoint.restore_weights(policy, state["policy"], str(path))
         return cls(policy.eval(), cfg)
 
