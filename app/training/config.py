@@ -114,6 +114,7 @@ class TrainConfig:
                       "pick: f1, sjf, ...); empty: start from a random policy")
     imitate_steps: int = _h(100_000, "Heuristic decisions to copy (with imitate)", min=1, max=10**9)
     imitate_epochs: int = _h(4, "Passes over them (with imitate)", min=1, max=1000)
+    imitate_lr: float = _h(0.0, "Adam's learning rate while imitating (0: lr)", min=0.0, max=1.0)
     # Checkpoints and evaluation
     checkpoint_every: int = _h(10, "Updates between checkpoints (episodes restart there)", min=1, max=10**7)
     eval_seeds: tuple[int, ...] = _h((42, 43, 44), "Fixed workload seeds for evaluation")

@@ -72,13 +72,14 @@ def imitate(policy: MaskedPolicy, value_rms: RunningMeanStd, data: Demonstration
             device: torch.device) -> dict[str, float]:
     """Behaviour cloning of the demonstrations' actions and regression of their returns
     (normalised like PPO's value targets), `cfg.imitate_epochs` passes of `minibatch_size`
-    rows with a fresh Adam at `cfg.lr`. Returns the last epoch's losses and accuracy."""
+    rows with a fresh Adam at `cfg.imitate_lr` (or `cfg.lr` where that is 0). Returns the
+    last epoch's losses and accuracy."""
     if cfg.norm_value:
         value_rms.update(data.returns)
         targets = value_rms.normalize(data.returns)
     else:
         targets = data.returns
-    optimizer = optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    optimizer = optim.Adam(policy.parameters(), lr=cfg.imitate_lr or cfg.lr, eps=1e-5)
     n = len(data.actions)
     size = min(cfg.minibatch_size, n)
     indices = np.arange(n)

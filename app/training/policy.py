@@ -312,7 +312,8 @@ class HierarchicalPolicy(MaskedPolicy):
     conditioned on the chosen job (both shared per-entity scorers). The observation's first
     value says which phase the row is in; logits are padded to the action space. Jobs are
     read with their features' logarithms (`with_logs`), as in `pick`: shortest-first needs
-    requested times told apart that differ by seconds out of a day."""
+    requested times told apart that differ by seconds out of a day; hosts with their free
+    cores and memory (`host_inputs`), as in `place`: best-fit ranks hosts by what is free."""
 
     fused = False  # a class default: modules pickled before the option unpickle without it
 
@@ -322,7 +323,7 @@ class HierarchicalPolicy(MaskedPolicy):
         self.fused = fused
         self.num_hosts = num_hosts
         self.job_encoder = _mlp(2 * JOB_FEATURES, hidden, hidden)
-        self.host_encoder = _mlp(HOST_FEATURES, hidden, hidden)
+        self.host_encoder = _mlp(HOST_INPUTS, hidden, hidden)
         self.job_scorer = _mlp(hidden, hidden, 1)
         self.host_scorer = _mlp(2 * hidden, hidden, 1)
         self.value_head = _mlp(2 * hidden + 1, hidden, 1)
@@ -365,7 +366,7 @@ class HierarchicalPolicy(MaskedPolicy):
         first = self.host_scorer[0]
         chosen_emb = torch.relu(self.job_encoder(with_logs(chosen)))
         host_share = nn.functional.linear(chosen_emb, first.weight[:, hidden:], first.bias)
-        every_host = Packed(hosts.reshape(-1, HOST_FEATURES),
+        every_host = Packed(host_inputs(hosts).reshape(-1, HOST_INPUTS),
                             torch.arange(0, rows * self.num_hosts + 1, self.num_hosts),
                             hosts.new_full((rows * self.num_hosts,), 1.0 / self.num_hosts),
                             host_scored.reshape(-1))
@@ -394,7 +395,7 @@ class HierarchicalPolicy(MaskedPolicy):
             return self._fused_heads(obs, mask)[0]
         phase, chosen, hosts, jobs = self._split(obs)
         job_logits = self.job_scorer(torch.relu(self.job_encoder(with_logs(jobs)))).squeeze(-1)
-        host_emb = torch.relu(self.host_encoder(hosts))
+        host_emb = torch.relu(self.host_encoder(host_inputs(hosts)))
         chosen_emb = torch.relu(self.job_encoder(with_logs(chosen))).unsqueeze(1) \
             .expand_as(host_emb)
         host_logits = self.host_scorer(torch.cat([host_emb, chosen_emb], -1)).squeeze(-1)
@@ -411,7 +412,7 @@ class HierarchicalPolicy(MaskedPolicy):
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)
         job_emb = torch.relu(self.job_encoder(with_logs(jobs)))
         job_pool = (job_emb * filled).sum(1) / filled.sum(1).clamp(min=1.0)
-        host_pool = torch.relu(self.host_encoder(hosts)).mean(1)
+        host_pool = torch.relu(self.host_encoder(host_inputs(hosts))).mean(1)
         return self.value_head(torch.cat([job_pool, host_pool, phase.unsqueeze(1)], -1)) \
             .squeeze(-1)
 
