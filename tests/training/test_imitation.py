@@ -24,8 +24,11 @@ def test_imitate_names_a_heuristic_of_the_mode() -> None:
         TrainConfig(imitate="f1")  # a pick rule, in place mode
     with pytest.raises(ConfigError, match="choose one of fcfs, sjf, smallest, f1"):
         TrainConfig(mode="pick", imitate="best_fit")
-    with pytest.raises(ConfigError, match="mode hierarchical has no single-step heuristic"):
-        TrainConfig(mode="hierarchical", imitate="fcfs")
+    with pytest.raises(ConfigError, match="choose one of fcfs\\+first_fit, fcfs\\+best_fit"):
+        TrainConfig(mode="hierarchical", imitate="fcfs")  # a job rule needs its host rule
+    assert TrainConfig(mode="hierarchical", imitate="sjf+best_fit").imitate == "sjf+best_fit"
+    with pytest.raises(ConfigError, match="versus: the hierarchical mode has no heuristic"):
+        TrainConfig(mode="hierarchical", versus="sjf+best_fit")
     with pytest.raises(ConfigError, match="imitate_steps: must be >= 1"):
         TrainConfig.from_dict({"imitate": "first_fit", "imitate_steps": 0})
 
