@@ -119,3 +119,38 @@ def test_the_native_entity_layers_refuse_bad_packing_and_aliasing() -> None:
         layers.forward(x, offsets, weight, scored, share, logits, x.reshape(-1)[:2 * h])
     with pytest.raises(simrs.ConfigError, match="NaN"):
         simrs.EntityLayers(*w[:5], np.full(h, np.nan, np.float32), 0.0)
+
+
+def test_masked_sampling_never_picks_an_invalid_job_or_host_at_10000_jobs() -> None:
+    """Snapshots of a 10,000-job episode whose queue passes a thousand jobs, both phases:
+    every sampled action, including draws at the ends of [0, 1), is allowed by the mask."""
+    config = {"num_hosts": 160, "episode_length": 10_000, "max_jobs_per_step": 50,
+              "mean_interarrival_s": 1.5, "host_cores": (8, 64),
+              "host_mem_mb": (32_768, 262_144), "job_cores": (1, 8),
+              "job_mem_mb": (1_024, 32_768)}
+    env = simrs.ClusterEnv("hierarchical", config, 11)
+    obs, info = env.reset(seed=11)
+    rows, masks, done, step = [], [], False, 0
+    while not done:
+        if step % 1_000 in (0, 1):  # a job decision, then the host decision after it
+            rows.append(obs.copy())
+            masks.append(info["action_mask"].copy())
+        obs, _r, done, _t, info = env.step(env.heuristic_action("sjf+best_fit"))
+        step += 1
+    o = torch.as_tensor(np.stack(rows))
+    m = torch.as_tensor(np.stack(masks)).bool()
+    assert o.shape[1] == 1 + 8 + 160 * 4 + 10_000 * 8 and m.shape[1] == 10_000
+    assert int(m[o[:, 0] == 0].sum(1).max()) > 1_000  # a long queue of fitting jobs
+    assert bool((o[:, 0] == 1).any())  # and host decisions
+    torch.manual_seed(3)
+    for fused in (True, False):
+        policy = HierarchicalPolicy(160, hidden=32, fused=fused)
+        with torch.no_grad():
+            for uniforms in (torch.rand(len(o)), torch.zeros(len(o)),
+                             torch.full((len(o),), 1.0 - 1e-7)):
+                action, logprob, _ = policy.sample(o, m, uniforms)
+                assert bool(m[torch.arange(len(o)), action].all()), fused
+                assert bool(torch.isfinite(logprob).all())
+            for _ in range(5):  # PyTorch's own sampler too
+                action = policy.act(o, m)[0]
+                assert bool(m[torch.arange(len(o)), action].all()), fused
