@@ -30,8 +30,10 @@ HIERARCHICAL: dict[str, Any] = {
 }
 
 
-def bench_config(mode: str, iterations: int) -> TrainConfig:
-    """The measured run's config: `iterations` PPO updates, nothing else in the loop."""
+def bench_config(mode: str, iterations: int,
+                 overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The measured run's config: `iterations` PPO updates, nothing else in the loop
+    (`overrides`: other options, for a smaller run)."""
     if mode == "pick":
         folder = pretrained_dir()
         if folder is None or not (folder / PICK_RECIPE).is_file():
@@ -47,7 +49,7 @@ def bench_config(mode: str, iterations: int) -> TrainConfig:
         data = dict(HIERARCHICAL)
     else:
         raise ConfigError(f"--mode: choose pick or hierarchical, got {mode!r}")
-    cfg = TrainConfig.from_dict(data)
+    cfg = TrainConfig.from_dict({**data, **(overrides or {})})
     return TrainConfig.from_dict({**cfg.to_dict(), "total_timesteps": cfg.batch_size * iterations})
 
 
@@ -58,8 +60,9 @@ def _sps(cfg: TrainConfig) -> float:
     return result.global_step / (time.perf_counter() - start)
 
 
-def run(mode: str, repeats: int = 3, iterations: int = 2) -> dict[str, Any]:
-    cfg = bench_config(mode, iterations)
+def run(mode: str, repeats: int = 3, iterations: int = 2,
+        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = bench_config(mode, iterations, overrides)
     fused_cfg = TrainConfig.from_dict({**cfg.to_dict(), "host_layers": "fused"})
     torch_cfg = TrainConfig.from_dict({**cfg.to_dict(), "host_layers": "torch"})
     fused, torch_layers, gains = [], [], []

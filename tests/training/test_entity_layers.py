@@ -4,6 +4,8 @@ layers on observations from simrs's own environments, chosen where they apply.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ import simrs
 from app.training.config import TrainConfig
 from app.training.policy import HierarchicalPolicy, MaskedPolicy, PickPolicy
 from app.training.ppo import Trainer
+from tests.support.paths import REPO
 
 
 def _rollout(mode: str, rows: int, seed: int, **options: object) -> tuple[torch.Tensor,
@@ -154,3 +157,32 @@ def test_masked_sampling_never_picks_an_invalid_job_or_host_at_10000_jobs() -> N
             for _ in range(5):  # PyTorch's own sampler too
                 action = policy.act(o, m)[0]
                 assert bool(m[torch.arange(len(o)), action].all()), fused
+
+
+def test_bench_train_modes_measure_the_shipped_recipes_network(oppen_home: object) -> None:
+    """`oppen bench train --mode pick` runs the shipped pick recipe's network and batch (its
+    trace found from the checkout, whatever the working directory); `--workers` measures
+    place training only; the paired ratios are taken within each pair."""
+    import statistics
+    import subprocess
+
+    from app.bench.entity_train import bench_config, run
+    from tests.support.processes import oppen_cmd
+
+    pick = bench_config("pick", iterations=2)
+    recipe = TrainConfig.from_file(REPO / "pretrained" / "pick-lublin256.toml")
+    assert (pick.hidden, pick.num_envs, pick.rollout_steps, pick.update_epochs) == (
+        recipe.hidden, recipe.num_envs, recipe.rollout_steps, recipe.update_epochs)
+    assert Path(pick.trace).is_absolute() and not pick.imitate and pick.eval_every == 0
+    assert pick.total_timesteps == 2 * pick.batch_size
+    small = {"num_hosts": 8, "window": 16, "num_envs": 4, "rollout_steps": 32,
+             "episode_length": 64}
+    hier = run("hierarchical", repeats=2, iterations=1, overrides=small)
+    assert hier["auto_chooses"] == "fused" and len(hier["samples"]["ratio"]) == 2
+    for i in range(2):
+        assert hier["samples"]["ratio"][i] == pytest.approx(
+            hier["samples"]["fused"][i] / hier["samples"]["torch_layers"][i])
+    assert hier["fused_speedup"] == pytest.approx(statistics.median(hier["samples"]["ratio"]))
+    proc = subprocess.run(oppen_cmd("bench", "train", "--mode", "pick", "--workers", "1,2"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "--workers measures place training" in proc.stderr
