@@ -131,12 +131,12 @@ class TrainConfig:
                               f"{self.hidden}); use auto or torch")
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
-        for option in ("imitate", "versus"):
-            _check_heuristic(option, self.mode, getattr(self, option))
         if self.versus and self.mode == "hierarchical":
             # simrs plays single-step rules on the episode's copy; a pair is two decisions.
             raise ConfigError("training option versus: the hierarchical mode has no "
                               "heuristic to play against (imitate takes a pair)")
+        for option in ("imitate", "versus"):
+            _check_heuristic(option, self.mode, getattr(self, option))
         _check_sizes(self)
         if self.num_envs % self.num_workers:
             raise ConfigError(f"training option num_workers: must divide num_envs "

@@ -51,8 +51,9 @@ def test_an_episode_ends_minus_the_heuristics_return_on_the_same_jobs(seed: int)
 def test_versus_names_a_heuristic_of_the_mode() -> None:
     with pytest.raises(ConfigError, match="training option versus: choose one of first_fit"):
         TrainConfig(versus="sjf")
-    with pytest.raises(ConfigError, match="versus: mode hierarchical has no single-step"):
-        TrainConfig(mode="hierarchical", versus="fcfs")
+    for rule in ("fcfs", "sjf+best_fit"):  # neither a rule nor a pair: simrs plays neither
+        with pytest.raises(ConfigError, match="versus: the hierarchical mode has no heuristic"):
+            TrainConfig(mode="hierarchical", versus=rule)
     with pytest.raises(simrs.ConfigError, match="unknown placement"):
         simrs.BatchEnv("place", 1, WORKLOAD, 0, versus="f1")
 

@@ -70,7 +70,11 @@ def test_the_option_choices_listed_without_importing_simrs_are_simrs_own() -> No
     from app.cli.sim_cmds import PLACEMENTS, POLICIES
     from app.training.config import HEURISTICS, REWARDS
 
-    assert HEURISTICS == {"place": simrs.PLACEMENTS, "pick": simrs.PRIORITIES}
+    assert HEURISTICS["place"] == simrs.PLACEMENTS and HEURISTICS["pick"] == simrs.PRIORITIES
+    for pair in HEURISTICS["hierarchical"]:  # a job rule and a host rule simrs knows
+        job, host = pair.split("+")
+        assert job in simrs.PRIORITIES and host in simrs.PLACEMENTS, pair
+    assert set(HEURISTICS) == {"place", "pick", "hierarchical"}
     assert tuple(POLICIES) == simrs.PRIORITIES and tuple(PLACEMENTS) == simrs.PLACEMENTS
     assert REWARDS == simrs.REWARDS
 
