@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from app.training.host_layers import numpy_view
+
 
 class Packed(NamedTuple):
     """Entities packed row by row: row r's are `offsets[r]:offsets[r + 1]` of `x`."""
@@ -40,11 +42,6 @@ def pack(x: torch.Tensor, active: torch.Tensor, weight: torch.Tensor,
                   scored[active].contiguous())
 
 
-def _array(t: torch.Tensor) -> Any:
-    """A NumPy view of a CPU tensor's values (no copy when already contiguous)."""
-    return t.detach().contiguous().numpy()
-
-
 class _FusedEntityLayers(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, offsets: torch.Tensor, weight: torch.Tensor,
@@ -55,11 +52,11 @@ class _FusedEntityLayers(torch.autograd.Function):
 
         x, share = x.detach().contiguous(), share.detach().contiguous()
         flags = scored.detach().contiguous().view(torch.int8)  # bool's bytes, no copy
-        layers = simrs.EntityLayers(_array(w1), _array(b1), _array(w2), _array(b2),
-                                    _array(ws), _array(wo), float(bo))
+        layers = simrs.EntityLayers(numpy_view(w1), numpy_view(b1), numpy_view(w2), numpy_view(b2),
+                                    numpy_view(ws), numpy_view(wo), float(bo))
         logits = x.new_empty(flags.shape[0])
         pooled = x.new_empty(share.shape)
-        layers.forward(x.numpy(), _array(offsets), _array(weight), flags.numpy(),
+        layers.forward(x.numpy(), numpy_view(offsets), numpy_view(weight), flags.numpy(),
                        share.numpy(), logits.numpy(), pooled.numpy())
         # The weights do not change between this forward and its backward: keep the layers.
         ctx.layers = layers
@@ -77,7 +74,7 @@ class _FusedEntityLayers(torch.autograd.Function):
             g_pooled = share.new_zeros(share.shape)
         g_share = torch.empty_like(share)
         grads = ctx.layers.backward(x.numpy(), offsets.numpy(), weight.numpy(), flags.numpy(),
-                                    share.numpy(), _array(g_logits), _array(g_pooled),
+                                    share.numpy(), numpy_view(g_logits), numpy_view(g_pooled),
                                     g_share.numpy())
         w1, b1, w2, b2, ws, wo, bo = (torch.tensor(g, dtype=x.dtype).reshape(shape)
                                       for g, shape in zip(grads, ctx.shapes, strict=True))

@@ -34,7 +34,7 @@ def use_fused(host_layers: str, mode: str, hidden: int, device: torch.device) ->
     return host_layers == "auto" and mode != "pick" and hidden <= FUSED_MAX_HIDDEN
 
 
-def _array(t: torch.Tensor) -> Any:
+def numpy_view(t: torch.Tensor) -> Any:
     """A NumPy view of a CPU tensor's values (no copy when already contiguous)."""
     return t.detach().contiguous().numpy()
 
@@ -48,7 +48,7 @@ class _FusedHostLayers(torch.autograd.Function):
 
         obs, share = obs.detach().contiguous(), share.detach().contiguous()
         masks = mask.detach().contiguous().view(torch.int8)  # bool's bytes, no copy
-        layers = simrs.PlaceHostLayers(_array(w1), _array(b1), _array(ws), _array(wo),
+        layers = simrs.PlaceHostLayers(numpy_view(w1), numpy_view(b1), numpy_view(ws), numpy_view(wo),
                                        float(bo))
         logits = obs.new_empty(mask.shape)
         pooled = obs.new_empty(mask.shape[0], b1.shape[0])
@@ -70,7 +70,7 @@ class _FusedHostLayers(torch.autograd.Function):
             g_pooled = share.new_zeros(share.shape)
         g_share = torch.empty_like(share)
         grads = ctx.layers.backward(obs.numpy(), masks.numpy(), share.numpy(),
-                                    _array(g_logits), _array(g_pooled), g_share.numpy())
+                                    numpy_view(g_logits), numpy_view(g_pooled), g_share.numpy())
         w1, b1, ws, wo, bo = (torch.tensor(g, dtype=obs.dtype).reshape(shape)
                               for g, shape in zip(grads, ctx.shapes, strict=True))
         return None, None, g_share, w1, b1, ws, wo, bo

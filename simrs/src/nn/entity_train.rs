@@ -21,7 +21,9 @@
 use rayon::prelude::*;
 
 use crate::error::{SimError, SimResult};
-use crate::nn::place_net::{avx_fma_available, axpy, padded, relu, transpose_padded, width_for};
+use crate::nn::place_net::{
+    avx_fma_available, axpy, check, padded, relu, transpose_padded, width_for,
+};
 use crate::nn::place_train::{halving_dot, pad_rows, rows_padded, unpad_rows};
 
 /// Rows summed together before the runs are summed: fixed, so the result does not depend on
@@ -154,21 +156,6 @@ impl RunPass for BackwardRun<'_> {
     }
 }
 
-fn check_weight(name: &str, v: &[f32], len: usize) -> SimResult<()> {
-    if v.len() != len {
-        return Err(SimError::InvalidConfig(format!(
-            "{name} has {} values; entity layers of this hidden size need {len}",
-            v.len()
-        )));
-    }
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(SimError::InvalidConfig(format!(
-            "{name} holds a NaN or infinite weight"
-        )));
-    }
-    Ok(())
-}
-
 impl EntityLayers {
     /// Weights as PyTorch holds them: `w1` `[hidden][inputs]`, `b1`, `w2` and `ws`
     /// `[hidden][hidden]`, `b2`, `wo` `[hidden]`; the hidden size is `b1`'s length and the
@@ -194,13 +181,13 @@ impl EntityLayers {
                 w1.len()
             )));
         }
-        check_weight("w1", w1, h * inputs)?;
-        check_weight("b1", b1, h)?;
-        check_weight("w2", w2, h * h)?;
-        check_weight("b2", b2, h)?;
-        check_weight("ws", ws, h * h)?;
-        check_weight("wo", wo, h)?;
-        check_weight("bo", &[bo], 1)?;
+        check("w1", w1, h * inputs)?;
+        check("b1", b1, h)?;
+        check("w2", w2, h * h)?;
+        check("b2", b2, h)?;
+        check("ws", ws, h * h)?;
+        check("wo", wo, h)?;
+        check("bo", &[bo], 1)?;
         Ok(Self {
             hidden: h,
             width,
@@ -216,14 +203,6 @@ impl EntityLayers {
             bo,
             avx_fma: avx_fma_available(),
         })
-    }
-
-    pub fn hidden(&self) -> usize {
-        self.hidden
-    }
-
-    pub fn inputs(&self) -> usize {
-        self.inputs
     }
 
     /// The batch's row count, every buffer checked against the entities and the rows.

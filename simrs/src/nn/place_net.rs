@@ -65,7 +65,7 @@ pub(crate) fn width_for(h: usize) -> SimResult<usize> {
 pub(crate) fn check(name: &str, v: &[f32], len: usize) -> SimResult<()> {
     if v.len() != len {
         return Err(SimError::InvalidConfig(format!(
-            "{name} has {} values; a place network of this hidden size needs {len}",
+            "{name} has {} values; a network of this hidden size needs {len}",
             v.len()
         )));
     }
