@@ -83,12 +83,12 @@ def replay_workload(config_path: str | Path, policy: str, placement: str = "firs
     per seed: the mode's production scale (10,000 jobs and more, nothing truncated) from
     the command line. Each decision is made inside simrs."""
     import simrs
-    from app.training.config import HEURISTICS, TrainConfig
+    from app.training.config import HEURISTICS, HOST_RULES, JOB_RULES, TrainConfig
 
     pair = f"{policy}+{placement}"
     if pair not in HEURISTICS["hierarchical"]:
-        raise ConfigError(f"unknown pair {pair!r}; choose a job rule of fcfs, sjf, f1 and a "
-                          "placement of first_fit, best_fit, best_fit_mem")
+        raise ConfigError(f"unknown pair {pair!r}; choose a job rule of "
+                          f"{', '.join(JOB_RULES)} and a placement of {', '.join(HOST_RULES)}")
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
     path = Path(config_path)

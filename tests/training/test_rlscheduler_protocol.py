@@ -105,8 +105,8 @@ def test_a_protocol_run_trains_and_oppen_eval_reports_both_backfill_settings(
 
 # Two of RLScheduler's windows per shipped policy where it won by a wide margin when shipped
 # (it does not win every window; docs/benchmarks.md has them all): without backfilling, bsld
-# 156 vs SJF's 251 at job 2756 and 137 vs 214 at 4299; with shadow backfilling, 29 vs 70 at
-# 1981 and 26 vs 121 at 7762.
+# 155 vs SJF's 251 at job 2756 and 153 vs 214 at 4299 (the policy shipped 2026-12-06); with
+# shadow backfilling, 29 vs 70 at 1981 and 26 vs 121 at 7762.
 SHIPPED = [("pick-lublin256.pt", "none", (2756, 4299)),
            ("pick-lublin256-shadow.pt", "shadow", (1981, 7762))]
 
