@@ -21,13 +21,13 @@ REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 PROTOCOLS = ("simrs", "rlscheduler")
 HOST_LAYERS = ("auto", "fused", "torch")
 FUSED_MAX_HIDDEN = 128  # the widest hidden size simrs's fused kernels compile
-# The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
-# slot): what `imitate` may name.
-# The hierarchical mode's heuristic pairs: each job rule with each host rule. worst_fit is
-# beyond the three host rules: on the shipped hierarchical workloads sjf+worst_fit
-# waits 2-5% less than any of them (docs/benchmarks.md), so the best pair shown is the best.
+# The hierarchical mode's heuristic pairs: each job rule with each host rule. With worst_fit
+# among them the best pair shown is the best known: on the shipped hierarchical workloads
+# sjf+worst_fit waits 2-5% less than SJF with any other host rule (docs/benchmarks.md).
 JOB_RULES = ("fcfs", "sjf", "f1")
 HOST_RULES = ("first_fit", "best_fit", "best_fit_mem", "worst_fit")
+# The single-step heuristics simrs has per mode (a placement rule's host, a priority rule's
+# slot): what `imitate` may name.
 HEURISTICS = {
     "place": ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"),
     "pick": ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep"),
