@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.core.db import init_db, make_engine
+from app.core.executors.runner import THREAD_VARIABLES
 from app.core.queue import QueueService
 from app.core.settings import load_settings
 from app.services import Services, build_queue
@@ -84,8 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not workers:
         return
     share = str(max(1, len(os.sched_getaffinity(0)) // workers))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                 "RAYON_NUM_THREADS"):
+    for name in THREAD_VARIABLES:  # the pools a job's runner sizes, the same list
         os.environ.setdefault(name, share)
     import torch
 
