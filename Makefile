@@ -35,10 +35,11 @@ test-rust: $(STAMPS)/simrs
 test-layers: setup
 	$(BIN)/lint-imports
 
-# Two workers: the Terraform apply (mostly the AWS provider's polling) in one, the rest
-# spread over both (docs/operations.md).
+# Three workers on two cores: the Terraform apply (mostly the AWS provider's polling) in one,
+# the rest spread over all three, since many tests wait on processes they start
+# (docs/operations.md has the timings of two, three and four).
 test-python: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
 test: setup test-layers test-rust test-python
 

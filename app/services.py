@@ -192,9 +192,8 @@ class Services:
                         rewards, metrics.get("eval/ppo_vs_best_heuristic_wait_ratio"))
 
     def dispatcher(self) -> Dispatcher:
-        # Create the MLflow store and experiment once, here: jobs started together would
-        # otherwise race to migrate a fresh SQLite store.
-        self.tracker.experiment_id()
+        # The MLflow store and experiment are made beside the first ticks (warm_up), not
+        # before them: a job creates them itself if it comes first, under the store's lock.
         lease = Lease(self.engine, new_holder_id(), self.settings.lease_ttl_s)
         return Dispatcher(self.engine, self.executor, lease, self.settings.admission_limits(),
                           checks_for=lambda s, now: [BudgetAdmission(self.budgets, s, now)],
@@ -202,7 +201,7 @@ class Services:
                           backoff_base_s=self.settings.retry_backoff_s,
                           price=self.budgets.cost_between, spend_guard=self.budgets,
                           stop_horizon_s=self.stop_horizon_s, runs=self.tracker,
-                          sweeps=self.sweeps)
+                          sweeps=self.sweeps, warm_up=self.tracker.experiment_id)
 
     @property
     def stop_horizon_s(self) -> float:

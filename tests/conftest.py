@@ -77,10 +77,11 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueServi
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker's share of the CPUs for its thread pools (PyTorch's,
-    OpenMP's, rayon's in simrs), passed on to the processes its tests start. Left at their
-    defaults, two workers on two cores each start a pool per core and both slow down: the
-    shipped hierarchical policy's test took 194 s that way in CI, against 54 s with one
-    thread per worker (2026-12-07). A variable already set in the environment wins."""
+    OpenMP's, rayon's in simrs), passed on to the processes its tests start: at least one
+    thread each. Left at their defaults, two workers on two cores each started a pool per core
+    and both slowed down: the shipped hierarchical policy's test took 194 s that way in CI,
+    against 54 s with one thread per worker (2026-12-07). A variable already set in the
+    environment wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if not workers:
         return
@@ -95,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``) the Terraform apply and destroy, minutes of
-    the AWS provider's own polling, run in one worker while the other takes everything
+    the AWS provider's own polling, run in one worker while the others take everything
     else."""
     for item in items:
         if "tests/infra/" in item.nodeid or item.nodeid.startswith("infra/"):

@@ -179,3 +179,46 @@ def test_attempt_started_by_a_dispatcher_that_died_is_adopted_not_relaunched(
     assert marker.read_text() == "x"  # launched exactly once
     assert services.queue.get(job.id).attempts == 1
 
+
+
+@pytest.mark.parametrize("warm_up_fails", [False, True])
+def test_ticks_start_before_the_warm_up_ends_and_go_on_if_it_fails(
+        services: Services, warm_up_fails: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """The dispatcher readies the tracking store beside its first ticks, not before them: a
+    job is launched while the warm-up still runs, and a failed warm-up stops nothing."""
+    import threading
+
+    from app.bench.queue import RecordingExecutor
+
+    release, warm_up_done = threading.Event(), threading.Event()
+
+    def warm_up() -> None:
+        release.wait(timeout=60)
+        warm_up_done.set()
+        if warm_up_fails:
+            raise RuntimeError("no tracking store")
+
+    executor = RecordingExecutor(finish_at_once=True)
+    d = Dispatcher(services.engine, executor, Lease(services.engine, "warm-up", 30),
+                   warm_up=warm_up)
+    first = services.queue.submit("before the warm-up ends")
+    reports: list[TickReport] = []
+    scheduler = d.start_background(0.1, reports.append)
+    try:
+        deadline = time.monotonic() + 60
+        while first.id not in executor.launched:
+            assert time.monotonic() < deadline, "nothing was launched during the warm-up"
+            time.sleep(0.05)
+        assert not warm_up_done.is_set()
+        release.set()
+        assert warm_up_done.wait(timeout=60)
+        second = services.queue.submit("after it")
+        while second.id not in executor.launched:
+            assert time.monotonic() < deadline, "the dispatcher stopped after its warm-up"
+            time.sleep(0.05)
+    finally:
+        release.set()
+        d.stop_background(scheduler)
+    failures = [r.getMessage() for r in caplog.records if "warming up" in r.getMessage()]
+    assert failures == (["warming up the dispatcher failed: no tracking store"]
+                        if warm_up_fails else [])

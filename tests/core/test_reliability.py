@@ -64,17 +64,30 @@ def _dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _kill_dispatchers(env: dict[str, str], kills: int, rng: random.Random,
-                      alive_s: tuple[float, float], interval: str, finish_within_s: float) -> int:
-    """Starts a dispatcher process and SIGKILLs it after a random while, ``kills`` times,
-    then runs one to idle; returns the number of kills."""
+def _kill_dispatchers(env: dict[str, str], engine, launches: Path,  # type: ignore[no-untyped-def]
+                      kills: int, rng: random.Random, alive_s: tuple[float, float],
+                      interval: str, finish_within_s: float) -> tuple[int, int]:
+    """Starts a dispatcher process and SIGKILLs it a random while after it takes the lease
+    (so at a random moment of its ticks, not of its start-up), ``kills`` times, then runs one
+    to idle. Returns the number of kills and of jobs launched before the last kill."""
     for _ in range(kills):
         proc = _dispatcher(env, "--interval", interval)
+        deadline = time.monotonic() + 120
+        while _holder_pid(engine) != proc.pid:
+            assert proc.poll() is None, "a dispatcher exited before it led"
+            assert time.monotonic() < deadline, "a dispatcher never took the lease"
+            time.sleep(0.02)
         time.sleep(rng.uniform(*alive_s))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    launched_while_killing = len(_launches(launches))
     _dispatcher(env, "--interval", interval, "--exit-when-idle").wait(timeout=finish_within_s)
-    return kills
+    return kills, launched_while_killing
+
+
+def _launches(path: Path) -> Counter[int]:
+    return Counter(int(line) for line in path.read_text().split()) if path.exists() \
+        else Counter()
 
 
 def _what_happened(engine, ids: list[int], launches: Path):  # type: ignore[no-untyped-def]
@@ -82,9 +95,7 @@ def _what_happened(engine, ids: list[int], launches: Path):  # type: ignore[no-u
     with Session(engine) as s:
         jobs = s.exec(select(Job).where(Job.id.in_(ids))).all()
         events = s.exec(select(JobEvent)).all()
-    launched = Counter(int(line) for line in launches.read_text().split()) \
-        if launches.exists() else Counter()
-    return jobs, events, Counter(j.state for j in jobs), launched
+    return jobs, events, Counter(j.state for j in jobs), _launches(launches)
 
 
 def _each_ended_once(jobs: list[Job], events: list[JobEvent]) -> None:
@@ -114,16 +125,21 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
         ["urgent", "normal", "background"])} for i in range(100)])
 
     started = time.monotonic()
-    kills = _kill_dispatchers(env, 25, random.Random(7), (0.3, 2.0), "0.1", finish_within_s=300)
+    # Killed 0-1.5 s into its leadership, while the jobs (0.1-0.6 s each) run.
+    kills, launched_while_killing = _kill_dispatchers(
+        env, engine, launches, 20, random.Random(7), (0.0, 1.5), "0.1", finish_within_s=300)
     elapsed = time.monotonic() - started
 
     jobs, events, states, launched = _what_happened(engine, ids, launches)
     adopted = sum(1 for e in events if "found again" in e.reason)
     requeued = sum(1 for e in events if "stopped before launching" in e.reason)
-    print(f"\n[reliability-1] {backend}: {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: {dict(states)}; "
+    print(f"\n[reliability-1] {backend}: {kills} SIGKILLs over {elapsed:.1f}s, 100 jobs: "
+          f"{dict(states)}; {launched_while_killing} launched by dispatchers later killed; "
           f"launches per job {set(launched.values())}; adopted after restart {adopted}; "
           f"claimed-but-unlaunched returned to queue {requeued}")
     assert kills >= 20
+    # The kills hit dispatchers at work, not only ones still starting up.
+    assert launched_while_killing >= 20, launched_while_killing
     assert states == {"succeeded": 100}
     assert set(launched) == set(ids), "a job was lost"
     assert all(n == 1 for n in launched.values()), "a job was launched twice"
@@ -158,13 +174,15 @@ def test_dispatcher_killed_20_times_with_30_real_training_jobs(
                               for i in range(30)])
 
     started = time.monotonic()
-    kills = _kill_dispatchers(env, 20, random.Random(11), (0.5, 4.0), "0.2", finish_within_s=1200)
+    kills, launched_while_killing = _kill_dispatchers(
+        env, engine, launches, 20, random.Random(11), (0.5, 4.0), "0.2", finish_within_s=1200)
     elapsed = time.monotonic() - started
 
     jobs, events, states, launched = _what_happened(engine, ids, launches)
     adopted = sum(1 for e in events if "found again" in e.reason)
     print(f"\n[reliability-chaos] {backend}: {kills} SIGKILLs, 30 real training jobs, "
-          f"{elapsed:.0f} s: {dict(states)}; launches per job {set(launched.values())}; "
+          f"{elapsed:.0f} s: {dict(states)}; {launched_while_killing} launched by dispatchers "
+          f"later killed; launches per job {set(launched.values())}; "
           f"adopted after restart {adopted}")
     assert states == {"succeeded": 30}, [(j.id, j.state, j.reason) for j in jobs
                                          if j.state != "succeeded"]
