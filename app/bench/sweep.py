@@ -176,8 +176,8 @@ def through_dispatcher(trials: int, warm: bool) -> list[float]:
     if len(jobs) != trials or any(j.state != "succeeded" for j in jobs):
         raise OppenError(f"the benchmark's sweep did not finish: "
                          f"{[(j.id, j.state) for j in jobs]}")
-    # The first trial also waits for the dispatcher's start (its stores made, and, warm, its
-    # server's imports).
+    # The first trial also waits for the dispatcher's start, for the tracking store to be
+    # made and, warm, for its server's imports.
     return [(j.finished_at - j.created_at).total_seconds() for j in jobs]
 
 
