@@ -505,7 +505,8 @@ class Dispatcher:
         if self.warm_up is not None:
             # Importing MLflow and creating a fresh store take seconds; ticking at once, with
             # the warm-up beside it, starts (and restarts) dispatching that much sooner.
-            threading.Thread(target=self._warm_up, name="dispatcher-warm-up", daemon=True).start()
+            threading.Thread(target=_warm_up, args=(self.warm_up,), name="dispatcher-warm-up",
+                             daemon=True).start()
 
         def job() -> None:
             try:
@@ -524,13 +525,6 @@ class Dispatcher:
                           next_run_time=datetime.now(UTC))  # first tick at once
         scheduler.start()
         return scheduler
-
-    def _warm_up(self) -> None:
-        assert self.warm_up is not None
-        try:
-            self.warm_up()
-        except Exception as exc:  # noqa: BLE001 - a tick that needs it reports the error
-            log.warning("warming up the dispatcher failed: %s", exc)
 
     def stop_background(self, scheduler: Any) -> None:
         """Waits for a tick in progress, then gives up leadership at once."""
@@ -557,3 +551,10 @@ class Dispatcher:
             self.stop_background(scheduler)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _warm_up(warm_up: WarmUp) -> None:
+    try:
+        warm_up()
+    except Exception as exc:  # noqa: BLE001 - a tick that needs it reports the error
+        log.warning("warming up the dispatcher failed: %s", exc)

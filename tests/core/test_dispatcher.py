@@ -180,7 +180,6 @@ def test_attempt_started_by_a_dispatcher_that_died_is_adopted_not_relaunched(
     assert services.queue.get(job.id).attempts == 1
 
 
-
 @pytest.mark.parametrize("warm_up_fails", [False, True])
 def test_ticks_start_before_the_warm_up_ends_and_go_on_if_it_fails(
         services: Services, warm_up_fails: bool, caplog: pytest.LogCaptureFixture) -> None:
