@@ -25,7 +25,7 @@ from sqlmodel import Session, col, func, select
 from app.core import admission_pause
 from app.core.admission import Limits
 from app.core.errors import StaleStateError
-from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase
+from app.core.executors.base import ExecStatus, Executor, LaunchError, Phase, StartUnderWay
 from app.core.failures import Failure, FailureKind, backoff_until, classify
 from app.core.lease import LEASE_NAME, LeadershipLost, Lease
 from app.core.models import DispatcherLease, Job, JobAttempt, JobEvent
@@ -239,7 +239,10 @@ class Dispatcher:
     def _reconcile_one(self, s: Session, job: Job, report: TickReport) -> None:
         if job.executor_ref is None:
             # Claimed, and perhaps started, by a dispatcher that died before recording it.
-            ref = self.executor.find(job)
+            try:
+                ref = self.executor.find(job)
+            except StartUnderWay:
+                return  # neither adopted nor requeued yet: a later tick asks again
             if ref is None:
                 self._move(s, job, JobState.QUEUED, "dispatcher stopped before launching it")
                 job.attempts = max(0, job.attempts - 1)  # the attempt never began

@@ -221,3 +221,23 @@ def test_ticks_start_before_the_warm_up_ends_and_go_on_if_it_fails(
     failures = [r.getMessage() for r in caplog.records if "warming up" in r.getMessage()]
     assert failures == (["warming up the dispatcher failed: no tracking store"]
                         if warm_up_fails else [])
+
+
+def test_a_start_still_under_way_is_neither_adopted_nor_requeued(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A dispatcher that died after starting a runner, found by one whose wait for the
+    runner's pid file ends first (a loaded machine): a young log says "ask again later", not
+    "never started" (which launched the job twice under the SIGKILL test)."""
+    from app.core.executors.base import StartUnderWay
+    from app.core.executors.local import LocalExecutor
+
+    executor = LocalExecutor(tmp_path, {}, max_wait_s=0.3)
+    job = Job(id=7, name="j", attempts=1)
+    log_path, _, pid_path = executor.paths(job)
+    assert executor.find(job) is None  # no log: the start never happened
+    log_path.write_text("")
+    with pytest.raises(StartUnderWay):
+        executor.find(job)
+    os.utime(log_path, (time.time() - 60, time.time() - 60))
+    assert executor.find(job) is None  # a log long without a pid file: the start failed
+    pid_path.write_text(json.dumps({"pid": os.getpid(), "start": None}))
+    assert json.loads(executor.find(job) or "{}")["pid"] == os.getpid()

@@ -90,6 +90,10 @@ def test_the_next_attempt_resumes_from_the_latest_checkpoint(
         uninterrupted: dict[str, torch.Tensor]) -> None:
     services.settings.retry_backoff_s = 0.2
     dispatcher = services.dispatcher()
+    # The tracking store made (and MLflow imported) before the job starts, as a running
+    # dispatcher's warm-up does: otherwise the first tick that reads the job's progress
+    # imports MLflow, and on a loaded machine the 6-second job can end within that tick.
+    services.tracker.experiment_id()
     job = services.queue.submit(f"resume after {how}", CONFIG)
     _wait_for_checkpoints(services, dispatcher, job.id, 2)
     ref = services.queue.get(job.id).executor_ref

@@ -41,6 +41,12 @@ class LaunchError(Exception):
         self.retryable = retryable
 
 
+class StartUnderWay(Exception):
+    """``find`` cannot tell yet whether an attempt started: its start may still be under way
+    (a local runner that has not written its pid file). Ask again on a later tick; deciding
+    "never started" now would launch the job a second time."""
+
+
 class Executor(Protocol):
     name: str
 
@@ -50,8 +56,9 @@ class Executor(Protocol):
 
     def find(self, job: Job) -> str | None:
         """The reference of the job's current attempt if it was started (by a dispatcher
-        that died before recording it), else None. Every attempt has a name derived from
-        the job id and attempt number, so this never confuses attempts."""
+        that died before recording it), else None; raises StartUnderWay while that cannot be
+        told yet. Every attempt has a name derived from the job id and attempt number, so
+        this never confuses attempts."""
         ...
 
     def poll(self, ref: str) -> ExecStatus: ...

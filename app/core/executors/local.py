@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.executors.base import ExecStatus, Phase
+from app.core.executors.base import ExecStatus, Phase, StartUnderWay
 from app.core.models import Job
 
 
@@ -156,16 +156,19 @@ class LocalExecutor:
 
     def find(self, job: Job, startup_grace_s: float = 30.0) -> str | None:
         """The attempt's runner writes its pid file first thing; a log file without one
-        means a start may still be under way, so wait for it a little."""
+        means a start may still be under way, so wait for it a little (at most max_wait_s
+        in this call), and raise StartUnderWay while the log is younger than
+        ``startup_grace_s``: a runner slow to start on a loaded machine is not a start that
+        never happened."""
         log_path, status_path, pid_path = self.paths(job)
-        startup_grace_s = min(startup_grace_s, self.max_wait_s)
-        deadline = time.monotonic() + startup_grace_s
+        deadline = time.monotonic() + min(startup_grace_s, self.max_wait_s)
         while not pid_path.exists():
-            if not log_path.exists() or time.monotonic() > deadline:
+            if not log_path.exists():
                 return None
-            age = time.time() - log_path.stat().st_mtime
-            if age > startup_grace_s:
+            if time.time() - log_path.stat().st_mtime > startup_grace_s:
                 return None
+            if time.monotonic() > deadline:
+                raise StartUnderWay(f"job {job.id}'s attempt may still be starting")
             time.sleep(0.2)
         info = json.loads(pid_path.read_text())
         return self._ref(int(info["pid"]), info.get("start"), status_path, log_path)
