@@ -100,10 +100,11 @@ class TrainConfig:
     hidden: int = _h(16, "Width of the per-entity encoders and scorers", min=1, max=4096)
     host_layers: str = _h("auto", "How the per-entity layers run (place's hosts; pick's jobs; "
                           "hierarchical's jobs and hosts). fused: simrs's Rust forward and "
-                          "backward pass (CPU only, hidden up to 128; pick_context runs in "
-                          "PyTorch); torch: PyTorch's layers; auto: fused on a CPU for place "
-                          "and hierarchical, torch for pick (as its shipped recipes were "
-                          "trained) and on CUDA")
+                          "backward pass (CPU only, hidden up to 128; for pick the whole "
+                          "minibatch and rollout step; pick_context runs in PyTorch); "
+                          "torch: PyTorch's layers; auto: fused on a CPU for place and "
+                          "hierarchical, torch for pick (as its shipped recipes were trained) "
+                          "and on CUDA")
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")

@@ -23,10 +23,11 @@ def use_fused(host_layers: str, mode: str, hidden: int, device: torch.device) ->
     `place`, entity_layers.py's for `pick` and `hierarchical`): asked for, or `auto` on a
     CPU with a width it supports, in the modes where it is the faster.
 
-    `auto` leaves `pick` in PyTorch: its layers there are matmuls over the window's packed
-    jobs, which PyTorch's BLAS runs about as fast as the fused pass runs them one job at a
-    time (`oppen bench train --mode pick`: docs/benchmarks.md), and the shipped pick
-    recipes were trained through PyTorch, so their commands still repeat them."""
+    `auto` leaves `pick` in PyTorch: the shipped pick recipes were trained, and their
+    checkpoints scored, through PyTorch's layers, so their commands still repeat them.
+    `fused` trains `pick` through simrs's whole minibatch and rollout step
+    (pick_update.py): faster with two threads or more, level with PyTorch on one
+    (`oppen bench train --mode pick`: docs/benchmarks.md)."""
     if device.type != "cpu":
         return False
     if host_layers == "fused":

@@ -100,7 +100,7 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return action
 
 
-def _fused_on(policy: MaskedPolicy, obs: torch.Tensor) -> bool:
+def fused_on(policy: MaskedPolicy, obs: torch.Tensor) -> bool:
     """Whether this call goes through simrs's fused pass: the policy asked for it, and the
     batch is float32 on a CPU."""
     return bool(getattr(policy, "fused", False)) and obs.device.type == "cpu" \
@@ -177,12 +177,12 @@ class PlacePolicy(MaskedPolicy):
         return logits, self.value_head(torch.cat([pooled, job_emb], dim=-1)).squeeze(-1)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)[0]
         return self._logits(*self._encode(obs), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             # No host allowed: the fused pass then only encodes the hosts for the mean.
             nothing = torch.zeros(obs.shape[0], (obs.shape[1] - PLACE_JOB_FEATURES)
                                   // HOST_FEATURES, dtype=torch.bool)
@@ -190,7 +190,7 @@ class PlacePolicy(MaskedPolicy):
         return self._value(*self._encode(obs))
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)
         host_emb, job_emb = self._encode(obs)
         return self._logits(host_emb, job_emb, mask), self._value(host_emb, job_emb)
@@ -291,17 +291,27 @@ class PickPolicy(MaskedPolicy):
         return logits.masked_fill(~mask, MASKED_LOGIT), value
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)[0]
         return self._logits(self._embed(self._jobs(obs), mask), mask)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, None)[1]
         return self.value_head(self._embed(self._jobs(obs)).pooled).squeeze(-1)
 
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, mask: torch.Tensor, uniforms: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not fused_on(self, obs):
+            return super().sample(obs, mask, uniforms)
+        # On the fused layers a rollout step is one call into simrs, the same draw.
+        from app.training.pick_update import fused_sample
+
+        return fused_sample(self, obs, mask, uniforms)
+
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)
         slots = self._embed(self._jobs(obs), mask)
         return self._logits(slots, mask), self.value_head(slots.pooled).squeeze(-1)
@@ -386,12 +396,12 @@ class HierarchicalPolicy(MaskedPolicy):
         return out.masked_fill(~mask, MASKED_LOGIT), value
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)
         return self.logits(obs, mask), self.value(obs)
 
     def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, mask)[0]
         phase, chosen, hosts, jobs = self._split(obs)
         job_logits = self.job_scorer(torch.relu(self.job_encoder(with_logs(jobs)))).squeeze(-1)
@@ -406,7 +416,7 @@ class HierarchicalPolicy(MaskedPolicy):
         return out.masked_fill(~mask, MASKED_LOGIT)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if _fused_on(self, obs):
+        if fused_on(self, obs):
             return self._fused_heads(obs, None)[1]
         phase, _chosen, hosts, jobs = self._split(obs)
         filled = (jobs[..., 7] > 0).float().unsqueeze(-1)

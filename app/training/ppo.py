@@ -28,7 +28,7 @@ import torch
 from torch import nn, optim
 
 from app.core.errors import ConfigError, OppenError
-from app.training import allocator, checkpoint, distributed, host_layers, imitation
+from app.training import allocator, checkpoint, distributed, host_layers, imitation, pick_update
 from app.training.config import TrainConfig
 from app.training.distributed import SOLO, Workers
 from app.training.gae import compute_gae
@@ -87,6 +87,29 @@ def _episode_means(episodes: list[tuple[float, dict[str, float]]]) -> dict[str, 
             "charts/avg_bounded_slowdown": metric("mean_bounded_slowdown"),
             "charts/utilization": metric("utilization"),
             "charts/episodes": float(len(episodes))}
+
+
+def minibatch_loss(policy: MaskedPolicy, obs: torch.Tensor, mask: torch.Tensor,
+                   actions: torch.Tensor, old_logprobs: torch.Tensor, adv: torch.Tensor,
+                   targets: torch.Tensor, cfg: TrainConfig,
+                   size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's loss on a minibatch's rows, the sums over them divided by the whole minibatch's
+    `size`, and the sums `[policy, value, entropy, approx_kl, clipped]` (detached)."""
+    # The stored mask makes the new log-prob comparable with the old one.
+    _, newlogprob, entropy, newvalue = policy.act(obs, mask, actions)
+    logratio = newlogprob - old_logprobs
+    ratio = logratio.exp()
+    pg_sum = torch.max(
+        -adv * ratio,
+        -adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
+    ).sum()
+    v_sum = 0.5 * ((newvalue - targets) ** 2).sum()
+    entropy_sum = entropy.sum()
+    loss = (pg_sum - cfg.ent_coef * entropy_sum + cfg.vf_coef * v_sum) / size
+    with torch.no_grad():
+        sums = torch.stack([pg_sum, v_sum, entropy_sum, ((ratio - 1) - logratio).sum(),
+                            ((ratio - 1.0).abs() > cfg.clip_coef).float().sum()])
+    return loss, sums
 
 
 class Trainer:
@@ -388,6 +411,10 @@ class Trainer:
         workers, the gradient is the minibatch mean's as one worker computes it."""
         cfg, workers = self.cfg, self.workers
         params = [p for p in self.policy.parameters() if p.requires_grad]
+        # A pick policy on the fused layers computes each minibatch's loss and gradients in
+        # simrs (pick_update.py); every other policy through autograd, below.
+        fused = pick_update.fused_update(self.policy, b_obs, b_mask, b_actions, b_logprobs,
+                                         b_targets)
         indices = np.arange(cfg.batch_size)
         clipfracs: list[float] = []
         approx_kl = pg_loss = v_loss = entropy_loss = 0.0
@@ -407,25 +434,15 @@ class Trainer:
                 mb = torch.as_tensor(local, device=self.device)
                 self.optimizer.zero_grad()
                 stats = torch.zeros(5, device=self.device)  # policy, value, entropy, kl, clipped
-                if len(local):
-                    # The stored mask makes the new log-prob comparable with the old one.
-                    _, newlogprob, entropy, newvalue = self.policy.act(b_obs[mb], b_mask[mb],
-                                                                       b_actions[mb])
-                    logratio = newlogprob - b_logprobs[mb]
-                    ratio = logratio.exp()
-                    pg_sum = torch.max(
-                        -mb_adv * ratio,
-                        -mb_adv * torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef),
-                    ).sum()
-                    v_sum = 0.5 * ((newvalue - b_targets[mb]) ** 2).sum()
-                    entropy_sum = entropy.sum()
-                    loss = (pg_sum - cfg.ent_coef * entropy_sum + cfg.vf_coef * v_sum) / size
+                if len(local) and fused is not None:
+                    stats += fused.minibatch(local, mb_adv, cfg.clip_coef, cfg.ent_coef,
+                                             cfg.vf_coef, size)
+                elif len(local):
+                    loss, sums = minibatch_loss(self.policy, b_obs[mb], b_mask[mb],
+                                                b_actions[mb], b_logprobs[mb], mb_adv,
+                                                b_targets[mb], cfg, size)
                     loss.backward()
-                    with torch.no_grad():
-                        stats += torch.stack([
-                            pg_sum.detach(), v_sum.detach(), entropy_sum.detach(),
-                            ((ratio - 1) - logratio).sum(),
-                            ((ratio - 1.0).abs() > cfg.clip_coef).float().sum()])
+                    stats += sums
                 if workers.world > 1:
                     began = time.perf_counter()
                     self._sum_gradients(params, stats)

@@ -15,23 +15,7 @@ from app.training.config import TrainConfig
 from app.training.policy import HierarchicalPolicy, MaskedPolicy, PickPolicy
 from app.training.ppo import Trainer
 from tests.support.paths import REPO
-
-
-def _rollout(mode: str, rows: int, seed: int, **options: object) -> tuple[torch.Tensor,
-                                                                           torch.Tensor]:
-    """`rows` observations and masks of `mode`'s environments under random allowed actions:
-    queues of every length, and for hierarchical both phases."""
-    envs = simrs.BatchEnv(mode, 16, TrainConfig(num_hosts=12).workload(), seed, **options)
-    rng = np.random.default_rng(seed)
-    obs, mask = envs.reset(seed)
-    seen_obs, seen_mask = [], []
-    while sum(len(o) for o in seen_obs) < rows:
-        seen_obs.append(obs.copy())
-        seen_mask.append(mask.copy())
-        actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
-        obs, mask, _r, _d, _ended = envs.step(actions)
-    return (torch.as_tensor(np.concatenate(seen_obs)[:rows]),
-            torch.as_tensor(np.concatenate(seen_mask)[:rows]).bool())
+from tests.support.rollouts import random_rollout
 
 
 def _pair(make: type[MaskedPolicy], seed: int, **kw: object) -> tuple[MaskedPolicy,
@@ -70,7 +54,7 @@ def _assert_same(reference: MaskedPolicy, fused: MaskedPolicy, obs: torch.Tensor
 @pytest.mark.parametrize(("hidden", "rows"), [(32, 1), (5, 200), (40, 1500)])
 def test_fused_pick_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows: int) -> None:
     # 1 and 200 rows run on the calling thread, 1,500 across rayon's threads.
-    obs, mask = _rollout("pick", rows, seed=hidden, window=32)
+    obs, mask = random_rollout("pick", rows, seed=hidden, window=32)
     assert bool((obs.reshape(rows, 32, 8)[..., 7] > 0).any())  # some queue to score
     reference, fused = _pair(PickPolicy, seed=hidden, hidden=hidden)
     _assert_same(reference, fused, obs, mask)
@@ -79,7 +63,7 @@ def test_fused_pick_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows
 @pytest.mark.parametrize(("hidden", "rows"), [(16, 1), (24, 300), (64, 900)])
 def test_fused_hierarchical_layers_give_pytorchs_outputs_and_gradients(hidden: int,
                                                                          rows: int) -> None:
-    obs, mask = _rollout("hierarchical", rows, seed=hidden, window=24)
+    obs, mask = random_rollout("hierarchical", rows, seed=hidden, window=24)
     if rows > 1:
         assert {0.0, 1.0} <= set(obs[:, 0].tolist())  # both phases
     reference, fused = _pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden)

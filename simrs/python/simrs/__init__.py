@@ -10,6 +10,7 @@ from simrs._simrs import (
     EpisodeOverError,
     InvalidActionError,
     InvariantError,
+    PickBatch,
     PlaceHostLayers,
     PlaceNet,
     SimrsError,
@@ -18,6 +19,7 @@ from simrs._simrs import (
     VecEnv,
     __version__,
     load_trace,
+    pick_sample,
     replay_compat,
     replay_trace,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "InvalidActionError",
     "InvariantError",
     "EntityLayers",
+    "PickBatch",
     "PlaceHostLayers",
     "PlaceNet",
     "SimrsError",
@@ -63,6 +66,7 @@ __all__ = [
     "VecEnv",
     "__version__",
     "load_trace",
+    "pick_sample",
     "replay_compat",
     "replay_trace",
 ]

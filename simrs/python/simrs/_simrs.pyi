@@ -82,6 +82,16 @@ class EntityLayers:
                  ) -> tuple[list[float], list[float], list[float], list[float], list[float],
                             list[float], float]: ...
 
+class PickBatch:
+    """A `pick` PPO update's batch, packed once; each minibatch's loss and gradients in one
+    call, in Rust."""
+    rows: int
+    def __init__(self, obs: np.ndarray, mask: np.ndarray, actions: np.ndarray,
+                 old_logprob: np.ndarray, targets: np.ndarray) -> None: ...
+    def minibatch(self, weights: dict[str, np.ndarray], rows: np.ndarray, adv: np.ndarray,
+                  clip: float, ent_coef: float, vf_coef: float, size: float,
+                  ) -> tuple[dict[str, list[float]], list[float]]: ...
+
 class VecEnv:
     num_envs: int
     obs_dim: int
@@ -96,3 +106,7 @@ class VecEnv:
              episodes: np.ndarray) -> None: ...
     def reset(self, seed: int) -> None: ...
     def step(self, actions: np.ndarray) -> list[int]: ...
+
+def pick_sample(weights: dict[str, np.ndarray], obs: np.ndarray, mask: np.ndarray,
+                uniforms: np.ndarray, actions: np.ndarray, logprobs: np.ndarray,
+                values: np.ndarray) -> None: ...

@@ -205,6 +205,16 @@ impl EntityLayers {
         })
     }
 
+    /// The hidden size the layers were built with.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The number of inputs each entity has.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     /// The batch's row count, every buffer checked against the entities and the rows.
     fn check(&self, entities: &Entities<'_>, per_entity: &[(&str, usize)],
              per_row: &[(&str, usize)]) -> SimResult<usize> {
@@ -325,13 +335,18 @@ impl EntityLayers {
         for run in &runs {
             total.add(run);
         }
-        // Back to PyTorch's [out][in] layout, the padding dropped.
+        Ok(self.grads_from(&total))
+    }
+
+    /// Summed gradients back in PyTorch's `[out][in]` layout, the padding dropped.
+    fn grads_from(&self, total: &Sums) -> EntityLayerGrads {
+        let (h, width, inputs) = (self.hidden, self.width, self.inputs);
         let unpad = |by_input: &[f32], ins: usize| -> Vec<f32> {
             (0..h)
                 .flat_map(|o| (0..ins).map(move |i| by_input[i * width + o]))
                 .collect()
         };
-        Ok(EntityLayerGrads {
+        EntityLayerGrads {
             w1: unpad(&total.w1, inputs),
             b1: total.b1[..h].to_vec(),
             w2: unpad(&total.w2, h),
@@ -339,7 +354,7 @@ impl EntityLayers {
             ws: unpad(&total.ws, h),
             wo: total.wo[..h].to_vec(),
             bo: total.bo,
-        })
+        }
     }
 
     fn dispatch<P: RunPass>(&self, pass: P) -> P::Out {
@@ -429,11 +444,6 @@ impl EntityLayers {
     fn backward_w<const W: usize, const FMA: bool>(&self, run: BackwardRun<'_>) -> Sums {
         let BackwardRun { entities, share, g_logits, g_pooled, g_share, mut sums } = run;
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
-        // No gradient for the inputs themselves: they are observations.
-        let (w2_by_output, ws_by_output) = (
-            self.w2_by_output.as_chunks::<W>().0,
-            self.ws_by_output.as_chunks::<W>().0,
-        );
         let base = entities.offsets[0] as usize;
         let rows = share.as_chunks::<W>().0.iter().zip(g_pooled.as_chunks::<W>().0);
         let g_shares = g_share.as_chunks_mut::<W>().0;
@@ -447,54 +457,208 @@ impl EntityLayers {
                 if !scored && weight == 0.0 {
                     continue; // no gradient reaches this entity
                 }
+                // The forward's vectors again, recomputed: the forward was another call
+                // (`train` keeps them instead).
                 let x = &entities.x[i * self.inputs..(i + 1) * self.inputs];
                 let (a, e) = self.encode::<W, FMA>(x);
-                let (a_nonzero, e_nonzero) = (nonzero(&a), nonzero(&e));
-                let mut g_e = [0.0f32; W];
-                for k in 0..W {
-                    g_e[k] = weight * g_pool[k];
-                }
-                if scored {
-                    let g_logit = g_logits[i];
-                    let z = self.score::<W, FMA>(&e, &e_nonzero, share);
-                    sums.bo += g_logit;
-                    let wo_sums: &mut [f32; W] = sums.wo.as_mut_slice().try_into().expect("padded");
-                    axpy::<W, FMA>(wo_sums, g_logit, &z);
-                    let mut g_z = [0.0f32; W];
-                    for k in 0..W {
-                        g_z[k] = if z[k] > 0.0 { g_logit * wo[k] } else { 0.0 };
-                        g_share_sum[k] += g_z[k];
-                    }
-                    let ws_sums = sums.ws.as_chunks_mut::<W>().0;
-                    for &j in e_nonzero.indices() {
-                        axpy::<W, FMA>(&mut ws_sums[j as usize], e[j as usize], &g_z);
-                    }
-                    let back = sparse_matvec::<W, FMA>(&g_z, &nonzero(&g_z), ws_by_output);
-                    for k in 0..W {
-                        g_e[k] += back[k];
-                    }
-                }
-                for k in 0..W {
-                    g_e[k] = if e[k] > 0.0 { g_e[k] } else { 0.0 };
-                    sums.b2[k] += g_e[k];
-                }
-                let w2_sums = sums.w2.as_chunks_mut::<W>().0;
-                for &j in a_nonzero.indices() {
-                    axpy::<W, FMA>(&mut w2_sums[j as usize], a[j as usize], &g_e);
-                }
-                // g_e is zero wherever e is: the same indices.
-                let mut g_a = sparse_matvec::<W, FMA>(&g_e, &e_nonzero, w2_by_output);
-                for k in 0..W {
-                    g_a[k] = if a[k] > 0.0 { g_a[k] } else { 0.0 };
-                    sums.b1[k] += g_a[k];
-                }
-                for (xi, sum) in x.iter().zip(sums.w1.as_chunks_mut::<W>().0) {
-                    axpy::<W, FMA>(sum, *xi, &g_a);
-                }
+                let z = scored.then(|| self.score::<W, FMA>(&e, &nonzero(&e), share));
+                let hidden = Hidden { x, a: &a, e: &e, z: z.as_ref().map(|z| (g_logits[i], z)) };
+                self.backward_entity::<W, FMA>(hidden, weight, g_pool, &wo, &mut sums, &mut g_share_sum);
             }
             *g_share = g_share_sum;
         }
         sums
+    }
+
+    /// One entity's share of the backward pass, from its inputs and hidden vectors, its
+    /// weight in the pooled sum and the pooled sum's gradient: adds to the weights' sums and
+    /// to its row's `share` gradient.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn backward_entity<const W: usize, const FMA: bool>(&self, hidden: Hidden<'_, W>, weight: f32,
+                                                        g_pool: &[f32; W], wo: &[f32; W],
+                                                        sums: &mut Sums,
+                                                        g_share_sum: &mut [f32; W]) {
+        let Hidden { x, a, e, z } = hidden;
+        // No gradient for the inputs themselves: they are observations.
+        let (w2_by_output, ws_by_output) = (
+            self.w2_by_output.as_chunks::<W>().0,
+            self.ws_by_output.as_chunks::<W>().0,
+        );
+        let (a_nonzero, e_nonzero) = (nonzero(a), nonzero(e));
+        let mut g_e = [0.0f32; W];
+        for k in 0..W {
+            g_e[k] = weight * g_pool[k];
+        }
+        if let Some((g_logit, z)) = z {
+            sums.bo += g_logit;
+            let wo_sums: &mut [f32; W] = sums.wo.as_mut_slice().try_into().expect("padded");
+            axpy::<W, FMA>(wo_sums, g_logit, z);
+            let mut g_z = [0.0f32; W];
+            for k in 0..W {
+                g_z[k] = if z[k] > 0.0 { g_logit * wo[k] } else { 0.0 };
+                g_share_sum[k] += g_z[k];
+            }
+            let ws_sums = sums.ws.as_chunks_mut::<W>().0;
+            for &j in e_nonzero.indices() {
+                axpy::<W, FMA>(&mut ws_sums[j as usize], e[j as usize], &g_z);
+            }
+            let back = sparse_matvec::<W, FMA>(&g_z, &nonzero(&g_z), ws_by_output);
+            for k in 0..W {
+                g_e[k] += back[k];
+            }
+        }
+        for k in 0..W {
+            g_e[k] = if e[k] > 0.0 { g_e[k] } else { 0.0 };
+            sums.b2[k] += g_e[k];
+        }
+        let w2_sums = sums.w2.as_chunks_mut::<W>().0;
+        for &j in a_nonzero.indices() {
+            axpy::<W, FMA>(&mut w2_sums[j as usize], a[j as usize], &g_e);
+        }
+        // g_e is zero wherever e is: the same indices.
+        let mut g_a = sparse_matvec::<W, FMA>(&g_e, &e_nonzero, w2_by_output);
+        for k in 0..W {
+            g_a[k] = if a[k] > 0.0 { g_a[k] } else { 0.0 };
+            sums.b1[k] += g_a[k];
+        }
+        for (xi, sum) in x.iter().zip(sums.w1.as_chunks_mut::<W>().0) {
+            axpy::<W, FMA>(sum, *xi, &g_a);
+        }
+    }
+
+    /// Forward and backward together, a row at a time: `head` turns each row's logits and
+    /// pooled vector into their gradients (its loss), and the row's entities go back
+    /// through the layers from the vectors kept since its forward, not recomputed. The
+    /// weights' gradients are those `forward`, the head and `backward` give in turn.
+    pub fn train<H: RowHead>(&self, entities: Entities<'_>, share: &[f32], head: &H)
+                             -> SimResult<(EntityLayerGrads, Vec<f32>, H::Acc)> {
+        let rows = self.check(&entities, &[], &[("share", share.len())])?;
+        let (h, width, inputs) = (self.hidden, self.width, self.inputs);
+        let share = pad_rows(share, h, width);
+        let mut g_share_padded = vec![0.0f32; rows * width];
+        let mut tasks = Vec::new();
+        let mut rest = g_share_padded.as_mut_slice();
+        for first in (0..rows).step_by(ROWS_PER_TASK) {
+            let last = (first + ROWS_PER_TASK).min(rows);
+            let (mine, tail) = rest.split_at_mut((last - first) * width);
+            rest = tail;
+            let (lo, hi) = (entities.offsets[first] as usize, entities.offsets[last] as usize);
+            tasks.push(TrainRun {
+                entities: Entities {
+                    x: &entities.x[lo * inputs..hi * inputs],
+                    offsets: &entities.offsets[first..=last],
+                    weight: &entities.weight[lo..hi],
+                    scored: &entities.scored[lo..hi],
+                },
+                first_row: first,
+                share: &share[first * width..last * width],
+                g_share: mine,
+                head,
+            });
+        }
+        let runs: Vec<(Sums, H::Acc)> = if entities.scored.len() < SEQUENTIAL_BELOW {
+            tasks.into_iter().map(|t| self.dispatch(t)).collect()
+        } else {
+            tasks.into_par_iter().map(|t| self.dispatch(t)).collect()
+        };
+        let mut g_share = vec![0.0f32; rows * h];
+        unpad_rows(&g_share_padded, &mut g_share, h, width);
+        let mut total = Sums::zeros(inputs, width);
+        let mut acc = head.start();
+        for (sums, part) in runs {
+            total.add(&sums);
+            head.merge(&mut acc, part);
+        }
+        Ok((self.grads_from(&total), g_share, acc))
+    }
+
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn train_w<const W: usize, const FMA: bool, H: RowHead>(&self, run: TrainRun<'_, H>)
+                                                           -> (Sums, H::Acc) {
+        let TrainRun { entities, first_row, share, g_share, head } = run;
+        let mut sums = Sums::zeros(self.inputs, self.width);
+        let mut acc = head.start();
+        let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
+        let base = entities.offsets[0] as usize;
+        let h = self.hidden;
+        let (mut kept, mut logits, mut g_logits) = (Vec::new(), Vec::new(), Vec::new());
+        let g_shares = g_share.as_chunks_mut::<W>().0;
+        for (r, (share, g_share)) in share.as_chunks::<W>().0.iter().zip(g_shares).enumerate() {
+            let lo = entities.offsets[r] as usize - base;
+            let hi = entities.offsets[r + 1] as usize - base;
+            kept.clear();
+            logits.clear();
+            let mut pooled = [0.0f32; W];
+            for i in lo..hi {
+                let (a, e) = self.encode::<W, FMA>(&entities.x[i * self.inputs..(i + 1) * self.inputs]);
+                axpy::<W, FMA>(&mut pooled, entities.weight[i], &e);
+                let z = if entities.scored[i] != 0 {
+                    self.score::<W, FMA>(&e, &nonzero(&e), share)
+                } else {
+                    [0.0f32; W]
+                };
+                logits.push(if entities.scored[i] != 0 { halving_dot(&z, &wo) + self.bo } else { 0.0 });
+                kept.push((a, e, z));
+            }
+            g_logits.clear();
+            g_logits.resize(hi - lo, 0.0f32);
+            let mut g_pool = [0.0f32; W];
+            head.row(first_row + r, &logits, &pooled[..h], &mut g_logits, &mut g_pool[..h], &mut acc);
+            let mut g_share_sum = [0.0f32; W];
+            for (k, (a, e, z)) in kept.iter().enumerate() {
+                let i = lo + k;
+                let scored = entities.scored[i] != 0 && g_logits[k] != 0.0;
+                let weight = entities.weight[i];
+                if !scored && weight == 0.0 {
+                    continue;
+                }
+                let x = &entities.x[i * self.inputs..(i + 1) * self.inputs];
+                let hidden = Hidden { x, a, e, z: scored.then_some((g_logits[k], z)) };
+                self.backward_entity::<W, FMA>(hidden, weight, &g_pool, &wo, &mut sums, &mut g_share_sum);
+            }
+            *g_share = g_share_sum;
+        }
+        (sums, acc)
+    }
+}
+
+/// An entity's inputs and hidden vectors for its backward pass; `z` (with its logit's
+/// gradient) only when that gradient reaches it.
+struct Hidden<'a, const W: usize> {
+    x: &'a [f32],
+    a: &'a [f32; W],
+    e: &'a [f32; W],
+    z: Option<(f32, &'a [f32; W])>,
+}
+
+/// A row's loss in a training pass (`EntityLayers::train`): from a row's logits (0 where an
+/// entity is not scored) and pooled vector, the gradients of both; anything else the loss
+/// sums (its own weights' gradients, loss totals) goes into an accumulator, one per run of
+/// rows, merged in the rows' order.
+pub trait RowHead: Sync {
+    type Acc: Send;
+    fn start(&self) -> Self::Acc;
+    fn row(&self, row: usize, logits: &[f32], pooled: &[f32], g_logits: &mut [f32],
+           g_pooled: &mut [f32], acc: &mut Self::Acc);
+    fn merge(&self, total: &mut Self::Acc, part: Self::Acc);
+}
+
+/// A run of rows for `train`: its entities, its rows' shares and their gradients' place.
+struct TrainRun<'a, H: RowHead> {
+    entities: Entities<'a>,
+    first_row: usize,
+    share: &'a [f32],
+    g_share: &'a mut [f32],
+    head: &'a H,
+}
+
+impl<H: RowHead> RunPass for TrainRun<'_, H> {
+    type Out = (Sums, H::Acc);
+    #[inline(always)]
+    fn run<const W: usize, const FMA: bool>(self, layers: &EntityLayers) -> Self::Out {
+        layers.train_w::<W, FMA, H>(self)
     }
 }
 
@@ -513,13 +677,43 @@ impl<const W: usize> Nonzero<W> {
     }
 }
 
+/// For each byte of flags, the positions of its set bits, packed from the low byte up.
+const SET_BITS: [u64; 256] = set_bits();
+
+const fn set_bits() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut flags = 0;
+    while flags < 256 {
+        let (mut bit, mut count, mut packed) = (0, 0, 0u64);
+        while bit < 8 {
+            if flags & (1 << bit) != 0 {
+                packed |= (bit as u64) << (8 * count);
+                count += 1;
+            }
+            bit += 1;
+        }
+        table[flags] = packed;
+        flags += 1;
+    }
+    table
+}
+
+/// Eight entries at a time: their nonzero flags as a byte (a vector compare), whose set
+/// bits' positions a table lists. Eight bytes are written whatever the count; the next
+/// group overwrites those past it. The widths are multiples of eight.
 #[inline(always)]
 pub(crate) fn nonzero<const W: usize>(v: &[f32; W]) -> Nonzero<W> {
     let mut at = [0u8; W];
     let mut count = 0;
-    for (j, x) in v.iter().enumerate() {
-        at[count] = j as u8;
-        count += (*x != 0.0) as usize;
+    for (group, chunk) in v.as_chunks::<8>().0.iter().enumerate() {
+        let mut flags = 0usize;
+        for (k, x) in chunk.iter().enumerate() {
+            flags |= usize::from(*x != 0.0) << k;
+        }
+        // The group's first index added to each byte (no byte overflows: W <= 128).
+        let positions = SET_BITS[flags] + (8 * group as u64) * 0x0101_0101_0101_0101;
+        at[count..count + 8].copy_from_slice(&positions.to_le_bytes());
+        count += flags.count_ones() as usize;
     }
     Nonzero { at, count }
 }
@@ -750,6 +944,62 @@ mod tests {
             })
         };
         assert_eq!(run(1), run(3));
+    }
+
+    /// A loss whose gradients read the forward's outputs: g = 0.3 logit - 0.1 and
+    /// 0.2 pooled; it also counts its rows and sums their logits.
+    struct Quadratic;
+
+    impl RowHead for Quadratic {
+        type Acc = (usize, f64);
+        fn start(&self) -> Self::Acc {
+            (0, 0.0)
+        }
+        fn row(&self, _row: usize, logits: &[f32], pooled: &[f32], g_logits: &mut [f32],
+               g_pooled: &mut [f32], acc: &mut Self::Acc) {
+            for (g, l) in g_logits.iter_mut().zip(logits) {
+                *g = 0.3 * l - 0.1;
+            }
+            for (g, p) in g_pooled.iter_mut().zip(pooled) {
+                *g = 0.2 * p;
+            }
+            acc.0 += 1;
+            acc.1 += logits.iter().map(|&l| f64::from(l)).sum::<f64>();
+        }
+        fn merge(&self, total: &mut Self::Acc, part: Self::Acc) {
+            total.0 += part.0;
+            total.1 += part.1;
+        }
+    }
+
+    #[test]
+    fn train_gives_the_bits_of_forward_then_backward() {
+        for (hidden, threads) in [(8, 1), (32, 2), (40, 3)] {
+            let c = case(hidden, 16, 400, 11);
+            let rows = c.offsets.len() - 1;
+            let l = layers(&c.w, c.bo);
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let (trained, reference) = pool.install(|| {
+                let trained = l.train(entities(&c), &c.share, &Quadratic).unwrap();
+                let mut logits = vec![0.0; c.scored.len()];
+                let mut pooled = vec![0.0; rows * hidden];
+                l.forward(entities(&c), &c.share, &mut logits, &mut pooled).unwrap();
+                let g_logits: Vec<f32> = logits.iter().zip(&c.scored)
+                    .map(|(l, &s)| if s != 0 { 0.3 * l - 0.1 } else { 0.0 })
+                    .collect();
+                let g_pooled: Vec<f32> = pooled.iter().map(|p| 0.2 * p).collect();
+                let mut g_share = vec![0.0; rows * hidden];
+                let grads = l.backward(entities(&c), &c.share, &g_logits, &g_pooled, &mut g_share)
+                    .unwrap();
+                (trained, (grads, g_share, logits))
+            });
+            let (grads, g_share, (count, logit_sum)) = trained;
+            assert_eq!(grads, reference.0, "hidden {hidden}");
+            assert_eq!(g_share, reference.1, "hidden {hidden}");
+            assert_eq!(count, rows);
+            let expected: f64 = reference.2.iter().map(|&l| f64::from(l)).sum();
+            assert!((logit_sum - expected).abs() < 1e-6 * expected.abs().max(1.0));
+        }
     }
 
     #[test]

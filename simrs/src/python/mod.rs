@@ -1,5 +1,5 @@
 //! The PyO3 binding layer, split as tokenizers splits its bindings: errors, buffers, envs,
-//! nets and replay. Argument conversion, buffer access and error mapping only: every rule lives
+//! nets, pick and replay. Argument conversion, buffer access and error mapping only: every rule lives
 //! in the pure-Rust core. Observations, masks, rewards and dones are written straight into
 //! caller-owned NumPy arrays through the buffer protocol (no copies, no per-element Python
 //! objects), and stepping releases the GIL.
@@ -8,6 +8,7 @@ mod buffers;
 mod envs;
 mod errors;
 mod nets;
+mod pick;
 mod replay;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 use envs::{Env, VecEnv};
 use errors::{ConfigError, EpisodeOverError, InvalidActionError, InvariantError, SimrsError, TraceError};
 use nets::{EntityLayers, PlaceHostLayers, PlaceNet};
+use pick::{pick_sample, PickBatch};
 use replay::{load_trace, replay_compat, replay_trace, Trace};
 
 #[pymodule]
@@ -25,6 +27,8 @@ fn _simrs(py: Python<'_>, m: &PyModule) -> PyResult<()> {
     m.add_class::<PlaceNet>()?;
     m.add_class::<PlaceHostLayers>()?;
     m.add_class::<EntityLayers>()?;
+    m.add_class::<PickBatch>()?;
+    m.add_function(wrap_pyfunction!(pick_sample, m)?)?;
     m.add_function(wrap_pyfunction!(load_trace, m)?)?;
     m.add_function(wrap_pyfunction!(replay_compat, m)?)?;
     m.add_function(wrap_pyfunction!(replay_trace, m)?)?;
