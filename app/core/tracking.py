@@ -94,14 +94,26 @@ class Tracker:
 
     def start_run_resumable(self, name: str, tags: dict[str, str],
                             run_id: str | None = None) -> Any:
-        """Starts a run, or reopens `run_id` (a resumed training run keeps logging there).
-        The caller ends it with mlflow.end_run()."""
+        """Starts a run, or reopens `run_id` (a resumed training run keeps logging there;
+        a checkpoint brought from another store starts a new run here). The caller ends it
+        with mlflow.end_run()."""
         fluent = mlflow.fluent()
+        # First, always: this creates the store if need be and points MLflow's fluent API at
+        # it. Reopening a run by id alone would otherwise log to MLflow's default store, a
+        # mlflow.db in the current directory.
+        experiment_id = self.experiment_id()
         # System metrics (CPU and memory use every 10 s) feed the right-sizing advice.
-        if run_id is not None:
+        if run_id is not None and self._has_run(run_id):
             return fluent.start_run(run_id=run_id, log_system_metrics=True)
-        return fluent.start_run(experiment_id=self.experiment_id(), run_name=name, tags=tags,
+        return fluent.start_run(experiment_id=experiment_id, run_name=name, tags=tags,
                                 log_system_metrics=True)
+
+    def _has_run(self, run_id: str) -> bool:
+        try:
+            self.client().get_run(run_id)
+        except mlflow.mlflow_exception():
+            return False
+        return True
 
     def create_run(self, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
         """A run that no process holds open (a sweep's parent run): logged to by id, ended

@@ -231,3 +231,32 @@ def test_the_training_allocator_reuses_pages_instead_of_faulting_them_in_again()
     plain, tuned = faults("plain"), faults("tuned")
     assert plain > 10_000  # 100 blocks of 4,883 pages, most of them faulted in again
     assert tuned < plain / 20
+
+
+def test_a_resumed_run_keeps_logging_to_its_mlflow_run_in_oppens_store(oppen_home: Path,
+                                                                         tmp_path: Path) -> None:
+    """`oppen train --resume-from` reopens the checkpoint's MLflow run in $OPPEN_HOME's store:
+    it once reopened it by id alone, which MLflow took to mean its default store, a
+    mlflow.db in the current directory."""
+    from app.core.tracking import Tracker
+
+    cwd, ckpt = tmp_path / "cwd", tmp_path / "ckpt"
+    cwd.mkdir()
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "eval_seeds": 42, "checkpoint_every": 1,
+                                          "total_timesteps": 512}.items()]
+    first = subprocess.run(oppen_cmd("train", "--cold", *sets, "--checkpoint-dir", str(ckpt)),
+                           cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(oppen_cmd("train", "--cold", "--resume-from",
+                                     str(ckpt / "step-256.pt"), "--checkpoint-dir",
+                                     str(tmp_path / "again")),
+                           cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert list(cwd.iterdir()) == []
+    tracker = Tracker(f"sqlite:///{oppen_home / 'mlflow.db'}", oppen_home / "artifacts")
+    client = tracker.client()
+    runs = client.search_runs([tracker.experiment_id()])
+    assert len(runs) == 1  # the resumed run continued the first one
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id,
+                                                       "charts/global_step")]
+    assert steps.count(512) == 2 and 256 in steps  # the first run's end, then the resumed one's
