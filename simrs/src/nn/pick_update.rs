@@ -1,4 +1,6 @@
-//! One `pick` PPO minibatch, its loss and every gradient, in one call.
+//! The `pick` policy's training step in Rust: one PPO minibatch, its loss and every
+//! gradient, in one call (`minibatch`), and one rollout step's decisions in another
+//! (`sample`).
 //!
 //! With the per-slot layers fused (entity_train.rs), about half of a `pick` update in
 //! PyTorch was what surrounds them: gathering and packing each minibatch's slots, the masked
