@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +52,11 @@ def sampler(name: str, seed: int | None, space: Mapping[str, Any]) -> Any:
     if name == "grid":
         return optuna.samplers.GridSampler(grid_values(space), seed=seed)
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        # Optuna marks QMC experimental and warns at every construction; the dispatcher
+        # makes a sampler for each ask, so its log would carry the warning once per trial.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise ConfigError(f"unknown sampler {name!r}")

@@ -311,3 +311,16 @@ def test_bench_sweep_measures_both_searches_and_both_starts(oppen_home: Any) -> 
     fg, dp = doc["cheap_trials"]["foreground"], doc["cheap_trials"]["dispatcher"]
     assert len(fg["cold_s"]) == len(fg["warm_s"]) == 1 and min(fg["cold_s"] + fg["warm_s"]) > 0
     assert len(dp["cold_s"]) == len(dp["warm_s"]) == 2
+
+
+def test_the_qmc_sampler_is_made_without_optunas_experimental_warning() -> None:
+    """The dispatcher makes a sampler for each ask: QMC's warning would fill its log."""
+    import warnings
+
+    from app.sweeps.choices import sampler
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        made = sampler("qmc", 7, {})
+    assert type(made).__name__ == "QMCSampler"
+    assert [w for w in seen if "experimental" in str(w.message).lower()] == []
