@@ -52,7 +52,8 @@ class FusedPickUpdate:
             # the autograd path's NaN loss does (simrs refuses non-finite weights).
             return torch.full((5,), float("nan"))
         grads, stats = self.batch.minibatch(
-            _weights(self.policy), np.ascontiguousarray(rows, dtype=np.int64),
+            {name: numpy_view(p) for name, p in params.items()},
+            np.ascontiguousarray(rows, dtype=np.int64),
             numpy_view(adv.float()), clip, ent_coef, vf_coef, float(size))
         for name, p in params.items():
             p.grad = torch.tensor(grads[name], dtype=p.dtype).view_as(p)

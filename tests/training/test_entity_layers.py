@@ -15,16 +15,8 @@ from app.training.config import TrainConfig
 from app.training.policy import HierarchicalPolicy, MaskedPolicy, PickPolicy
 from app.training.ppo import Trainer
 from tests.support.paths import REPO
+from tests.support.policies import fused_pair
 from tests.support.rollouts import random_rollout
-
-
-def _pair(make: type[MaskedPolicy], seed: int, **kw: object) -> tuple[MaskedPolicy,
-                                                                        MaskedPolicy]:
-    torch.manual_seed(seed)
-    reference = make(**kw)
-    fused = make(**kw, fused=True)
-    fused.load_state_dict(reference.state_dict())
-    return reference, fused
 
 
 def _assert_same(reference: MaskedPolicy, fused: MaskedPolicy, obs: torch.Tensor,
@@ -56,7 +48,7 @@ def test_fused_pick_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows
     # 1 and 200 rows run on the calling thread, 1,500 across rayon's threads.
     obs, mask = random_rollout("pick", rows, seed=hidden, window=32)
     assert bool((obs.reshape(rows, 32, 8)[..., 7] > 0).any())  # some queue to score
-    reference, fused = _pair(PickPolicy, seed=hidden, hidden=hidden)
+    reference, fused = fused_pair(PickPolicy, seed=hidden, hidden=hidden)
     _assert_same(reference, fused, obs, mask)
 
 
@@ -66,7 +58,7 @@ def test_fused_hierarchical_layers_give_pytorchs_outputs_and_gradients(hidden: i
     obs, mask = random_rollout("hierarchical", rows, seed=hidden, window=24)
     if rows > 1:
         assert {0.0, 1.0} <= set(obs[:, 0].tolist())  # both phases
-    reference, fused = _pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden)
+    reference, fused = fused_pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden)
     _assert_same(reference, fused, obs, mask)
 
 

@@ -15,14 +15,7 @@ from app.core.errors import ConfigError
 from app.training.config import TrainConfig
 from app.training.policy import PickPolicy, PlacePolicy
 from app.training.ppo import Trainer
-
-
-def _pair(hidden: int, seed: int) -> tuple[PlacePolicy, PlacePolicy]:
-    torch.manual_seed(seed)
-    reference = PlacePolicy(hidden)
-    fused = PlacePolicy(hidden, fused=True)
-    fused.load_state_dict(reference.state_dict())
-    return reference, fused
+from tests.support.policies import fused_pair
 
 
 def _batch(rows: int, hosts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +42,7 @@ def _loss(policy: PlacePolicy, obs: torch.Tensor, mask: torch.Tensor,
 @pytest.mark.parametrize(("hidden", "rows"), [(16, 1), (5, 300), (40, 700), (16, 600)])
 def test_fused_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows: int) -> None:
     # 1 and 300 rows run on the calling thread, 600 and 700 across rayon's threads.
-    reference, fused = _pair(hidden, seed=hidden)
+    reference, fused = fused_pair(PlacePolicy, seed=hidden, hidden=hidden)
     obs, mask = _batch(rows, 64, seed=rows)
     actions = torch.multinomial(mask.float() + 1e-6, 1).squeeze(1)
     for a, b in ((reference.logits(obs, mask), fused.logits(obs, mask)),
@@ -117,7 +110,7 @@ def test_the_native_layers_refuse_bad_shapes_and_aliasing() -> None:
 def test_a_place_module_pickled_before_the_option_still_decides() -> None:
     """MLflow stores whole pickled modules; one from before `fused` existed has no such
     attribute and must fall back to PyTorch's layers."""
-    reference, _ = _pair(16, seed=3)
+    reference, _ = fused_pair(PlacePolicy, seed=3, hidden=16)
     old = pickle.loads(pickle.dumps(reference))
     del old.__dict__["fused"]
     obs, mask = _batch(8, 64, seed=4)

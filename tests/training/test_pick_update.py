@@ -14,17 +14,10 @@ from app.training.config import TrainConfig
 from app.training.pick_update import FusedPickUpdate, fused_sample
 from app.training.policy import PickPolicy
 from app.training.ppo import Trainer, TrainingDiverged, minibatch_loss
+from tests.support.policies import fused_pair
 from tests.support.rollouts import random_rollout
 
 WINDOW = 32
-
-
-def _pair(hidden: int, seed: int) -> tuple[PickPolicy, PickPolicy]:
-    torch.manual_seed(seed)
-    reference = PickPolicy(hidden)
-    fused = PickPolicy(hidden, fused=True)
-    fused.load_state_dict(reference.state_dict())
-    return reference, fused
 
 
 def _batch(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +33,7 @@ def _batch(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_fused_minibatch_gives_autograds_loss_sums_and_gradients(hidden: int, clip: float,
                                                                    ent_coef: float) -> None:
     obs, mask = _batch(600, seed=hidden)
-    reference, fused = _pair(hidden, seed=hidden)
+    reference, fused = fused_pair(PickPolicy, seed=hidden, hidden=hidden)
     gen = torch.Generator().manual_seed(hidden)
     with torch.no_grad():
         allowed = mask.float() + (~mask.any(1, keepdim=True)).float()
@@ -74,7 +67,7 @@ def test_a_fused_minibatch_gives_autograds_loss_sums_and_gradients(hidden: int, 
 
 def test_fused_sampling_draws_what_pytorchs_sampler_draws() -> None:
     obs, mask = _batch(800, seed=5)
-    reference, fused = _pair(32, seed=5)
+    reference, fused = fused_pair(PickPolicy, seed=5, hidden=32)
     gen = torch.Generator().manual_seed(5)
     for uniforms in (torch.rand(len(obs), generator=gen), torch.zeros(len(obs)),
                      torch.full((len(obs),), 1.0 - 1e-7)):
@@ -169,4 +162,6 @@ def test_the_native_pick_batch_refuses_masked_actions_and_bad_arrays() -> None:
         simrs.pick_sample(weights, o, m, np.full(8, 1.0, np.float32), *out)
     with pytest.raises(simrs.ConfigError, match="must not share memory"):
         simrs.pick_sample(weights, o, m, np.zeros(8, np.float32), out[0], out[1], out[1])
-    fused_sample(PickPolicy(8, fused=True), obs, mask, torch.zeros(8))  # the same arrays, accepted
+    # The same arrays, well formed, are accepted.
+    actions, _, _ = fused_sample(PickPolicy(8, fused=True), obs, mask, torch.zeros(8))
+    assert bool((mask[torch.arange(8), actions] | ~mask.any(1)).all())

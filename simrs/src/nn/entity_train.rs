@@ -272,15 +272,21 @@ impl EntityLayers {
         let (h, width) = (self.hidden, self.width);
         let share = pad_rows(share, h, width);
         let mut pooled_padded = vec![0.0f32; rows * width];
-        let runs = split_runs(entities, self.inputs, rows, width, &share, logits, &mut pooled_padded);
-        let work = |(entities, share, logits, pooled)| {
-            self.dispatch(ForwardRun { entities, share, logits, pooled })
-        };
-        if entities.scored.len() < SEQUENTIAL_BELOW {
-            runs.into_iter().for_each(work);
-        } else {
-            runs.into_par_iter().for_each(work);
-        }
+        let mut logits_rest = logits;
+        let tasks: Vec<ForwardRun<'_>> = row_runs(entities, self.inputs, width, &mut pooled_padded)
+            .into_iter()
+            .map(|run| {
+                let (mine, tail) = std::mem::take(&mut logits_rest).split_at_mut(run.hi - run.lo);
+                logits_rest = tail;
+                ForwardRun {
+                    entities: run.entities,
+                    share: &share[run.first * width..run.last * width],
+                    logits: mine,
+                    pooled: run.out,
+                }
+            })
+            .collect();
+        self.run_all(tasks, entities.scored.len());
         unpad_rows(&pooled_padded, pooled, h, width);
         Ok(())
     }
@@ -304,32 +310,18 @@ impl EntityLayers {
         let share = pad_rows(share, h, width);
         let g_pooled = pad_rows(g_pooled, h, width);
         let mut g_share_padded = vec![0.0f32; rows * width];
-        let mut tasks = Vec::new();
-        let mut rest = g_share_padded.as_mut_slice();
-        for first in (0..rows).step_by(ROWS_PER_TASK) {
-            let last = (first + ROWS_PER_TASK).min(rows);
-            let (mine, tail) = rest.split_at_mut((last - first) * width);
-            rest = tail;
-            let (lo, hi) = (entities.offsets[first] as usize, entities.offsets[last] as usize);
-            tasks.push(BackwardRun {
-                entities: Entities {
-                    x: &entities.x[lo * inputs..hi * inputs],
-                    offsets: &entities.offsets[first..=last],
-                    weight: &entities.weight[lo..hi],
-                    scored: &entities.scored[lo..hi],
-                },
-                share: &share[first * width..last * width],
-                g_logits: &g_logits[lo..hi],
-                g_pooled: &g_pooled[first * width..last * width],
-                g_share: mine,
+        let tasks: Vec<BackwardRun<'_>> = row_runs(entities, inputs, width, &mut g_share_padded)
+            .into_iter()
+            .map(|run| BackwardRun {
+                entities: run.entities,
+                share: &share[run.first * width..run.last * width],
+                g_logits: &g_logits[run.lo..run.hi],
+                g_pooled: &g_pooled[run.first * width..run.last * width],
+                g_share: run.out,
                 sums: Sums::zeros(inputs, width),
-            });
-        }
-        let runs: Vec<Sums> = if entities.scored.len() < SEQUENTIAL_BELOW {
-            tasks.into_iter().map(|t| self.dispatch(t)).collect()
-        } else {
-            tasks.into_par_iter().map(|t| self.dispatch(t)).collect()
-        };
+            })
+            .collect();
+        let runs = self.run_all(tasks, entities.scored.len());
         unpad_rows(&g_share_padded, g_share, h, width);
         let mut total = Sums::zeros(inputs, width);
         for run in &runs {
@@ -354,6 +346,19 @@ impl EntityLayers {
             ws: unpad(&total.ws, h),
             wo: total.wo[..h].to_vec(),
             bo: total.bo,
+        }
+    }
+
+    /// Every run's pass, in the runs' order: on the calling thread for a small batch
+    /// (`entities` below SEQUENTIAL_BELOW), across rayon's threads otherwise.
+    fn run_all<P: RunPass + Send>(&self, runs: Vec<P>, entities: usize) -> Vec<P::Out>
+    where
+        P::Out: Send,
+    {
+        if entities < SEQUENTIAL_BELOW {
+            runs.into_iter().map(|run| self.dispatch(run)).collect()
+        } else {
+            runs.into_par_iter().map(|run| self.dispatch(run)).collect()
         }
     }
 
@@ -537,31 +542,17 @@ impl EntityLayers {
         let (h, width, inputs) = (self.hidden, self.width, self.inputs);
         let share = pad_rows(share, h, width);
         let mut g_share_padded = vec![0.0f32; rows * width];
-        let mut tasks = Vec::new();
-        let mut rest = g_share_padded.as_mut_slice();
-        for first in (0..rows).step_by(ROWS_PER_TASK) {
-            let last = (first + ROWS_PER_TASK).min(rows);
-            let (mine, tail) = rest.split_at_mut((last - first) * width);
-            rest = tail;
-            let (lo, hi) = (entities.offsets[first] as usize, entities.offsets[last] as usize);
-            tasks.push(TrainRun {
-                entities: Entities {
-                    x: &entities.x[lo * inputs..hi * inputs],
-                    offsets: &entities.offsets[first..=last],
-                    weight: &entities.weight[lo..hi],
-                    scored: &entities.scored[lo..hi],
-                },
-                first_row: first,
-                share: &share[first * width..last * width],
-                g_share: mine,
+        let tasks: Vec<TrainRun<'_, H>> = row_runs(entities, inputs, width, &mut g_share_padded)
+            .into_iter()
+            .map(|run| TrainRun {
+                entities: run.entities,
+                first_row: run.first,
+                share: &share[run.first * width..run.last * width],
+                g_share: run.out,
                 head,
-            });
-        }
-        let runs: Vec<(Sums, H::Acc)> = if entities.scored.len() < SEQUENTIAL_BELOW {
-            tasks.into_iter().map(|t| self.dispatch(t)).collect()
-        } else {
-            tasks.into_par_iter().map(|t| self.dispatch(t)).collect()
-        };
+            })
+            .collect();
+        let runs = self.run_all(tasks, entities.scored.len());
         let mut g_share = vec![0.0f32; rows * h];
         unpad_rows(&g_share_padded, &mut g_share, h, width);
         let mut total = Sums::zeros(inputs, width);
@@ -743,38 +734,41 @@ pub(crate) fn sparse_matvec<const W: usize, const FMA: bool>(
     even
 }
 
-/// The forward pass's runs of rows, each with its entities, shares, logits and pooled rows.
-type Run<'a> = (Entities<'a>, &'a [f32], &'a mut [f32], &'a mut [f32]);
-
-fn split_runs<'a>(
+/// A run of `ROWS_PER_TASK` rows (`first..last`, entities `lo..hi`): its entities, offsets
+/// still absolute, and its rows' part of a padded per-row output.
+struct RowRun<'a> {
+    first: usize,
+    last: usize,
+    lo: usize,
+    hi: usize,
     entities: Entities<'a>,
-    inputs: usize,
-    rows: usize,
-    width: usize,
-    share: &'a [f32],
-    logits: &'a mut [f32],
-    pooled: &'a mut [f32],
-) -> Vec<Run<'a>> {
+    out: &'a mut [f32],
+}
+
+/// The batch's rows cut into runs, `out` (`[rows][width]`) cut with them.
+fn row_runs<'a>(entities: Entities<'a>, inputs: usize, width: usize,
+                out: &'a mut [f32]) -> Vec<RowRun<'a>> {
+    let rows = entities.offsets.len() - 1;
     let mut runs = Vec::with_capacity(rows.div_ceil(ROWS_PER_TASK));
-    let (mut logits, mut pooled) = (logits, pooled);
+    let mut rest = out;
     for first in (0..rows).step_by(ROWS_PER_TASK) {
         let last = (first + ROWS_PER_TASK).min(rows);
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut((last - first) * width);
+        rest = tail;
         let (lo, hi) = (entities.offsets[first] as usize, entities.offsets[last] as usize);
-        let (l, l_rest) = std::mem::take(&mut logits).split_at_mut(hi - lo);
-        let (p, p_rest) = std::mem::take(&mut pooled).split_at_mut((last - first) * width);
-        logits = l_rest;
-        pooled = p_rest;
-        runs.push((
-            Entities {
+        runs.push(RowRun {
+            first,
+            last,
+            lo,
+            hi,
+            entities: Entities {
                 x: &entities.x[lo * inputs..hi * inputs],
                 offsets: &entities.offsets[first..=last],
                 weight: &entities.weight[lo..hi],
                 scored: &entities.scored[lo..hi],
             },
-            &share[first * width..last * width],
-            l,
-            p,
-        ));
+            out: mine,
+        });
     }
     runs
 }

@@ -20,6 +20,7 @@
 use crate::error::{SimError, SimResult};
 use crate::job_features::JOB_FEATURES;
 use crate::nn::entity_train::{Entities, EntityLayerGrads, EntityLayers, RowHead};
+use crate::nn::place_net::check;
 
 /// The observation's smallest value and the scale of its logarithm: `PickPolicy` reads each
 /// job feature beside `ln(max(f, LOG_FLOOR)) / LOG_SCALE` (`with_logs`, app/training/policy.py).
@@ -148,6 +149,14 @@ fn invalid(msg: String) -> SimError {
     SimError::InvalidConfig(msg)
 }
 
+/// Refuses a buffer whose length is not one value per row.
+fn one_per_row(rows: usize, buffers: &[(&str, usize)]) -> SimResult<()> {
+    match buffers.iter().find(|(_, len)| *len != rows) {
+        None => Ok(()),
+        Some((name, len)) => Err(invalid(format!("{name} holds {len} values for {rows} rows"))),
+    }
+}
+
 fn all_finite(name: &str, v: &[f32]) -> SimResult<()> {
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
@@ -168,15 +177,11 @@ impl PickBatch {
     ) -> SimResult<Self> {
         let slots = Slots::pack_rows(obs, mask, window)?;
         let rows = slots.offsets.len() - 1;
-        for (name, len) in [
+        one_per_row(rows, &[
             ("actions", actions.len()),
             ("old_logprob", old_logprob.len()),
             ("targets", targets.len()),
-        ] {
-            if len != rows {
-                return Err(invalid(format!("{name} holds {len} values for {rows} rows")));
-            }
-        }
+        ])?;
         all_finite("old_logprob", &old_logprob)?;
         all_finite("targets", &targets)?;
         let mut action_at = Vec::with_capacity(rows);
@@ -364,18 +369,11 @@ fn check_weights(layers: &EntityLayers, scorer_bias: &[f32], value: &ValueHead<'
             layers.inputs()
         )));
     }
-    for (name, v, len) in [
-        ("scorer_bias", scorer_bias, h),
-        ("value w1", value.w1, h * h),
-        ("value b1", value.b1, h),
-        ("value w2", value.w2, h),
-    ] {
-        if v.len() != len {
-            return Err(invalid(format!("{name} holds {} values; hidden size {h} needs {len}", v.len())));
-        }
-        all_finite(name, v)?;
-    }
-    if value.b2.is_finite() { Ok(()) } else { Err(invalid("value b2 is not finite".into())) }
+    check("scorer_bias", scorer_bias, h)?;
+    check("value w1", value.w1, h * h)?;
+    check("value b1", value.b1, h)?;
+    check("value w2", value.w2, h)?;
+    check("value b2", &[value.b2], 1)
 }
 
 /// Loss sums and every gradient of one minibatch: `rows` index the batch, `adv` holds each
@@ -396,7 +394,7 @@ pub fn minibatch(
         return Err(invalid(format!("{} advantages for {} rows", adv.len(), rows.len())));
     }
     all_finite("adv", adv)?;
-    let coefs = [terms.clip, terms.ent_coef, terms.vf_coef, terms.size, value.b2];
+    let coefs = [terms.clip, terms.ent_coef, terms.vf_coef, terms.size];
     if coefs.iter().any(|c| !c.is_finite()) || terms.size <= 0.0 || terms.clip < 0.0 {
         return Err(invalid("clip, coefficients and size must be finite; size positive, clip not negative".into()));
     }
@@ -496,16 +494,12 @@ pub fn sample(
     check_weights(layers, scorer_bias, value)?;
     let slots = Slots::pack_rows(obs, mask, window)?;
     let rows = slots.offsets.len() - 1;
-    for (name, len) in [
+    one_per_row(rows, &[
         ("uniforms", uniforms.len()),
         ("actions", actions.len()),
         ("logprobs", logprobs.len()),
         ("values", values.len()),
-    ] {
-        if len != rows {
-            return Err(invalid(format!("{name} holds {len} values for {rows} rows")));
-        }
-    }
+    ])?;
     if let Some(r) = uniforms.iter().position(|u| !(0.0..1.0).contains(u)) {
         return Err(invalid(format!("uniforms[{r}] is not in [0, 1)")));
     }
