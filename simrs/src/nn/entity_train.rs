@@ -8,7 +8,10 @@
 //! head reads each row's weighted sum of `e` (`pooled`). PyTorch runs this a layer at a time
 //! over `[entities, hidden]` tensors and its backward writes and re-reads several more of
 //! them; here an entity's vectors stay in registers and the backward recomputes them
-//! (place_train.rs does the same for the place policy's one-layer host encoder).
+//! (place_train.rs does the same for the place policy's one-layer host encoder). `train`,
+//! forward and backward in one pass, keeps a row's vectors instead and runs each layer and
+//! each weight's gradient over all of the row's entities as blocked products (blocked.rs):
+//! each weight vector loaded then serves several entities (docs/benchmarks.md has the gain).
 //!
 //! Entities come packed: row `r`'s are `offsets[r]..offsets[r + 1]`, so a window that is
 //! mostly empty costs only its filled slots. Each entity carries its weight in `pooled` and
@@ -21,6 +24,7 @@
 use rayon::prelude::*;
 
 use crate::error::{SimError, SimResult};
+use crate::nn::blocked::{accumulate, BLOCK};
 use crate::nn::place_net::{
     avx_fma_available, axpy, check, padded, relu, transpose_padded, width_for,
 };
@@ -564,6 +568,11 @@ impl EntityLayers {
         Ok((self.grads_from(&total), g_share, acc))
     }
 
+    /// A run of rows, each as small dense products over its entities (blocked.rs): the
+    /// layers over all of a row's entities at once, the head, then the gradients back
+    /// through the layers from the vectors kept, each weight's gradient summed over the
+    /// row's entities in one product. Rows are padded to whole blocks with entities whose
+    /// gradients are exactly zero, so the padding adds nothing.
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     fn train_w<const W: usize, const FMA: bool, H: RowHead>(&self, run: TrainRun<'_, H>)
@@ -571,47 +580,121 @@ impl EntityLayers {
         let TrainRun { entities, first_row, share, g_share, head } = run;
         let mut sums = Sums::zeros(self.inputs, self.width);
         let mut acc = head.start();
+        let inputs = self.inputs;
         let wo: [f32; W] = self.wo.as_slice().try_into().expect("padded to the width");
+        let b1: [f32; W] = self.b1.as_slice().try_into().expect("padded to the width");
+        let b2: [f32; W] = self.b2.as_slice().try_into().expect("padded to the width");
+        let w1 = &self.w1_by_input.as_chunks::<W>().0[..inputs];
+        let (w2, ws) = (self.w2_by_input.as_chunks::<W>().0, self.ws_by_input.as_chunks::<W>().0);
+        let (w2_back, ws_back) = (self.w2_by_output.as_chunks::<W>().0, self.ws_by_output.as_chunks::<W>().0);
         let base = entities.offsets[0] as usize;
         let h = self.hidden;
-        let (mut kept, mut logits, mut g_logits) = (Vec::new(), Vec::new(), Vec::new());
+        let mut x = Vec::new();
+        let (mut a, mut e, mut z) = (Vec::<[f32; W]>::new(), Vec::new(), Vec::new());
+        let (mut g_z, mut g_e, mut g_a) = (Vec::<[f32; W]>::new(), Vec::new(), Vec::new());
+        let (mut logits, mut g_logits) = (Vec::new(), Vec::new());
         let g_shares = g_share.as_chunks_mut::<W>().0;
         for (r, (share, g_share)) in share.as_chunks::<W>().0.iter().zip(g_shares).enumerate() {
             let lo = entities.offsets[r] as usize - base;
             let hi = entities.offsets[r + 1] as usize - base;
-            kept.clear();
+            let (n, padded) = (hi - lo, (hi - lo).next_multiple_of(BLOCK));
+            let scored = &entities.scored[lo..hi];
+            let weight = &entities.weight[lo..hi];
+            x.clear();
+            x.extend_from_slice(&entities.x[lo * inputs..hi * inputs]);
+            x.resize(padded * inputs, 0.0);
+            // Forward: a = relu(W1 x + b1), e = relu(W2 a + b2), z = relu(Ws e + share).
+            reset(&mut a, padded, b1);
+            accumulate::<W, FMA>(&x, (inputs, 1), w1, &mut a);
+            relu_all(&mut a);
+            reset(&mut e, padded, b2);
+            accumulate::<W, FMA>(a.as_flattened(), (W, 1), w2, &mut e);
+            relu_all(&mut e);
+            reset(&mut z, padded, *share);
+            accumulate::<W, FMA>(e.as_flattened(), (W, 1), ws, &mut z);
+            relu_all(&mut z);
             logits.clear();
             let mut pooled = [0.0f32; W];
-            for i in lo..hi {
-                let (a, e) = self.encode::<W, FMA>(&entities.x[i * self.inputs..(i + 1) * self.inputs]);
-                axpy::<W, FMA>(&mut pooled, entities.weight[i], &e);
-                let z = if entities.scored[i] != 0 {
-                    self.score::<W, FMA>(&e, &nonzero(&e), share)
-                } else {
-                    [0.0f32; W]
-                };
-                logits.push(if entities.scored[i] != 0 { halving_dot(&z, &wo) + self.bo } else { 0.0 });
-                kept.push((a, e, z));
+            for i in 0..n {
+                axpy::<W, FMA>(&mut pooled, weight[i], &e[i]);
+                logits.push(if scored[i] != 0 { halving_dot(&z[i], &wo) + self.bo } else { 0.0 });
             }
             g_logits.clear();
-            g_logits.resize(hi - lo, 0.0f32);
+            g_logits.resize(n, 0.0f32);
             let mut g_pool = [0.0f32; W];
             head.row(first_row + r, &logits, &pooled[..h], &mut g_logits, &mut g_pool[..h], &mut acc);
+            // Backward. An unscored entity's logit is no output: whatever the head wrote
+            // there, no gradient flows from it.
             let mut g_share_sum = [0.0f32; W];
-            for (k, (a, e, z)) in kept.iter().enumerate() {
-                let i = lo + k;
-                let scored = entities.scored[i] != 0 && g_logits[k] != 0.0;
-                let weight = entities.weight[i];
-                if !scored && weight == 0.0 {
+            reset(&mut g_z, padded, [0.0; W]);
+            for i in 0..n {
+                let g_logit = if scored[i] != 0 { g_logits[i] } else { 0.0 };
+                if g_logit == 0.0 {
                     continue;
                 }
-                let x = &entities.x[i * self.inputs..(i + 1) * self.inputs];
-                let hidden = Hidden { x, a, e, z: scored.then_some((g_logits[k], z)) };
-                self.backward_entity::<W, FMA>(hidden, weight, &g_pool, &wo, &mut sums, &mut g_share_sum);
+                sums.bo += g_logit;
+                let wo_sums: &mut [f32; W] = sums.wo.as_mut_slice().try_into().expect("padded");
+                axpy::<W, FMA>(wo_sums, g_logit, &z[i]);
+                for k in 0..W {
+                    g_z[i][k] = if z[i][k] > 0.0 { g_logit * wo[k] } else { 0.0 };
+                    g_share_sum[k] += g_z[i][k];
+                }
             }
+            accumulate::<W, FMA>(e.as_flattened(), (1, W), &g_z, sums.ws.as_chunks_mut::<W>().0);
+            reset(&mut g_e, padded, [0.0; W]);
+            for i in 0..n {
+                for k in 0..W {
+                    g_e[i][k] = weight[i] * g_pool[k];
+                }
+            }
+            accumulate::<W, FMA>(g_z.as_flattened(), (W, 1), ws_back, &mut g_e);
+            relu_gradient(&mut g_e, &e, &mut sums.b2);
+            accumulate::<W, FMA>(a.as_flattened(), (1, W), &g_e, sums.w2.as_chunks_mut::<W>().0);
+            reset(&mut g_a, padded, [0.0; W]);
+            accumulate::<W, FMA>(g_e.as_flattened(), (W, 1), w2_back, &mut g_a);
+            relu_gradient(&mut g_a, &a, &mut sums.b1);
+            accumulate::<W, FMA>(&x, (1, inputs), &g_a, &mut sums.w1.as_chunks_mut::<W>().0[..inputs]);
             *g_share = g_share_sum;
         }
         (sums, acc)
+    }
+}
+
+/// `v` as `len` copies of `fill`, its allocation kept.
+#[inline(always)]
+fn reset<const W: usize>(v: &mut Vec<[f32; W]>, len: usize, fill: [f32; W]) {
+    v.clear();
+    v.resize(len, fill);
+}
+
+// The two loops below work through a local vector: written straight into the slices, the
+// compiler could not rule out that they overlap and ran its scalar loop (a quarter of the
+// training pass's time, measured).
+
+#[inline(always)]
+fn relu_all<const W: usize>(vs: &mut [[f32; W]]) {
+    for v in vs {
+        let mut r = *v;
+        relu(&mut r);
+        *v = r;
+    }
+}
+
+/// Each gradient zeroed where its layer's output is (ReLU's gradient), and their sum (the
+/// bias's gradient) added to `bias_sums`.
+#[inline(always)]
+fn relu_gradient<const W: usize>(grads: &mut [[f32; W]], outputs: &[[f32; W]], bias_sums: &mut [f32]) {
+    let mut sum = [0.0f32; W];
+    for (g, out) in grads.iter_mut().zip(outputs) {
+        let mut v = [0.0f32; W];
+        for k in 0..W {
+            v[k] = if out[k] > 0.0 { g[k] } else { 0.0 };
+            sum[k] += v[k];
+        }
+        *g = v;
+    }
+    for (b, s) in bias_sums.iter_mut().zip(sum) {
+        *b += s;
     }
 }
 
@@ -966,8 +1049,18 @@ mod tests {
         }
     }
 
+    /// Equal to float rounding: `train` sums in another order (blocked products) than the
+    /// vector-at-a-time passes.
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(1.0f32, |m, w| m.max(w.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * scale, "{what}[{i}]: {g} against {w}");
+        }
+    }
+
     #[test]
-    fn train_gives_the_bits_of_forward_then_backward() {
+    fn train_gives_what_forward_then_backward_give() {
         for (hidden, threads) in [(8, 1), (32, 2), (40, 3)] {
             let c = case(hidden, 16, 400, 11);
             let rows = c.offsets.len() - 1;
@@ -987,9 +1080,21 @@ mod tests {
                     .unwrap();
                 (trained, (grads, g_share, logits))
             });
+            // The same bits on any pool, as `backward` gives.
+            let alone = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap()
+                .install(|| l.train(entities(&c), &c.share, &Quadratic).unwrap());
+            assert_eq!((&alone.0, &alone.1), (&trained.0, &trained.1), "hidden {hidden}");
             let (grads, g_share, (count, logit_sum)) = trained;
-            assert_eq!(grads, reference.0, "hidden {hidden}");
-            assert_eq!(g_share, reference.1, "hidden {hidden}");
+            let r = &reference.0;
+            let pairs = [
+                ("w1", &grads.w1, &r.w1), ("b1", &grads.b1, &r.b1), ("w2", &grads.w2, &r.w2),
+                ("b2", &grads.b2, &r.b2), ("ws", &grads.ws, &r.ws), ("wo", &grads.wo, &r.wo),
+                ("g_share", &g_share, &reference.1),
+            ];
+            for (name, got, want) in pairs {
+                assert_close(got, want, &format!("{name}, hidden {hidden}"));
+            }
+            assert_close(&[grads.bo], &[r.bo], "bo");
             assert_eq!(count, rows);
             let expected: f64 = reference.2.iter().map(|&l| f64::from(l)).sum();
             assert!((logit_sum - expected).abs() < 1e-6 * expected.abs().max(1.0));

@@ -294,18 +294,20 @@ fn policy_row(logits: &[f32], allowed: &[i8], taken: RowTaken, terms: &PpoTerms,
             max = max.max(*l);
         }
     }
+    // Each allowed slot's exp(l - max), kept in g_logits until its gradient replaces it:
+    // one exponential a slot, not one per use.
     let mut sum = 0.0f32;
-    for (l, &a) in logits.iter().zip(allowed) {
+    for ((l, &a), g) in logits.iter().zip(allowed).zip(g_logits.iter_mut()) {
         if a != 0 {
-            sum += (l - max).exp();
+            *g = (l - max).exp();
+            sum += *g;
         }
     }
     let lse = max + sum.ln();
     let mut entropy = 0.0f32;
-    for (l, &a) in logits.iter().zip(allowed) {
+    for ((l, &a), g) in logits.iter().zip(allowed).zip(g_logits.iter()) {
         if a != 0 {
-            let logp = l - lse;
-            entropy -= logp.exp() * logp;
+            entropy -= g / sum * (l - lse);
         }
     }
     let logp = logits[action as usize] - lse;
@@ -327,7 +329,7 @@ fn policy_row(logits: &[f32], allowed: &[i8], taken: RowTaken, terms: &PpoTerms,
     for (i, ((l, &a), g)) in logits.iter().zip(allowed).zip(g_logits.iter_mut()).enumerate() {
         if a != 0 {
             let logp_i = l - lse;
-            let p = logp_i.exp();
+            let p = *g / sum;
             let chosen = if i as i64 == action { 1.0 } else { 0.0 };
             *g = g_logp * (chosen - p) + g_entropy * p * (logp_i + entropy);
         }
