@@ -3,9 +3,10 @@
 //! past, so each weight vector loaded serves four entities at once and a gradient sum is
 //! read and written once per block of a row, not once per entity.
 //!
-//! `EntityLayers::train` runs its layers and its weight-gradient sums through this one
-//! product; the per-entity passes (entity_train.rs's `forward` and `backward`) keep their
-//! sparse vector-at-a-time form, which suits a rollout step's few entities.
+//! `EntityLayers::train` (pick's training pass) runs its layers and its weight-gradient
+//! sums through this one product. `forward` and `backward` (the hierarchical policy's
+//! training and every rollout step) keep their sparse vector-at-a-time form: they were not
+//! moved to it.
 
 use crate::nn::place_net::axpy;
 
