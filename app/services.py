@@ -136,7 +136,8 @@ class Services:
 
     @cached_property
     def tracker(self) -> Tracker:
-        return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir)
+        return Tracker(self.settings.resolved_tracking_uri, self.settings.artifacts_dir,
+                       cache_dir=self.settings.resolved_cache_dir)
 
     def job_template(self) -> JobTemplate:
         s = self.settings

@@ -14,7 +14,8 @@ EXPERIMENT = "oppen-agent"
 def enable(settings: Settings) -> str:
     """Turns tracing on for this process; returns the experiment id."""
     # The Tracker creates a fresh store safely (several processes may start at once).
-    Tracker(settings.resolved_tracking_uri, settings.artifacts_dir).experiment_id()
+    Tracker(settings.resolved_tracking_uri, settings.artifacts_dir,
+            cache_dir=settings.resolved_cache_dir).experiment_id()
     mlflow.use_store(settings.resolved_tracking_uri)
     experiment = mlflow.fluent().set_experiment(EXPERIMENT)
     mlflow.langchain().autolog(log_traces=True, silent=True)

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     checkpoint_uri: str | None = Field(default=None, description="Where jobs' checkpoints outlive their process or pod: a folder, or s3://bucket/prefix; default: $OPPEN_HOME/checkpoints")
     trace_dirs: str | None = Field(default=None, description="Folders (separated by ':') that submitted jobs may read SWF traces from; default: $OPPEN_HOME/traces and the shared traces beside the checkout")
     trace_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Largest SWF trace a job may read")
+    cache_dir: Path | None = Field(default=None, description="What Oppen can rebuild but keeps to save time (an empty, migrated MLflow store that each new home starts from); default: $XDG_CACHE_HOME/oppen, else ~/.cache/oppen")
 
     @classmethod
     def settings_customise_sources(
@@ -152,6 +153,13 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.resolved_home / "mlartifacts"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir.expanduser()
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "oppen"
 
     @property
     def resolved_trace_dirs(self) -> list[Path]:

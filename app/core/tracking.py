@@ -7,7 +7,10 @@ current directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,14 +32,26 @@ class RunSummary:
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, artifacts_dir: Path, experiment: str = EXPERIMENT):
+    def __init__(self, tracking_uri: str, artifacts_dir: Path, experiment: str = EXPERIMENT,
+                 cache_dir: Path | None = None):
         self.tracking_uri = tracking_uri
         self.artifacts_dir = artifacts_dir
         self.experiment = experiment
+        # Where an empty, migrated SQLite store is kept for the next new home (none: each
+        # new store is migrated from scratch).
+        self.cache_dir = cache_dir
 
     def client(self) -> Any:
+        """MLflow's client for this store, made (under the lock) if it does not exist yet:
+        opened bare, MLflow would migrate a new SQLite file in place, unguarded."""
+        if self.tracking_uri.startswith("sqlite:///") and not self._sqlite_path().exists():
+            with self._init_lock():
+                pass
         mlflow.use_store(self.tracking_uri)
         return mlflow.client(self.tracking_uri)
+
+    def _sqlite_path(self) -> Path:
+        return Path(self.tracking_uri.removeprefix("sqlite:///")).expanduser()
 
     def experiment_id(self) -> str:
         """The experiment's id, creating the store and the experiment on first use."""
@@ -52,7 +67,7 @@ class Tracker:
             return
         import fcntl
 
-        db = Path(self.tracking_uri.removeprefix("sqlite:///")).expanduser()
+        db = self._sqlite_path()
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.with_suffix(".init.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -63,17 +78,37 @@ class Tracker:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    @staticmethod
-    def _create_store(db: Path) -> None:
+    def _create_store(self, db: Path) -> None:
         """Builds a fresh store beside the real path and renames it into place, so a process
         killed while MLflow migrates (the dispatcher's first start, say) leaves no
-        half-migrated store behind, only a temporary file the next start replaces."""
-        tmp = db.with_name(f".{db.name}.creating")
-        tmp.unlink(missing_ok=True)
-        # A client of its own, not the cached one: this store is renamed away at once.
-        mlflow.fluent().tracking.MlflowClient(f"sqlite:///{tmp}").search_experiments(
-            max_results=1)  # migrates it
+        half-migrated store behind, only a temporary file the next start replaces.
+
+        MLflow's migrations take about 2 s of CPU, and what they make, an empty store, is the
+        same for every home on one MLflow version. So the first store made is also kept in
+        the cache folder, and later ones start as a copy of it; MLflow checks the copy's
+        schema when it opens it, and a copy it refuses is made the slow way instead."""
+        for stale in db.parent.glob(f".{db.name}.creating-*"):
+            stale.unlink(missing_ok=True)  # a killed start's (the caller holds the init lock)
+        # A name no earlier store had: MLflow keeps an engine per URI for the process's life.
+        stem = f".{db.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        template = self._store_template()
+        if template is not None:
+            copy = db.with_name(f"{stem}-copy")
+            if _copy_opens(template, copy):
+                os.replace(copy, db)
+                return
+            copy.unlink(missing_ok=True)
+        tmp = db.with_name(stem)
+        _open_store(tmp)  # a new file: MLflow migrates it
+        if template is not None:
+            _keep_template(tmp, template)
         os.replace(tmp, db)
+
+    def _store_template(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        version = mlflow.fluent().__version__
+        return self.cache_dir.expanduser() / f"mlflow-{version}-empty-store.db"
 
     def _experiment_id(self) -> str:
         client = self.client()
@@ -157,3 +192,34 @@ class Tracker:
     def download(self, run_id: str, path: str, into: Path) -> Path:
         """A run's artifact (file or folder) copied under ``into``."""
         return Path(self.client().download_artifacts(run_id, path, str(into)))
+
+
+def _open_store(db: Path) -> None:
+    """Opens the SQLite store at ``db`` with a client of its own (not the cached one: the file
+    is renamed away at once): MLflow migrates an empty file and checks a made one's schema."""
+    mlflow.fluent().tracking.MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+
+
+def _copy_opens(template: Path, tmp: Path) -> bool:
+    """Whether a copy of ``template`` at ``tmp`` opens as a current store."""
+    if not template.is_file():
+        return False
+    try:
+        shutil.copyfile(template, tmp)
+        _open_store(tmp)
+    except Exception:  # noqa: BLE001 - a stale or damaged copy of any kind: migrate instead
+        return False
+    return True
+
+
+def _keep_template(store: Path, template: Path) -> None:
+    """Keeps a copy of a freshly migrated store; a cache folder that cannot be written only
+    costs the next home its migration."""
+    part = template.with_name(f".{template.name}.{os.getpid()}")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store, part)
+        os.replace(part, template)  # atomic: a reader sees the whole copy or none
+    except OSError:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.core.executors import warm
-from app.core.executors.local import _alive
+from app.core.executors.processes import alive
 from app.core.settings import load_settings
 from tests.support.paths import REPO
 
@@ -81,10 +81,10 @@ def test_a_child_dies_with_its_runner_and_the_server_with_its_owner(tmp_path: Pa
         child = warm.WarmStart.start(path, ["train", "--set", "total_timesteps=10000000"],
                                      {**_env(home)}, watch_pid=runner.pid,
                                      stdio=(0, 2, 2))
-        assert child is not None and _alive(child.pid)
+        assert child is not None and alive(child.pid)
         runner.kill()
         runner.wait()
-        _wait("the child outlived its runner", lambda: not _alive(child.pid), 30)
+        _wait("the child outlived its runner", lambda: not alive(child.pid), 30)
         assert child.wait() == -9
         owner.kill()
         owner.wait()
@@ -94,3 +94,49 @@ def test_a_child_dies_with_its_runner_and_the_server_with_its_owner(tmp_path: Pa
             if p.poll() is None:
                 p.kill()
         warm.stop_server(path)
+
+
+def _server(path: Path, owner: int | None = None) -> subprocess.Popen[bytes]:
+    """A warm server whose children run tests/support/warm_entry.py (no PyTorch)."""
+    return subprocess.Popen([sys.executable, "-m", "app.core.executors.warm", "--socket",
+                             str(path), "--entry", "tests.support.warm_entry:main",
+                             *([f"--owner-pid={owner}"] if owner else [])],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_stopped_server_still_hands_its_running_children_their_exit_codes(
+        tmp_path: Path) -> None:
+    """`oppen warm stop`, or a newer server taking the socket, while a job runs: the job's
+    runner still gets its exit code, and the server leaves after it."""
+    path = tmp_path / "w.sock"
+    server = _server(path)
+    try:
+        _wait("the server did not answer", lambda: warm.answering(path), 60)
+        child = warm.WarmStart.start(path, ["2", "3"], dict(os.environ), stdio=(0, 2, 2))
+        assert child is not None
+        assert warm.stop_server(path)
+        time.sleep(1.5)  # past the server's one-second check of its socket
+        assert server.poll() is None, "the server left with a child running"
+        assert child.wait() == 3
+        server.wait(timeout=10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_a_second_server_leaves_the_socket_to_the_one_serving(tmp_path: Path) -> None:
+    """Two starts racing (a dispatcher asks again while the first server still imports):
+    the later one finds the first answering and leaves; the first keeps its socket."""
+    path = tmp_path / "w.sock"
+    first = _server(path)
+    try:
+        _wait("the server did not answer", lambda: warm.answering(path), 60)
+        inode = os.stat(path).st_ino
+        second = _server(path)
+        assert second.wait(timeout=60) == 0
+        assert os.stat(path).st_ino == inode and first.poll() is None
+        child = warm.WarmStart.start(path, ["0", "5"], dict(os.environ), stdio=(0, 2, 2))
+        assert child is not None and child.wait() == 5
+    finally:
+        warm.stop_server(path)
+        first.wait(timeout=10)

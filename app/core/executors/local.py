@@ -14,37 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.core.executors.base import ExecStatus, Phase, StartUnderWay
+from app.core.executors.processes import alive, process_start_ticks
 from app.core.models import Job
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat):
-    with the pid, it tells the same process from a later one that reused the pid."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _alive(pid: int, start_ticks: int | None = None) -> bool:
-    if start_ticks is not None:
-        current = process_start_ticks(pid)
-        if current is not None and current != start_ticks:
-            return False  # the pid now belongs to another process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():  # a zombie has exited; only its parent has not reaped it yet
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-    return True
 
 
 def job_process(ref: str) -> int | None:
@@ -55,7 +26,7 @@ def job_process(ref: str) -> int | None:
     warm = Path(info["status"]).with_suffix(".child")
     if warm.exists():
         pid = int(warm.read_text())
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
     runner = int(info["pid"])
     try:
         children = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
@@ -183,7 +154,7 @@ class LocalExecutor:
             data = json.loads(status_path.read_text())
             return ExecStatus(Phase.EXITED, int(data["exit_code"]), data.get("detail", ""),
                               _when(data.get("started")), _when(data.get("ended")))
-        if _alive(pid, info.get("start")):
+        if alive(pid, info.get("start")):
             return ExecStatus(Phase.RUNNING)
         return ExecStatus(Phase.LOST, None, "the process ended without recording an exit code")
 
@@ -192,7 +163,7 @@ class LocalExecutor:
         grace_s = self.grace_s if grace_s is None else min(grace_s, self.max_wait_s)
         info = json.loads(ref)
         pid = int(info["pid"])
-        if not _alive(pid, info.get("start")):
+        if not alive(pid, info.get("start")):
             return  # already gone; never signal a stranger that reused the pid
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -207,7 +178,7 @@ class LocalExecutor:
                 pass
         else:
             deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.1)
         try:
             os.killpg(pid, signal.SIGKILL)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no command given")
     if args.pidfile is not None:
-        from app.core.executors.local import process_start_ticks
+        from app.core.executors.processes import process_start_ticks
 
         tmp = args.pidfile.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "start": process_start_ticks(os.getpid())}))
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 def _warm(args: argparse.Namespace, command: list[str], started: float) -> int | None:
     """The command forked from the warm server, its pid recorded beside the pid file (what a
     test or benchmark signals); None if no server answered (start cold instead)."""
-    from app.core.executors.local import _alive
+    from app.core.executors.processes import alive
     from app.core.executors.warm import WarmStart
 
     oppen_args = _oppen_args(command)
@@ -134,7 +134,7 @@ def _warm(args: argparse.Namespace, command: list[str], started: float) -> int |
     code = warm.wait()
     detail = f"stopped by signal {stopping['signal']}" if stopping["signal"] else ""
     if code is None:  # the server went away first: wait the child out; its code is lost
-        while _alive(warm.pid):
+        while alive(warm.pid):
             time.sleep(0.2)
         code, detail = 1, detail or "the warm-start server ended before its job; exit unknown"
     if code < 0 and not detail:

@@ -14,7 +14,9 @@ process group in a cold start.
 
 The server forks from one thread only and holds no database connection or open run, so a
 child inherits nothing it could share by mistake. It exits after ``idle_s`` without a
-request; whoever needs it next starts another.
+request; whoever needs it next starts another. A server whose socket was replaced or
+removed takes no more requests and leaves once its running children have ended and their
+exit codes have gone to their runners.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ def serve(path: Path, entry: str, preload: tuple[str, ...] = (), warmup: str | N
     """Imports ``preload`` and ``entry`` ("module:function", the command line's main), calls
     ``warmup`` ("module:function", one-time work every run would do), then forks a child
     that calls ``entry`` for each request. It leaves after ``idle_s`` without a request, or
-    once ``owner_pid`` (the dispatcher that started it) is gone and no child is running."""
-    from app.core.executors.local import _alive, process_start_ticks
+    once ``owner_pid`` (the dispatcher that started it) is gone and no child is running, or,
+    after its running children end, once its socket is replaced or removed. It does not
+    start if another server already answers at ``path``."""
+    from app.core.executors.processes import alive, process_start_ticks
 
     owner_start = process_start_ticks(owner_pid) if owner_pid else None
     main = _function(entry)
@@ -76,6 +80,8 @@ def serve(path: Path, entry: str, preload: tuple[str, ...] = (), warmup: str | N
             pass  # an optional part (the pytorch flavour, say): imported by the child if used
     if warmup:
         _function(warmup)()
+    if answering(path):
+        return  # another server got here first (its imports were quicker): it serves
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.unlink(missing_ok=True)
@@ -97,9 +103,9 @@ def serve(path: Path, entry: str, preload: tuple[str, ...] = (), warmup: str | N
                 with lock:
                     quiet = active["n"] == 0
                 idle = quiet and (time.monotonic() - last > idle_s or (
-                    owner_pid is not None and not _alive(owner_pid, owner_start)))
+                    owner_pid is not None and not alive(owner_pid, owner_start)))
                 if idle or not _still_ours(path, ours):
-                    return
+                    break
                 continue
             last = time.monotonic()
             conn.settimeout(5.0)  # a client that connects and says nothing is dropped
@@ -119,6 +125,13 @@ def serve(path: Path, entry: str, preload: tuple[str, ...] = (), warmup: str | N
         if _still_ours(path, ours):
             path.unlink(missing_ok=True)
         listener.close()
+    # Replaced or stopped with children running: each runner still waits for its child's
+    # exit code, which only this process can read (it is their parent).
+    while True:
+        with lock:
+            if active["n"] == 0:
+                return
+        time.sleep(0.2)
 
 
 def _still_ours(path: Path, inode: int) -> bool:
@@ -197,12 +210,12 @@ def _become(argv: list[str], request: dict[str, Any], fds: list[int], main: Any)
 
 def _watch(pid: int) -> None:
     """Dies with the process that asked for it, as a cold start dies with its runner."""
-    from app.core.executors.local import _alive, process_start_ticks
+    from app.core.executors.processes import alive, process_start_ticks
 
     start = process_start_ticks(pid)
 
     def loop() -> None:
-        while _alive(pid, start):
+        while alive(pid, start):
             time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGKILL)
 
