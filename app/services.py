@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 
 # What a warm-start server imports before its first job: what `oppen train` spends its first
-# seconds on (PyTorch with the part its optimizers load, MLflow, simrs, Optuna, the trainer).
-WARM_PRELOAD = ("torch", "torch._dynamo", "numpy", "mlflow", "mlflow.tracking", "simrs",
+# seconds on (PyTorch, MLflow, simrs, Optuna, the trainer).
+WARM_PRELOAD = ("torch", "numpy", "mlflow", "mlflow.tracking", "simrs",
                 "optuna", "app.services", "app.training.entrypoint", "app.training.ppo",
                 "app.training.evaluate", "app.sweeps.trial", "app.sweeps.service",
                 "app.cli.train_cmds")
+# What each forked child runs (`oppen ARGV`), and the work done once before the first.
+WARM_ENTRY, WARM_UP = "app.cli:main", "app.training.warmup:warm_up"
 # Recent rewards kept per running job for the dashboard's sparkline.
 SPARKLINE_POINTS = 24
 
@@ -178,8 +180,8 @@ class Services:
         training needs."""
         from app.core.executors.local import WarmServer
 
-        return WarmServer(self.settings.warm_socket, "app.cli:main", WARM_PRELOAD,
-                          self.settings.warm_idle_s, "app.training.warmup:warm_up")
+        return WarmServer(self.settings.warm_socket, WARM_ENTRY, WARM_PRELOAD,
+                          self.settings.warm_idle_s, WARM_UP)
 
     def read_progress(self, run_id: str) -> Progress | None:
         """Latest step, steps per second, recent rewards and final evaluation of a run."""

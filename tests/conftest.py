@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +19,33 @@ from app.services import Services, build_queue
 from tests.support.postgres import fresh_postgres_database, missing_binaries, postgres_server
 
 
+@pytest.fixture(scope="session")
+def shared_warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One warm-start server per test process (per xdist worker), which every test's home
+    shares (OPPEN_WARM_SOCKET_PATH): local jobs and foreground `oppen train` fork from it, as
+    they do by default in use, instead of importing PyTorch and MLflow again per job (about
+    10 s of CPU each, a sixth of the suite's). It leaves with this process. Jobs asked for
+    while it still imports start cold. tests/core/test_warm_start.py and test_resume.py test
+    servers of their own; the tests that must start cold say --cold or OPPEN_WARM_START."""
+    from app.core.executors import warm
+    from app.services import WARM_ENTRY, WARM_PRELOAD, WARM_UP
+
+    folder = tmp_path_factory.mktemp("warm")
+    path = folder / "warm.sock"
+    if len(str(path)) > 100:  # a Unix socket's path limit
+        path = Path(tempfile.mkdtemp(prefix="oppen-warm-")) / "warm.sock"
+    warm.launch_server(path, WARM_ENTRY, WARM_PRELOAD, {}, sys.executable,
+                       idle_s=24 * 3600.0, log=folder / "warm-server.log", warmup=WARM_UP,
+                       owner_pid=os.getpid())
+    try:
+        yield path
+    finally:
+        warm.stop_server(path)
+
+
 @pytest.fixture
-def oppen_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def oppen_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               shared_warm_server: Path) -> Path:
     home = tmp_path / "oppen-home"
     for var in [v for v in os.environ if v.startswith("OPPEN_")]:
         monkeypatch.delenv(var)
@@ -26,9 +53,7 @@ def oppen_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Tests tick the dispatcher quickly so jobs finish within seconds.
     monkeypatch.setenv("OPPEN_DISPATCH_INTERVAL_S", "0.5")
-    # Jobs start cold: a warm-start server per test would import PyTorch once per test and
-    # stay until its test's process ends. tests/core/test_warm_start.py tests warm starts.
-    monkeypatch.setenv("OPPEN_WARM_START", "false")
+    monkeypatch.setenv("OPPEN_WARM_SOCKET_PATH", str(shared_warm_server))
     return home
 
 

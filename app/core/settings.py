@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     stop_grace_s: float = Field(default=20.0, ge=0, description="SIGTERM-to-SIGKILL grace when stopping a job")
     warm_start: bool = Field(default=True, description="Local jobs fork from a process that has imported PyTorch and MLflow already (milliseconds to start, not seconds)")
     warm_idle_s: float = Field(default=600.0, gt=0, description="A warm-start server with nothing to start for this long exits")
+    warm_socket_path: Path | None = Field(default=None, description="The warm-start server's socket, which homes naming the same one share; default: warm.sock in the home (in the temporary folder where that path is too long for a socket)")
     pricing_file: Path | None = Field(default=None, description="Price list (TOML); default: the bundled OpenCost-based one")
     kueue_queue_name: str | None = Field(default=None, description="Hand Kubernetes Jobs to this Kueue LocalQueue; {team} is replaced by the job's team (Terraform makes oppen-<team>)")
     k8s_spot: bool = Field(default=False, description="Run training Jobs on spot nodes")
@@ -133,8 +134,12 @@ class Settings(BaseSettings):
 
     @property
     def warm_socket(self) -> Path:
-        """The warm-start server's socket: in the home, or, where that path is too long for
-        a Unix socket (about 100 bytes), in the temporary folder under the home's hash."""
+        """The warm-start server's socket: the one configured (homes may share a server: a
+        child takes its home from the request's environment), else in the home, or, where
+        that path is too long for a Unix socket (about 100 bytes), in the temporary folder
+        under the home's hash."""
+        if self.warm_socket_path is not None:
+            return self.warm_socket_path.expanduser()
         path = self.resolved_home.resolve() / "warm.sock"
         if len(str(path)) <= 100:
             return path

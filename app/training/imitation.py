@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn, optim
+from torch import nn
 
+from app.training.adam import Adam
 from app.training.config import TrainConfig
 from app.training.normalize import RunningMeanStd
 from app.training.policy import MaskedPolicy
@@ -79,7 +80,7 @@ def imitate(policy: MaskedPolicy, value_rms: RunningMeanStd, data: Demonstration
         targets = value_rms.normalize(data.returns)
     else:
         targets = data.returns
-    optimizer = optim.Adam(policy.parameters(), lr=cfg.imitate_lr or cfg.lr, eps=1e-5)
+    optimizer = Adam(policy.parameters(), lr=cfg.imitate_lr or cfg.lr, eps=1e-5)
     n = len(data.actions)
     size = min(cfg.minibatch_size, n)
     indices = np.arange(n)

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn, optim
+from torch import nn
 
 from app.core.errors import ConfigError, OppenError
 from app.training import allocator, checkpoint, distributed, host_layers, imitation, pick_update
+from app.training.adam import Adam
 from app.training.config import TrainConfig
 from app.training.distributed import SOLO, Workers
 from app.training.gae import compute_gae
@@ -143,7 +144,7 @@ class Trainer:
         fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden, self.device)
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
                                   cfg.pick_context, fused=fused).to(self.device)
-        self.optimizer = optim.Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
+        self.optimizer = Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
         self.communication_s = 0.0
         self._same_start()
@@ -196,7 +197,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         checkpoint.restore_weights(self.policy, state["policy"], "the checkpoint to resume")
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise ConfigError(f"the checkpoint to resume: {exc}; it was not written by this "
+                              "network's training") from None
         self.value_rms.load_state_dict(state["value_rms"])
         # Each worker's own generators when the count is the same; they hold the same state
         # by construction (every worker draws the same numbers), so rank 0's serve any count.

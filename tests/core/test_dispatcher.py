@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session
@@ -241,3 +242,32 @@ def test_a_start_still_under_way_is_neither_adopted_nor_requeued(tmp_path) -> No
     assert executor.find(job) is None  # a log long without a pid file: the start failed
     pid_path.write_text(json.dumps({"pid": os.getpid(), "start": None}))
     assert json.loads(executor.find(job) or "{}")["pid"] == os.getpid()
+
+
+def test_a_runner_that_records_its_end_and_exits_during_a_poll_is_not_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner writes its status file, then exits. A poll that read "no status file" and
+    then "not alive" took a succeeded attempt for a lost one, and the job ran again (the
+    SIGKILL test saw a job launched twice, 2026-12-07). Here the runner finishes exactly
+    between the poll's two looks."""
+    from app.core.executors import local
+    from app.core.executors.base import Phase
+    from app.core.executors.runner import write_status
+
+    executor = local.LocalExecutor(tmp_path, {})
+    _, status_path, _ = executor.paths(Job(id=3, name="j", attempts=1))
+    ref = local.LocalExecutor._ref(4_000_000, None, status_path, tmp_path / "j.log")
+
+    def runner_finishes_now(pid: int, start: int | None = None) -> bool:
+        write_status(status_path, 0, "", time.time() - 1, time.time())
+        return False  # and is gone
+
+    monkeypatch.setattr(local, "alive", runner_finishes_now)
+    status = executor.poll(ref)
+    assert (status.phase, status.exit_code) == (Phase.EXITED, 0)
+    # Still alive at the look, no status yet: running; gone with none: lost.
+    status_path.unlink()
+    monkeypatch.setattr(local, "alive", lambda pid, start=None: True)
+    assert executor.poll(ref).phase is Phase.RUNNING
+    monkeypatch.setattr(local, "alive", lambda pid, start=None: False)
+    assert executor.poll(ref).phase is Phase.LOST

@@ -68,8 +68,11 @@ def start(request: pytest.FixtureRequest, services: Services) -> Iterator[str]:
     """How the job's attempts start: cold (a new interpreter) or forked from a warm-start
     server, which must behave exactly alike."""
     if request.param == "cold":
+        services.settings.warm_start = False
         yield "cold"
         return
+    # A server of its own, in the home (not the suite's shared one): the test stops it.
+    services.settings.warm_socket_path = None
     services.settings.warm_start = True
     services.executor.prepare()
     deadline = time.monotonic() + 120

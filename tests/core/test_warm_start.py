@@ -65,6 +65,37 @@ def test_train_forked_from_the_server_runs_as_a_cold_start_does(tmp_path: Path) 
     assert not warm.answering(socket_path)
 
 
+def test_homes_naming_one_socket_share_its_server_and_keep_their_own_stores(
+        tmp_path: Path) -> None:
+    """OPPEN_WARM_SOCKET_PATH: one server for two homes; each forked run is recorded in the
+    home whose runner asked for it, never in the server's or the other's."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    shared = tmp_path / "shared.sock"
+    homes = [tmp_path / "a", tmp_path / "b"]
+    envs = [{**_env(home), "OPPEN_WARM_SOCKET_PATH": str(shared)} for home in homes]
+    assert _oppen(envs[0], "warm", "start").returncode == 0
+    try:
+        assert _oppen(envs[1], "warm", "status").stdout.startswith(f"running at {shared}")
+        args = ("train", "--set", "total_timesteps=256", "--set", "eval_seeds=[42]", "--json")
+        runs = [_oppen(env, *args) for env in envs]
+        assert all(run.returncode == 0 for run in runs), runs[0].stderr + runs[1].stderr
+        outputs = [json.loads(run.stdout) for run in runs]
+        assert [out["start"] for out in outputs] == ["warm", "warm"]
+        for mine, out in enumerate(outputs):
+            for index, home in enumerate(homes):
+                client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+                if index == mine:
+                    assert client.get_run(out["run_id"]).info.status == "FINISHED"
+                else:
+                    with pytest.raises(MlflowException):
+                        client.get_run(out["run_id"])
+    finally:
+        assert _oppen(envs[1], "warm", "stop").stdout.strip() == "stopped"
+    assert not warm.answering(shared)
+
+
 def test_a_child_dies_with_its_runner_and_the_server_with_its_owner(tmp_path: Path) -> None:
     home = tmp_path / "home"
     path = tmp_path / "w.sock"

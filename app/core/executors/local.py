@@ -150,11 +150,15 @@ class LocalExecutor:
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             self._children.pop(pid, None)  # reaped; the status file says how it went
+        # Alive first, then the status file: the runner writes that file before it exits, so
+        # a runner found gone has written it if it ever will. In the other order a runner
+        # that wrote it and exited between the two looks lost, and its job ran again.
+        running = alive(pid, info.get("start"))
         if status_path.exists():
             data = json.loads(status_path.read_text())
             return ExecStatus(Phase.EXITED, int(data["exit_code"]), data.get("detail", ""),
                               _when(data.get("started")), _when(data.get("ended")))
-        if alive(pid, info.get("start")):
+        if running:
             return ExecStatus(Phase.RUNNING)
         return ExecStatus(Phase.LOST, None, "the process ended without recording an exit code")
 
