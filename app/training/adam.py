@@ -92,21 +92,33 @@ class Adam:
                 raise ValueError(f"the saved optimizer has {key}={group[key]!r}, which "
                                  f"Oppen's Adam does not implement")
         state: dict[torch.nn.Parameter, dict[str, torch.Tensor]] = {}
-        for index, p in zip(indices, self.params, strict=True):
-            if index not in saved:
-                continue
-            entry = saved[index]
-            for name in ("exp_avg", "exp_avg_sq"):
-                if tuple(entry[name].shape) != tuple(p.shape):
-                    raise ValueError(f"the saved optimizer's {name} for parameter {index} "
-                                     f"has shape {tuple(entry[name].shape)}, the network's "
-                                     f"{tuple(p.shape)}")
-            # As torch does: moments on the parameter's device and dtype, step kept as saved.
-            state[p] = {"step": torch.as_tensor(entry["step"], dtype=torch.float32,
-                                                device="cpu").clone(),
-                        "exp_avg": entry["exp_avg"].to(p.device, p.dtype, copy=True),
-                        "exp_avg_sq": entry["exp_avg_sq"].to(p.device, p.dtype, copy=True)}
+        try:
+            for index, p in zip(indices, self.params, strict=True):
+                if index not in saved:
+                    continue
+                state[p] = _entry(saved[index], index, p)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the saved optimizer state is malformed ({exc!r})") from None
+        try:
+            options = {"lr": float(group["lr"]),
+                       "betas": tuple(float(b) for b in group["betas"]),
+                       "eps": float(group["eps"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the saved optimizer's options are malformed ({exc!r})") from None
+        if len(options["betas"]) != 2:
+            raise ValueError(f"the saved optimizer has betas={options['betas']!r}")
         self.state = state
-        self.param_groups[0].update(lr=float(group["lr"]),
-                                    betas=tuple(float(b) for b in group["betas"]),
-                                    eps=float(group["eps"]))
+        self.param_groups[0].update(options)
+
+
+def _entry(entry: dict[str, Any], index: int, p: torch.nn.Parameter) -> dict[str, torch.Tensor]:
+    """One parameter's saved state as torch loads it: the moments on the parameter's device
+    and dtype, the step a float32 CPU scalar."""
+    for name in ("exp_avg", "exp_avg_sq"):
+        if not isinstance(entry[name], torch.Tensor) or entry[name].shape != p.shape:
+            shape = tuple(getattr(entry[name], "shape", ()))
+            raise ValueError(f"the saved optimizer's {name} for parameter {index} has shape "
+                             f"{shape}, the network's {tuple(p.shape)}")
+    return {"step": torch.as_tensor(entry["step"], dtype=torch.float32, device="cpu").clone(),
+            "exp_avg": entry["exp_avg"].to(p.device, p.dtype, copy=True),
+            "exp_avg_sq": entry["exp_avg_sq"].to(p.device, p.dtype, copy=True)}

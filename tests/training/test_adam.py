@@ -84,6 +84,11 @@ def test_the_saved_layout_is_torchs() -> None:
     (lambda s: s["param_groups"][0]["params"].pop(), "has 3 parameters, this network 4"),
     (lambda s: s["state"][0].update(exp_avg=torch.zeros(2, 2)), "has shape (2, 2)"),
     (lambda s: s.pop("param_groups"), "not an Adam state"),
+    (lambda s: s["state"].update({1: "junk"}), "malformed"),
+    (lambda s: s["state"][2].pop("exp_avg_sq"), "malformed"),
+    (lambda s: s["state"][0].update(exp_avg=[1.0, 2.0]), "has shape ()"),
+    (lambda s: s["param_groups"][0].update(betas=(0.9,)), "betas=(0.9,)"),
+    (lambda s: s["param_groups"][0].update(lr="fast"), "malformed"),
     (lambda s: s["param_groups"].append(dict(s["param_groups"][0])), "not an Adam state"),
 ])
 def test_a_state_it_cannot_continue_is_refused_and_the_old_one_kept(change: object,
