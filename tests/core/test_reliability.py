@@ -138,8 +138,11 @@ def test_dispatcher_killed_20_times_loses_and_duplicates_nothing(
           f"launches per job {set(launched.values())}; adopted after restart {adopted}; "
           f"claimed-but-unlaunched returned to queue {requeued}")
     assert kills >= 20
-    # The kills hit dispatchers at work, not only ones still starting up.
-    assert launched_while_killing >= 20, launched_while_killing
+    # The kills hit dispatchers at work, not only ones still starting up: between them they
+    # had launched or claimed (and then left unlaunched) at least 20 jobs. On a loaded
+    # machine a tick is slower, so fewer of the two are launches (CI, 2026-12-07: 19
+    # launched and 14 claimed; on a quiet VM about 60 and 10).
+    assert launched_while_killing + requeued >= 20, (launched_while_killing, requeued)
     assert states == {"succeeded": 100}
     assert set(launched) == set(ids), "a job was lost"
     assert all(n == 1 for n in launched.values()), "a job was launched twice"
