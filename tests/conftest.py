@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +30,8 @@ def shared_warm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     from app.services import WARM_ENTRY, WARM_PRELOAD, WARM_UP
 
     folder = tmp_path_factory.mktemp("warm")
-    path = folder / "warm.sock"
-    if len(str(path)) > 100:  # a Unix socket's path limit
-        path = Path(tempfile.mkdtemp(prefix="oppen-warm-")) / "warm.sock"
+    # Where a home there keeps its socket (in the temporary folder if the path is too long).
+    path = load_settings(home=folder, warm_socket_path=None).warm_socket
     warm.launch_server(path, WARM_ENTRY, WARM_PRELOAD, {}, sys.executable,
                        idle_s=24 * 3600.0, log=folder / "warm-server.log", warmup=WARM_UP,
                        owner_pid=os.getpid())
