@@ -11,7 +11,6 @@ import click
 
 from app.cli import common
 from app.core.errors import OppenError
-from app.core.settings import load_settings
 
 
 def _refuse_without_yes(refusals: list[str]) -> Any:
@@ -45,6 +44,7 @@ def ask(text: str, yes: bool, session_id: str | None, as_json: bool) -> None:
     on stderr) or a tool failed."""
     from app.agent import sessions
     from app.agent.agent import Agent
+    from app.core.settings import load_settings
 
     if not text.strip():
         raise OppenError("ask needs some text")
@@ -81,6 +81,7 @@ def chat(yes: bool, resume_id: str | None) -> None:
     --yes."""
     from app.agent import sessions
     from app.agent.repl import Repl
+    from app.core.settings import load_settings
 
     settings = load_settings()
     _maybe_trace(settings)

@@ -13,7 +13,6 @@ from app.cli import common
 from app.core.errors import ConfigError
 from app.core.money import usd
 from app.core.priority import PRIORITY_CLASSES
-from app.costs.budgets import used_percent
 
 PRIORITY_CHOICE = click.Choice(list(PRIORITY_CLASSES))
 
@@ -219,6 +218,8 @@ def budget_set(name: str, limit_usd: str, scope: str, team: str | None, project:
 @click.option("--json", "as_json", is_flag=True)
 def budget_show(name: str | None, as_json: bool) -> None:
     """Every budget (or one): spent, committed, burn rate, projected run-out, alerts."""
+    from app.costs.budgets import used_percent  # SQLAlchemy: kept off `oppen --help`
+
     rows = common.operations().list_budgets(name)["budgets"]
     lines = []
     for r in rows:

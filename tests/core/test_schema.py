@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,24 @@ def test_a_database_from_a_newer_oppen_is_refused_untouched(
     listed = _oppen(url, tmp_path, "queue", "list")
     assert listed.returncode == 2 and "upgrade Oppen" in listed.stderr
     assert "unexpected" not in listed.stderr and "Traceback" not in listed.stderr
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    """SCHEMA_HEAD lets an up-to-date database open without Alembic; a migration added
+    without moving it would let a database one step behind skip its upgrade."""
+    from app.core.db import SCHEMA_HEAD, _head_revision
+
+    assert SCHEMA_HEAD == _head_revision()
+
+
+def test_an_up_to_date_database_opens_without_loading_alembic(tmp_path: Path) -> None:
+    """The fast path is taken: a process opening a current database never imports Alembic."""
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    init_db(make_engine(url))
+    probe = ("import sys; from app.core.db import init_db, make_engine; "
+             f"init_db(make_engine({url!r})); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
