@@ -47,6 +47,7 @@ class Adam:
     def step(self) -> None:
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        params, grads, avgs, squares, steps = [], [], [], [], []
         for p in self.params:
             grad = p.grad
             if grad is None:
@@ -59,15 +60,25 @@ class Adam:
                     "step": torch.tensor(0.0, dtype=torch.float32),
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-            exp_avg, exp_avg_sq, step_t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-            step_t += 1
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            step = step_t.item()
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(exp_avg, denom, value=-(lr / bias_correction1))
+            params.append(p)
+            grads.append(grad)
+            avgs.append(state["exp_avg"])
+            squares.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        if not params:
+            return
+        # Each operation over every parameter in one call (torch's foreach kernels, which on
+        # the CPU run the single-tensor kernel tensor by tensor): the single-tensor path's
+        # arithmetic in its order, so the same bits, with a tenth of the Python calls.
+        torch._foreach_add_(steps, 1)
+        torch._foreach_lerp_(avgs, grads, 1 - beta1)
+        torch._foreach_mul_(squares, beta2)
+        torch._foreach_addcmul_(squares, grads, grads, value=1 - beta2)
+        counts = [step.item() for step in steps]
+        denoms = torch._foreach_sqrt(squares)
+        torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, avgs, denoms, [-(lr / (1 - beta1 ** n)) for n in counts])
 
     def state_dict(self) -> dict[str, Any]:
         """torch.optim.Adam's layout: state by parameter index, the group with indices."""

@@ -37,26 +37,30 @@ class FusedPickUpdate:
                  actions: torch.Tensor, logprobs: torch.Tensor, targets: torch.Tensor) -> None:
         import simrs
 
-        self.policy = policy
         self.batch = simrs.PickBatch(numpy_view(obs), _int8(mask), numpy_view(actions.long()),
                                      numpy_view(logprobs.float()), numpy_view(targets.float()))
+        # The parameters and NumPy views of them, once per update: the optimizer changes
+        # them in place, so the views follow. simrs writes each minibatch's gradients into
+        # `grads`, which become the parameters' `.grad`.
+        self.params = dict(policy.named_parameters())
+        self.weights = {name: numpy_view(p) for name, p in self.params.items()}
+        self.grads = {name: torch.zeros_like(p) for name, p in self.params.items()}
+        self.grad_views = {name: g.numpy() for name, g in self.grads.items()}
 
     def minibatch(self, rows: np.ndarray, adv: torch.Tensor, clip: float, ent_coef: float,
                   vf_coef: float, size: int) -> torch.Tensor:
         """The loss sums `[policy, value, entropy, approx_kl, clipped]` of the batch's `rows`
         (advantages `adv`, already normalised); each parameter's `.grad` is set to its
         gradient of the minibatch's loss, the sums over `size` rows."""
-        params = dict(self.policy.named_parameters())
-        if not all(bool(torch.isfinite(p).all()) for p in params.values()):
+        if not all(bool(torch.isfinite(p).all()) for p in self.params.values()):
             # Diverged weights: NaN sums make Trainer._update raise TrainingDiverged, as
             # the autograd path's NaN loss does (simrs refuses non-finite weights).
             return torch.full((5,), float("nan"))
-        grads, stats = self.batch.minibatch(
-            {name: numpy_view(p) for name, p in params.items()},
-            np.ascontiguousarray(rows, dtype=np.int64),
-            numpy_view(adv.float()), clip, ent_coef, vf_coef, float(size))
-        for name, p in params.items():
-            p.grad = torch.tensor(grads[name], dtype=p.dtype).view_as(p)
+        stats = self.batch.minibatch(self.weights, np.ascontiguousarray(rows, dtype=np.int64),
+                                     numpy_view(adv.float()), clip, ent_coef, vf_coef,
+                                     float(size), self.grad_views)
+        for name, p in self.params.items():
+            p.grad = self.grads[name]
         return torch.tensor(stats, dtype=torch.float32)
 
 

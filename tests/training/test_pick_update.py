@@ -149,14 +149,36 @@ def test_the_native_pick_batch_refuses_masked_actions_and_bad_arrays() -> None:
     with pytest.raises(simrs.ConfigError, match="holds 7 values"):
         simrs.PickBatch(o, m, actions, lp[:7], tg)
     weights = {k: v.detach().numpy() for k, v in PickPolicy(8).named_parameters()}
+    grads = {k: np.zeros_like(v) for k, v in weights.items()}
     adv = np.zeros(1, np.float32)
     with pytest.raises(simrs.ConfigError, match="row indices"):
-        batch.minibatch(weights, np.array([8], np.int64), adv, 0.2, 0.0, 0.5, 1.0)
+        batch.minibatch(weights, np.array([8], np.int64), adv, 0.2, 0.0, 0.5, 1.0, grads)
     with pytest.raises(simrs.ConfigError, match="missing pick weight"):
         batch.minibatch({k: v for k, v in weights.items() if k != "scorer.0.bias"},
-                        np.array([0], np.int64), adv, 0.2, 0.0, 0.5, 1.0)
+                        np.array([0], np.int64), adv, 0.2, 0.0, 0.5, 1.0, grads)
     with pytest.raises(simrs.ConfigError, match="finite"):
-        batch.minibatch(weights, np.array([0], np.int64), adv, 0.2, 0.0, 0.5, float("nan"))
+        batch.minibatch(weights, np.array([0], np.int64), adv, 0.2, 0.0, 0.5, float("nan"),
+                        grads)
+    # Gradient outputs: each present, writable, its weight's size, apart from the weights
+    # and from each other; a refused call writes none of them.
+    one = np.array([0], np.int64)
+    with pytest.raises(simrs.ConfigError, match="grads: missing"):
+        batch.minibatch(weights, one, adv, 0.2, 0.0, 0.5, 1.0,
+                        {k: v for k, v in grads.items() if k != "encoder.0.bias"})
+    with pytest.raises(simrs.ConfigError, match="elements"):
+        batch.minibatch(weights, one, adv, 0.2, 0.0, 0.5, 1.0,
+                        {**grads, "encoder.0.weight": np.zeros(3, np.float32)})
+    frozen = grads["scorer.0.weight"].copy()
+    frozen.flags.writeable = False
+    with pytest.raises(simrs.ConfigError, match="writable"):
+        batch.minibatch(weights, one, adv, 0.2, 0.0, 0.5, 1.0, {**grads, "scorer.0.weight": frozen})
+    with pytest.raises(simrs.ConfigError, match="share memory"):
+        batch.minibatch(weights, one, adv, 0.2, 0.0, 0.5, 1.0,
+                        {**grads, "encoder.2.bias": weights["encoder.2.bias"]})
+    with pytest.raises(simrs.ConfigError, match="share memory"):
+        batch.minibatch(weights, one, adv, 0.2, 0.0, 0.5, 1.0,
+                        {**grads, "encoder.2.bias": grads["encoder.0.bias"]})
+    assert all(not g.any() for g in grads.values())
     out = np.empty(8, np.int64), np.empty(8, np.float32), np.empty(8, np.float32)
     with pytest.raises(simrs.ConfigError, match=r"not in \[0, 1\)"):
         simrs.pick_sample(weights, o, m, np.full(8, 1.0, np.float32), *out)

@@ -101,13 +101,28 @@ impl PickBatch {
     }
 
     /// The minibatch `rows` (int64 indices into the batch) with their advantages (float32),
-    /// under `weights` (the policy's state_dict entries, float32): returns every weight's
-    /// gradient (a dict by the same names, flat lists in PyTorch's layout) and the loss sums
-    /// `[policy, value, entropy, approx_kl, clipped]`.
+    /// under `weights` (the policy's state_dict entries, float32): writes every weight's
+    /// gradient into `grads` (a dict by the same names of writable float32 arrays, each the
+    /// size of its weight, in PyTorch's layout, apart from the weights and from each other)
+    /// and returns the loss sums `[policy, value, entropy, approx_kl, clipped]`.
     #[allow(clippy::too_many_arguments)]
     fn minibatch(&self, py: Python<'_>, weights: &PyDict, rows: &PyAny, adv: &PyAny, clip: f32,
-                 ent_coef: f32, vf_coef: f32, size: f32) -> PyResult<(Py<PyDict>, Vec<f64>)> {
+                 ent_coef: f32, vf_coef: f32, size: f32, grads: &PyDict) -> PyResult<Vec<f64>> {
         let w = PickWeights::new(weights)?;
+        let mut outs = Vec::with_capacity(PICK_WEIGHTS.len());
+        for (key, weight) in PICK_WEIGHTS.iter().zip(&w.w) {
+            let out = grads
+                .get_item(key)
+                .ok_or_else(|| ConfigError::new_err(format!("grads: missing {key:?}")))?;
+            let out = RawMut::<f32>::new(out, weight.len, &format!("grads[{key:?}]"))?;
+            for (other_key, other) in PICK_WEIGHTS.iter().zip(&w.w) {
+                other.check_apart(&out, &format!("grads[{key:?}] (here {other_key:?})"))?;
+            }
+            for earlier in &outs {
+                out.check_apart_from(earlier)?;
+            }
+            outs.push(out);
+        }
         let rows = RawRef::<i64>::new(rows, "rows", "int64")?;
         let adv = RawRef::<f32>::new(adv, "adv", "float32")?;
         let terms = PpoTerms { clip, ent_coef, vf_coef, size };
@@ -117,16 +132,20 @@ impl PickBatch {
                 minibatch(layers, scorer_bias, &value, batch, rows.slice(), adv.slice(), terms)
             })
             .map_err(to_py)?;
-        let out = PyDict::new(py);
         let l = g.layers;
-        let grads: [Vec<f32>; 12] = [
-            l.w1, l.b1, l.w2, l.b2, l.ws, g.scorer_bias, l.wo, vec![l.bo],
-            g.value_w1, g.value_b1, g.value_w2, vec![g.value_b2],
+        let computed: [&[f32]; 12] = [
+            &l.w1, &l.b1, &l.w2, &l.b2, &l.ws, &g.scorer_bias, &l.wo, &[l.bo],
+            &g.value_w1, &g.value_b1, &g.value_w2, &[g.value_b2],
         ];
-        for (k, v) in PICK_WEIGHTS.iter().zip(grads) {
-            out.set_item(k, v)?;
+        for ((out, grad), key) in outs.iter_mut().zip(computed).zip(PICK_WEIGHTS) {
+            if grad.len() != out.len {
+                return Err(ConfigError::new_err(format!(
+                    "{key:?}: a gradient of {} values for a weight of {}", grad.len(), out.len
+                )));
+            }
+            out.slice().copy_from_slice(grad);
         }
-        Ok((out.into(), g.stats.to_vec()))
+        Ok(g.stats.to_vec())
     }
 }
 
