@@ -6,8 +6,9 @@ import click
 
 from app.cli import common
 
-# simrs.PRIORITIES and simrs.PLACEMENTS, listed so `--help` needs no simrs import.
-POLICIES = ["fcfs", "sjf", "smallest", "f1", "wfp3", "unicep"]
+# simrs.PRIORITIES with simrs.CLAIRVOYANT_PRIORITIES, and simrs.PLACEMENTS, listed so
+# `--help` needs no simrs import.
+POLICIES = ["fcfs", "sjf", "smallest", "f1", "wfp3", "unicep", "clairvoyant"]
 PLACEMENTS = ["first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"]
 
 
@@ -25,7 +26,9 @@ def sim() -> None:
                    "host: --policy, then --placement), one per --seeds")
 @click.option("--seeds", help="With --workload: episode seeds, e.g. 42,43 or 100-109 "
               "(default: the config's eval_seeds)")
-@click.option("--policy", type=click.Choice(POLICIES), required=True)
+@click.option("--policy", type=click.Choice(POLICIES), required=True,
+              help="The job rule; clairvoyant is shortest actual run time first, which no "
+                   "scheduler knows: a bound on what better run-time estimates gain over sjf")
 @click.option("--backfill", type=click.Choice(["none", "shadow", "easy"]), default="none",
               show_default=True)
 @click.option("--protocol", type=click.Choice(["full", "rlscheduler"]), default="full",

@@ -51,8 +51,9 @@ def replay(trace_path: str | Path, policy: str, backfill: str = "none",
         raise ConfigError(f"unknown protocol {protocol!r}; choose {', '.join(PROTOCOLS)}")
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
-    if policy not in simrs.PRIORITIES:
-        raise ConfigError(f"unknown policy {policy!r}; choose {', '.join(simrs.PRIORITIES)}")
+    rules = simrs.PRIORITIES + simrs.CLAIRVOYANT_PRIORITIES
+    if policy not in rules:
+        raise ConfigError(f"unknown policy {policy!r}; choose {', '.join(rules)}")
     if backfill not in simrs.BACKFILLS:
         raise ConfigError(f"unknown backfill {backfill!r}; choose {', '.join(simrs.BACKFILLS)}")
     if protocol == "rlscheduler" and backfill == "easy":
@@ -83,12 +84,13 @@ def replay_workload(config_path: str | Path, policy: str, placement: str = "firs
     per seed: the mode's production scale (10,000 jobs and more, nothing truncated) from
     the command line. Each decision is made inside simrs."""
     import simrs
-    from app.training.config import HEURISTICS, HOST_RULES, JOB_RULES, TrainConfig
+    from app.training.config import HOST_RULES, JOB_RULES, TrainConfig
 
     pair = f"{policy}+{placement}"
-    if pair not in HEURISTICS["hierarchical"]:
+    job_rules = JOB_RULES + simrs.CLAIRVOYANT_PRIORITIES
+    if policy not in job_rules or placement not in HOST_RULES:
         raise ConfigError(f"unknown pair {pair!r}; choose a job rule of "
-                          f"{', '.join(JOB_RULES)} and a placement of {', '.join(HOST_RULES)}")
+                          f"{', '.join(job_rules)} and a placement of {', '.join(HOST_RULES)}")
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; choose {', '.join(METRICS)}")
     path = Path(config_path)

@@ -108,6 +108,9 @@ def test_a_generated_hierarchical_workload_replays_per_seed_from_the_cli(tmp_pat
     # On a congested queue, shortest-first waits less than arrival order.
     assert sjf["details"]["mean_wait_s"] < fcfs["details"]["mean_wait_s"]
     assert [w["seed"] for w in run("--policy", "f1")["windows"]] == [7]  # the config's seeds
+    bound = run("--policy", "clairvoyant", "--placement", "best_fit", "--seeds", "1-3")
+    assert bound["policy"] == "clairvoyant+best_fit"
+    assert bound["details"]["mean_wait_s"] != sjf["details"]["mean_wait_s"]  # its own order
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -126,3 +129,22 @@ def test_bad_workload_replays_are_one_line(tmp_path, args, message) -> None:  # 
                           timeout=60)
     assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_clairvoyant_runs_the_shortest_actual_job_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Whole-machine jobs asking for the same hour: while the first runs, the other two
+    queue; SJF cannot tell them apart and keeps arrival order, the clairvoyant bound runs
+    the one that actually ends sooner first."""
+    trace = tmp_path / "same-request.swf"
+    rows = [(1, 0, 900), (2, 1, 500), (3, 2, 100)]  # id, submit, actual run (s)
+    trace.write_text("; MaxProcs: 4\n" + "".join(
+        f"{i} {s} -1 {run} 4 -1 -1 4 3600 -1 1 1 1 1 1 1 -1 -1\n" for i, s, run in rows))
+    sjf = replay(trace, "sjf").details
+    clairvoyant = replay(trace, "clairvoyant").details
+    assert sjf["mean_wait_s"] == pytest.approx((0 + 899 + 1398) / 3)
+    assert clairvoyant["mean_wait_s"] == pytest.approx((0 + 999 + 898) / 3)
+    proc = subprocess.run(oppen_cmd("sim", "replay", "--trace", str(trace), "--policy",
+                                    "clairvoyant", "--json"), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["details"]["mean_wait_s"] == clairvoyant["mean_wait_s"]

@@ -75,7 +75,8 @@ def test_the_option_choices_listed_without_importing_simrs_are_simrs_own() -> No
         job, host = pair.split("+")
         assert job in simrs.PRIORITIES and host in simrs.PLACEMENTS, pair
     assert set(HEURISTICS) == {"place", "pick", "hierarchical"}
-    assert tuple(POLICIES) == simrs.PRIORITIES and tuple(PLACEMENTS) == simrs.PLACEMENTS
+    assert tuple(POLICIES) == simrs.PRIORITIES + simrs.CLAIRVOYANT_PRIORITIES
+    assert tuple(PLACEMENTS) == simrs.PLACEMENTS
     assert REWARDS == simrs.REWARDS
 
 

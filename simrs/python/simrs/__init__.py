@@ -29,6 +29,9 @@ from simrs.vector import BatchEnv, ClusterVectorEnv, FinishedEpisode
 MODES = ("place", "pick", "hierarchical")
 PLACEMENTS = ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random")
 PRIORITIES = ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep")
+# Job rules that read each job's actual run time, which no scheduler knows: bounds to compare
+# against, never baselines a policy imitates or is judged by.
+CLAIRVOYANT_PRIORITIES = ("clairvoyant",)
 BACKFILLS = ("none", "shadow", "easy")
 REWARDS = ("wait", "bsld_dense", "bsld_terminal", "utilization", "load_balance")
 
@@ -38,6 +41,7 @@ RLSCHEDULER_WINDOW_LEN = 1024
 
 __all__ = [
     "BACKFILLS",
+    "CLAIRVOYANT_PRIORITIES",
     "MODES",
     "PLACEMENTS",
     "PRIORITIES",

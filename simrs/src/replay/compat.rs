@@ -265,7 +265,7 @@ impl CompatSim {
 /// A heuristic's key for job `j` as that code computes it (the wait is `-1 - submit`).
 pub fn compat_key(w: &CompatWorkload, policy: Priority, j: usize) -> crate::heuristics::policy::SortKey {
     let job = w.jobs[j];
-    policy.key(job.submit, job.requested, job.procs, -1 - job.submit)
+    policy.key(job.submit, job.requested, job.procs, -1 - job.submit, job.run)
 }
 
 /// Replays jobs `start .. start + len` with a heuristic; returns the window's metric.
