@@ -9,7 +9,7 @@ from app.cli import common
 # simrs.PRIORITIES with simrs.CLAIRVOYANT_PRIORITIES, and simrs.PLACEMENTS, listed so
 # `--help` needs no simrs import.
 POLICIES = ["fcfs", "sjf", "smallest", "f1", "wfp3", "unicep", "clairvoyant"]
-PLACEMENTS = ["first_fit", "best_fit", "best_fit_mem", "worst_fit", "random"]
+PLACEMENTS = ["first_fit", "best_fit", "best_fit_mem", "worst_fit", "random", "tetris"]
 
 
 @click.group(cls=common.OppenGroup)

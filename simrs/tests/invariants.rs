@@ -96,10 +96,10 @@ proptest! {
     #[test]
     fn hierarchical_heuristic_pairs_act_within_the_masks(seed in 0u64..10_000, hosts in 1usize..6,
                                                          jobs in 1usize..60, rule in 0usize..7,
-                                                         placement in 0usize..5) {
+                                                         placement in 0usize..6) {
         let priority = Priority::ALL.get(rule).copied().unwrap_or(Priority::Clairvoyant);
         let place = [Placement::FirstFit, Placement::BestFit, Placement::BestFitMem,
-                     Placement::WorstFit, Placement::Random][placement];
+                     Placement::WorstFit, Placement::Random, Placement::Tetris][placement];
         let mut env = HierEnv::new(config(hosts, jobs, 8, 30.0), seed).unwrap();
         let mut mask = vec![0i8; env.action_dim()];
         while !env.is_done() {
@@ -118,7 +118,7 @@ proptest! {
 
     #[test]
     fn replay_keeps_invariants(sizes in prop::collection::vec((0u64..500, 1u64..400, 1u64..3, 1u32..5), 1..60),
-                               policy in 0usize..7, backfill in 0usize..3, placement in 0usize..5) {
+                               policy in 0usize..7, backfill in 0usize..3, placement in 0usize..6) {
         let hosts = vec![Host::new(4, 1 << 20), Host::new(6, 1 << 20), Host::new(5, 1 << 20)];
         let mut submit = 0;
         let jobs: Vec<Job> = sizes.iter().enumerate().map(|(i, &(gap, run, over, cores))| {
@@ -130,7 +130,7 @@ proptest! {
             priority: Priority::ALL.get(policy).copied().unwrap_or(Priority::Clairvoyant),
             backfill: [Backfill::None, Backfill::Shadow, Backfill::Easy][backfill],
             placement: [Placement::FirstFit, Placement::BestFit, Placement::BestFitMem,
-                        Placement::WorstFit, Placement::Random][placement],
+                        Placement::WorstFit, Placement::Random, Placement::Tetris][placement],
         };
         replay(&mut sim, cfg);
         check_finished(&sim);

@@ -27,7 +27,7 @@ from simrs.env import ClusterEnv, ClusterHierarchicalEnv, ClusterPickEnv, Cluste
 from simrs.vector import BatchEnv, ClusterVectorEnv, FinishedEpisode
 
 MODES = ("place", "pick", "hierarchical")
-PLACEMENTS = ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random")
+PLACEMENTS = ("first_fit", "best_fit", "best_fit_mem", "worst_fit", "random", "tetris")
 PRIORITIES = ("fcfs", "sjf", "smallest", "f1", "wfp3", "unicep")
 # Job rules that read each job's actual run time, which no scheduler knows: bounds to compare
 # against, never baselines a policy imitates or is judged by.
