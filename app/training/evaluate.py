@@ -22,6 +22,8 @@ def run_episode(workload: dict[str, Any] | None, seed: int, choose: Chooser,
     import simrs
 
     opts = {"reward": reward, **(options or {})}
+    if isinstance(choose, HeuristicChooser):
+        return _heuristic_episode(simrs.Env(mode, workload, seed, **opts), seed, choose.name)
     env = simrs.ClusterEnv(mode, workload, seed, **opts)
     obs, info = env.reset(seed=seed)
     done, total = False, 0.0
@@ -41,11 +43,33 @@ def policy_chooser(policy: MaskedPolicy, device: torch.device) -> Chooser:
     return choose
 
 
-def heuristic_chooser(name: str) -> Chooser:
-    def choose(env: Any, _obs: np.ndarray, _mask: np.ndarray) -> int:
-        return int(env.heuristic_action(name))
+class HeuristicChooser:
+    """A heuristic's decisions, each made inside simrs. As a Chooser it takes any
+    environment; `run_episode` runs its episodes without observations, which it never reads
+    (a 10,000-job hierarchical episode builds 20,000 of them, 80,000 values each)."""
 
-    return choose
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, env: Any, _obs: np.ndarray, _mask: np.ndarray) -> int:
+        return int(env.heuristic_action(self.name))
+
+
+def heuristic_chooser(name: str) -> Chooser:
+    return HeuristicChooser(name)
+
+
+def _heuristic_episode(env: Any, seed: int, name: str) -> dict[str, float]:
+    """`run_episode`'s loop on a bare simrs.Env: the same decisions, rewards and metrics."""
+    env.reset(seed)
+    done, total = False, 0.0
+    while not done:
+        action = env.heuristic_action(name)
+        if action is None:
+            raise RuntimeError(f"{name} found no action in a live episode")
+        reward, done = env.step(action)
+        total += reward
+    return {"return": total, **env.metrics()}
 
 
 # The job-shop seed's workaround for a policy that cannot see the whole queue: only this many

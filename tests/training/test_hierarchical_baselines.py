@@ -51,6 +51,25 @@ def test_every_pair_acts_within_the_masks_and_fcfs_first_fit_is_the_first_allowe
     assert sjf["mean_wait_s"] < fcfs["mean_wait_s"]
 
 
+@pytest.mark.parametrize(("mode", "workload", "name"), [
+    ("hierarchical", WORKLOAD, "sjf+tetris"), ("hierarchical", WORKLOAD, "f1+worst_fit"),
+    ("place", {"num_hosts": 8, "episode_length": 200}, "best_fit_mem"),
+    ("pick", {"num_hosts": 4, "episode_length": 120}, "f1")])
+def test_a_heuristic_evaluated_inside_simrs_matches_the_observed_loop(
+        mode: str, workload: dict[str, Any], name: str) -> None:
+    """Evaluations run a heuristic's episodes on a bare simrs.Env, building no observations;
+    the episode is the one the gymnasium loop with observations and masks plays."""
+    from app.training.evaluate import HeuristicChooser, heuristic_chooser
+
+    chooser = heuristic_chooser(name)
+    assert isinstance(chooser, HeuristicChooser)
+    fast = run_episode(workload, 3, chooser, mode=mode)
+    observed = run_episode(workload, 3, lambda env, _o, _m: int(env.heuristic_action(name)),
+                           mode=mode)
+    assert fast == observed
+    assert fast["completed"] > 0
+
+
 @pytest.mark.parametrize(("name", "message"), [
     ("sjf", "takes a heuristic pair job_rule\\+host_rule"),
     ("sjf+nearest", "unknown placement \"nearest\""),
