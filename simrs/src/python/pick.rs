@@ -137,12 +137,15 @@ impl PickBatch {
             &l.w1, &l.b1, &l.w2, &l.b2, &l.ws, &g.scorer_bias, &l.wo, &[l.bo],
             &g.value_w1, &g.value_b1, &g.value_w2, &[g.value_b2],
         ];
-        for ((out, grad), key) in outs.iter_mut().zip(computed).zip(PICK_WEIGHTS) {
+        // Every size checked before any output is written: a refused call writes none.
+        for ((out, grad), key) in outs.iter().zip(computed).zip(PICK_WEIGHTS) {
             if grad.len() != out.len {
                 return Err(ConfigError::new_err(format!(
                     "{key:?}: a gradient of {} values for a weight of {}", grad.len(), out.len
                 )));
             }
+        }
+        for (out, grad) in outs.iter_mut().zip(computed) {
             out.slice().copy_from_slice(grad);
         }
         Ok(g.stats.to_vec())
