@@ -43,7 +43,9 @@ def dashboard(watch: bool, interval: float, recent: int, as_json: bool) -> None:
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def ui(port: int, host: str) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="MLflow server processes (one serves a person; each costs a start of MLflow)")
+def ui(port: int, host: str, workers: int) -> None:
     """Open the MLflow UI on Oppen's tracking store (Ctrl-C stops it)."""
     services = common.services()
     uri = services.settings.resolved_tracking_uri
@@ -53,11 +55,16 @@ def ui(port: int, host: str) -> None:
     services.tracker.experiment_id()  # a fresh store is created before the UI reads it
     mlflow = shutil.which("mlflow") or f"{sys.executable} -m mlflow"
     command = [*mlflow.split(), "ui", "--backend-store-uri", uri, "--host", host,
-               "--port", str(port)]
+               "--port", str(port), "--workers", str(workers)]
     click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C or SIGTERM to stop)")
     # MLflow's server runs in its own process group (it starts workers): a stop signal to
     # this command stops the whole group (SIGKILL after a grace), and this command exits 0.
-    server = subprocess.Popen(command, start_new_session=True)
+    # MLflow's server-side job runner (seven huey consumers, each a start of MLflow) serves
+    # GenAI scorers and prompt optimisation, which Oppen never asks for; it more than doubles
+    # the start. A caller who sets the variable keeps their choice.
+    env = {**os.environ}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    server = subprocess.Popen(command, start_new_session=True, env=env)
     asked: list[float] = []
 
     def stop(*_: object) -> None:
