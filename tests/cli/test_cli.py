@@ -200,7 +200,7 @@ def test_dispatcher_stops_gracefully_on_sigterm(oppen_home: Path) -> None:
     try:
         watcher = Lease(Services(load_settings()).engine, "test-watcher", ttl_s=1)
         lease = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while lease is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
             lease = watcher.current()

@@ -255,7 +255,7 @@ def test_two_dispatchers_one_leads_and_the_other_takes_over(tmp_path: Path) -> N
     engine = _engine(home)
     first, second = _dispatcher(env), _dispatcher(env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while _holder_pid(engine) is None:
             assert time.monotonic() < deadline, "no dispatcher took the lease"
             time.sleep(0.1)

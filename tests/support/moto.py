@@ -23,7 +23,7 @@ def moto_server(log_path: Path, **env: str) -> Iterator[str]:
                              str(port)], env={**os.environ, **env}, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     try:
         while True:
             try:

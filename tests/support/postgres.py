@@ -58,7 +58,7 @@ def postgres_server(base: Path) -> Iterator[str]:
     subprocess.run(_as_postgres_user(["pg_ctl", "-D", str(data), "-l", str(log), "-o", opts,
                                       "-w", "start"]), check=True, capture_output=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()

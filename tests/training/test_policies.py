@@ -127,7 +127,7 @@ def test_eval_cli_sets_a_checkpoint_against_the_baselines(oppen_home: Path,
         "evaluated ppo", "evaluated first_fit", "evaluated best_fit", "evaluated best_fit_mem"]
     assert "(4 of 4, " in proc.stderr
     bad = subprocess.run(oppen_cmd("eval", "--checkpoint", str(tmp_path / "none.pt")),
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=180)
     assert bad.returncode == 1 and "checkpoint not found" in bad.stderr
 
 
@@ -200,7 +200,7 @@ def test_policy_serve_answers_over_http(oppen_home: Path, tmp_path: Path) -> Non
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             try:
                 urllib.request.urlopen(f"{base}/healthz", timeout=1).close()

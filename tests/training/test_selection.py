@@ -78,7 +78,7 @@ def test_select_cli_ranks_copies_the_winner_and_explains_bad_input(
 
     missing = subprocess.run(oppen_cmd("policy", "select", "--run-dir", str(tmp_path / "no"),
                                        "--seeds", "1"), capture_output=True, text=True,
-                             timeout=60)
+                             timeout=180)
     assert missing.returncode != 0 and "checkpoint folder not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 

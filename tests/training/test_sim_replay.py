@@ -126,7 +126,7 @@ def test_bad_workload_replays_are_one_line(tmp_path, args, message) -> None:  # 
     args = [str(config) if a == "WORKLOAD" else str(LUBLIN) if a == "LUBLIN" else a
             for a in args]
     proc = subprocess.run(oppen_cmd("sim", "replay", *args), capture_output=True, text=True,
-                          timeout=60)
+                          timeout=180)
     assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -145,6 +145,6 @@ def test_clairvoyant_runs_the_shortest_actual_job_first(tmp_path) -> None:  # ty
     assert clairvoyant["mean_wait_s"] == pytest.approx((0 + 999 + 898) / 3)
     proc = subprocess.run(oppen_cmd("sim", "replay", "--trace", str(trace), "--policy",
                                     "clairvoyant", "--json"), capture_output=True, text=True,
-                          timeout=60)
+                          timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["details"]["mean_wait_s"] == clairvoyant["mean_wait_s"]
