@@ -4,8 +4,8 @@ paired and measured back to back in the same process.
 
 `pick` runs the shipped recipe's network and batch shape (pretrained/pick-lublin256.toml,
 lublin_256 under RLScheduler's protocol; no imitation or evaluation, which are not the
-update's speed). `hierarchical` runs its network at the shipped hierarchical recipe's width
-(hidden 32) with pick's batch shape on a synthetic 64-host workload (`HIERARCHICAL`): the
+update's speed). `hierarchical` runs the shipped hierarchical recipe's network (hidden 32,
+the host alignment term) with pick's batch shape on a synthetic 64-host workload (`HIERARCHICAL`): the
 recipe's own 10,000-job episodes on 160 hosts would make each measured update minutes long.
 """
 
@@ -27,7 +27,7 @@ PICK_RECIPE = "pick-lublin256.toml"
 HIERARCHICAL: dict[str, Any] = {
     "mode": "hierarchical", "num_hosts": 64, "window": 128, "hidden": 32, "num_envs": 32,
     "rollout_steps": 256, "num_minibatches": 8, "update_epochs": 8, "episode_length": 1000,
-    "max_jobs_per_step": 50, "mean_interarrival_s": 5.0,
+    "max_jobs_per_step": 50, "mean_interarrival_s": 5.0, "host_alignment": True,
 }
 
 

@@ -56,7 +56,8 @@ def _gradient_size() -> int:
     from app.training.policy import make_policy
 
     cfg = TrainConfig.from_dict({**BASE, "num_workers": 1})
-    policy = make_policy(cfg.mode, cfg.hidden, HOSTS, cfg.pick_context, fused=False)
+    policy = make_policy(cfg.mode, cfg.hidden, HOSTS, cfg.pick_context, fused=False,
+                         host_alignment=cfg.host_alignment)
     return sum(p.numel() for p in policy.parameters()) + 5
 
 

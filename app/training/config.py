@@ -109,6 +109,10 @@ class TrainConfig:
     pick_context: bool = _h(False, "Pick mode: each job's score also reads the mean of the "
                             "window's job embeddings (off: every job scored alone, as in "
                             "RLScheduler)")
+    host_alignment: bool = _h(False, "Hierarchical mode: each host's score also adds a learned "
+                              "weighting of the chosen job's cores and memory times the "
+                              "host's free cores and memory (Tetris's alignment, which a "
+                              "per-host encoder can only approximate)")
     versus: str = _h("", "Heuristic played on a copy of every training episode; its return is "
                      "subtracted at the episode's end (a control variate: same expected "
                      "gradient, far less variance from the episode's jobs); empty: none")
@@ -135,6 +139,9 @@ class TrainConfig:
                               f"{self.hidden}); use auto or torch")
         if self.protocol == "rlscheduler":
             _check_rlscheduler(self)
+        if self.host_alignment and self.mode != "hierarchical":
+            raise ConfigError("training option host_alignment: only the hierarchical mode "
+                              "chooses a host for a chosen job")
         if self.versus and self.mode == "hierarchical":
             # simrs plays single-step rules on the episode's copy; a pair is two decisions.
             raise ConfigError("training option versus: the hierarchical mode has no "

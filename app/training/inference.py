@@ -44,7 +44,8 @@ class LoadedPolicy:
         # same function; a 10,000-job hierarchical queue is packed instead of padded).
         fused = cfg.mode != "place" and host_layers.use_fused(
             cfg.host_layers, cfg.mode, cfg.hidden, torch.device("cpu"))
-        policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context, fused=fused)
+        policy = make_policy(cfg.mode, cfg.hidden, hosts, cfg.pick_context, fused=fused,
+                             host_alignment=cfg.host_alignment)
         checkpoint.restore_weights(policy, state["policy"], str(path))
         return cls(policy.eval(), cfg)
 

@@ -117,6 +117,23 @@ def host_inputs(hosts: torch.Tensor) -> torch.Tensor:
     return torch.cat([hosts, free], dim=-1)
 
 
+ALIGNMENT_INPUTS = 4
+# The products are a few hundredths apart from host to host: scaled up, a weight of a few
+# units (what Adam's steps of about lr each reach in an imitation) separates hosts by logits
+# of a few units, as Tetris's choice needs; unscaled, 40 passes left the weights near 1.
+ALIGNMENT_GAIN = 100.0
+
+
+def alignment_inputs(chosen: torch.Tensor, hosts: torch.Tensor) -> torch.Tensor:
+    """The chosen job's cores and memory times each host's free cores and free memory, the
+    four products ``(rows, hosts, 4)``, times ALIGNMENT_GAIN. Tetris's alignment score (Grandl et al. 2014) is a
+    weighting of two of them: a job-times-host product that per-host layers, which see the
+    job only through a shared vector added to each host's, can only approximate."""
+    demand = chosen[:, 2:4]
+    free = hosts[..., 2:4] * (1.0 - hosts[..., 0:2])
+    return (demand[:, None, :, None] * free[:, :, None, :]).flatten(-2) * ALIGNMENT_GAIN
+
+
 class PlacePolicy(MaskedPolicy):
     """`place`: a host encoder over each host's 4 features (and its free cores and memory,
     `host_inputs`) and a job encoder over the job's 2, combined into one logit per host; the
@@ -327,10 +344,15 @@ class HierarchicalPolicy(MaskedPolicy):
 
     fused = False  # a class default: modules pickled before the option unpickle without it
 
-    def __init__(self, num_hosts: int, hidden: int = 64, fused: bool = False) -> None:
+    def __init__(self, num_hosts: int, hidden: int = 64, fused: bool = False,
+                 host_alignment: bool = False) -> None:
         super().__init__()
         # On a CPU, the job and host heads through simrs's fused pass (entity_layers.py).
         self.fused = fused
+        if host_alignment:
+            # Zero at the start: the host head begins as the per-host scorer alone.
+            self.alignment = nn.Linear(ALIGNMENT_INPUTS, 1, bias=False)
+            nn.init.zeros_(self.alignment.weight)
         self.num_hosts = num_hosts
         self.job_encoder = _mlp(2 * JOB_FEATURES, hidden, hidden)
         self.host_encoder = _mlp(HOST_INPUTS, hidden, hidden)
@@ -387,6 +409,8 @@ class HierarchicalPolicy(MaskedPolicy):
             .squeeze(-1)
         if mask is None:
             return job_score, value
+        if self._alignment_layer() is not None:
+            host_score = host_score + self._alignment(chosen, hosts).reshape(-1)
         width = mask.shape[1]
         job_logits = job_score.new_zeros(jobs.shape[:2]).masked_scatter(active, job_score)
         padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
@@ -394,6 +418,16 @@ class HierarchicalPolicy(MaskedPolicy):
                                          (0, width - self.num_hosts))
         out = torch.where(choosing_host, padded_hosts, padded_jobs)
         return out.masked_fill(~mask, MASKED_LOGIT), value
+
+    def _alignment_layer(self) -> nn.Module | None:
+        # A registered module with host_alignment (not a class default, which would shadow
+        # it); absent from modules made or pickled without the option.
+        return self._modules.get("alignment")
+
+    def _alignment(self, chosen: torch.Tensor, hosts: torch.Tensor) -> torch.Tensor:
+        layer = self._alignment_layer()
+        assert layer is not None
+        return layer(alignment_inputs(chosen, hosts)).squeeze(-1)
 
     def heads(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if fused_on(self, obs):
@@ -409,6 +443,8 @@ class HierarchicalPolicy(MaskedPolicy):
         chosen_emb = torch.relu(self.job_encoder(with_logs(chosen))).unsqueeze(1) \
             .expand_as(host_emb)
         host_logits = self.host_scorer(torch.cat([host_emb, chosen_emb], -1)).squeeze(-1)
+        if self._alignment_layer() is not None:
+            host_logits = host_logits + self._alignment(chosen, hosts)
         width = mask.shape[1]
         padded_jobs = nn.functional.pad(job_logits, (0, width - job_logits.shape[1]))
         padded_hosts = nn.functional.pad(host_logits, (0, width - host_logits.shape[1]))
@@ -428,12 +464,12 @@ class HierarchicalPolicy(MaskedPolicy):
 
 
 def make_policy(mode: str, hidden: int, num_hosts: int, pick_context: bool = False,
-                fused: bool = False) -> MaskedPolicy:
+                fused: bool = False, host_alignment: bool = False) -> MaskedPolicy:
     """`fused`: the per-entity layers through simrs's fused pass on a CPU."""
     if mode == "place":
         return PlacePolicy(hidden, fused=fused)
     if mode == "pick":
         return PickPolicy(hidden, context=pick_context, fused=fused)
     if mode == "hierarchical":
-        return HierarchicalPolicy(num_hosts, hidden, fused=fused)
+        return HierarchicalPolicy(num_hosts, hidden, fused=fused, host_alignment=host_alignment)
     raise ValueError(f"unknown mode {mode!r}")

@@ -143,7 +143,8 @@ class Trainer:
         self.envs = envs
         fused = host_layers.use_fused(cfg.host_layers, cfg.mode, cfg.hidden, self.device)
         self.policy = make_policy(cfg.mode, cfg.hidden, num_hosts_of(cfg, self.envs.obs_dim),
-                                  cfg.pick_context, fused=fused).to(self.device)
+                                  cfg.pick_context, fused=fused,
+                                  host_alignment=cfg.host_alignment).to(self.device)
         self.optimizer = Adam(self.policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.value_rms = RunningMeanStd()
         self.communication_s = 0.0

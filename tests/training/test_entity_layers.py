@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import simrs
+from app.core.errors import ConfigError
 from app.training.config import TrainConfig
-from app.training.policy import HierarchicalPolicy, MaskedPolicy, PickPolicy
+from app.training.policy import ALIGNMENT_GAIN, HierarchicalPolicy, MaskedPolicy, PickPolicy
 from app.training.ppo import Trainer
 from tests.support.paths import REPO
 from tests.support.policies import fused_pair
@@ -52,14 +53,51 @@ def test_fused_pick_layers_give_pytorchs_outputs_and_gradients(hidden: int, rows
     _assert_same(reference, fused, obs, mask)
 
 
-@pytest.mark.parametrize(("hidden", "rows"), [(16, 1), (24, 300), (64, 900)])
-def test_fused_hierarchical_layers_give_pytorchs_outputs_and_gradients(hidden: int,
-                                                                         rows: int) -> None:
+@pytest.mark.parametrize(("hidden", "rows", "alignment"),
+                         [(16, 1, False), (24, 300, False), (64, 900, False), (24, 300, True)])
+def test_fused_hierarchical_layers_give_pytorchs_outputs_and_gradients(
+        hidden: int, rows: int, alignment: bool) -> None:
     obs, mask = random_rollout("hierarchical", rows, seed=hidden, window=24)
     if rows > 1:
         assert {0.0, 1.0} <= set(obs[:, 0].tolist())  # both phases
-    reference, fused = fused_pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden)
+    reference, fused = fused_pair(HierarchicalPolicy, seed=hidden, num_hosts=12, hidden=hidden,
+                                  host_alignment=alignment)
+    if alignment:  # away from its zero start, so that the term shows in the outputs
+        with torch.no_grad():
+            for policy in (reference, fused):
+                policy.alignment.weight.copy_(torch.tensor([[3.0, -1.0, 0.5, 2.0]]))
     _assert_same(reference, fused, obs, mask)
+
+
+def test_host_alignment_scores_tetris_alignment_and_trains_its_weights() -> None:
+    """With the per-host scorer silenced, weights (1, 0, 0, 1) (over the inputs' gain) rank
+    hosts as Tetris does:
+    the chosen job's cores times free cores plus its memory times free memory."""
+    torch.manual_seed(0)
+    policy = HierarchicalPolicy(num_hosts=3, hidden=8, host_alignment=True)
+    with torch.no_grad():
+        policy.host_scorer[2].weight.zero_()
+        policy.alignment.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 1.0]]) / ALIGNMENT_GAIN)
+    chosen = torch.tensor([0.0, 0.5, 0.5, 0.1, 1.0, 1.0, 1.0, 1.0])  # core-heavy
+    # Utilisation (cores, memory), then size over the largest (cores, memory).
+    hosts = torch.tensor([[0.0, 0.9, 1.0, 1.0],   # free: cores 1.0, memory 0.1
+                          [0.9, 0.0, 1.0, 1.0],   # free: cores 0.1, memory 1.0
+                          [0.5, 0.5, 1.0, 1.0]])  # free: 0.5 each
+    obs = torch.cat([torch.tensor([1.0]), chosen, hosts.reshape(-1),
+                     torch.zeros(2 * 8)]).unsqueeze(0)
+    mask = torch.tensor([[True, True, True]])
+    logits = policy.logits(obs, mask)[0]
+    # Tetris: 0.5*1.0 + 0.1*0.1 = 0.51, 0.5*0.1 + 0.1*1.0 = 0.15, 0.5*0.5 + 0.1*0.5 = 0.30
+    spread = logits - logits[0]
+    torch.testing.assert_close(spread, torch.tensor([0.0, 0.15 - 0.51, 0.30 - 0.51]))
+    assert policy.greedy(obs, mask).tolist() == [0]
+    policy.logits(obs, mask)[0, 1].backward()
+    assert float(policy.alignment.weight.grad.abs().sum()) > 0
+
+
+def test_host_alignment_is_refused_outside_the_hierarchical_mode() -> None:
+    with pytest.raises(ConfigError, match="host_alignment: only the hierarchical mode"):
+        TrainConfig(mode="pick", host_alignment=True)
 
 
 def test_the_fused_pass_is_chosen_where_it_is_the_faster_or_asked_for() -> None:
@@ -160,5 +198,5 @@ def test_bench_train_modes_measure_the_shipped_recipes_network(oppen_home: objec
             hier["samples"]["fused"][i] / hier["samples"]["torch_layers"][i])
     assert hier["fused_speedup"] == pytest.approx(statistics.median(hier["samples"]["ratio"]))
     proc = subprocess.run(oppen_cmd("bench", "train", "--mode", "pick", "--workers", "1,2"),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1 and "--workers measures place training" in proc.stderr
