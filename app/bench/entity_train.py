@@ -5,8 +5,9 @@ paired and measured back to back in the same process.
 `pick` runs the shipped recipe's network and batch shape (pretrained/pick-lublin256.toml,
 lublin_256 under RLScheduler's protocol; no imitation or evaluation, which are not the
 update's speed). `hierarchical` runs the shipped hierarchical recipe's network (hidden 32,
-the host alignment term) with pick's batch shape on a synthetic 64-host workload (`HIERARCHICAL`): the
-recipe's own 10,000-job episodes on 160 hosts would make each measured update minutes long.
+the host alignment term) with pick's batch shape on a synthetic 64-host workload
+(`HIERARCHICAL`): the recipe's own 10,000-job episodes on 160 hosts would make each
+measured update minutes long.
 """
 
 from __future__ import annotations

@@ -107,14 +107,18 @@ def fused_on(policy: MaskedPolicy, obs: torch.Tensor) -> bool:
         and obs.dtype == torch.float32
 
 
+def free_resources(hosts: torch.Tensor) -> torch.Tensor:
+    """Each host's free cores and free memory, over the largest host's."""
+    return hosts[..., 2:4] * (1.0 - hosts[..., 0:2])
+
+
 def host_inputs(hosts: torch.Tensor) -> torch.Tensor:
     """Each host's 4 observed features (core and memory utilisation, cores and memory over
     the largest host's) beside its free cores and free memory on the same scale. Best-fit
     ranks hosts by what is free, a product of two observed features that a one-layer encoder
     can only approximate; given directly, packing by either resource is a linear score (on a
     memory-bound workload the policy has to pack memory, not cores: docs/benchmarks.md)."""
-    free = hosts[..., 2:4] * (1.0 - hosts[..., 0:2])
-    return torch.cat([hosts, free], dim=-1)
+    return torch.cat([hosts, free_resources(hosts)], dim=-1)
 
 
 ALIGNMENT_INPUTS = 4
@@ -127,11 +131,12 @@ ALIGNMENT_GAIN = 1000.0
 
 def alignment_inputs(chosen: torch.Tensor, hosts: torch.Tensor) -> torch.Tensor:
     """The chosen job's cores and memory times each host's free cores and free memory, the
-    four products ``(rows, hosts, 4)``, times ALIGNMENT_GAIN. Tetris's alignment score (Grandl et al. 2014) is a
-    weighting of two of them: a job-times-host product that per-host layers, which see the
-    job only through a shared vector added to each host's, can only approximate."""
+    four products ``(rows, hosts, 4)``, times ALIGNMENT_GAIN. Tetris's alignment score
+    (Grandl et al. 2014) is a weighting of two of them: a job-times-host product that
+    per-host layers, which see the job only through a shared vector added to each host's,
+    can only approximate."""
     demand = chosen[:, 2:4]
-    free = hosts[..., 2:4] * (1.0 - hosts[..., 0:2])
+    free = free_resources(hosts)
     return (demand[:, None, :, None] * free[:, :, None, :]).flatten(-2) * ALIGNMENT_GAIN
 
 
